@@ -1,0 +1,220 @@
+"""Shared benchmark plumbing: the CLI command, cached demo archives, timed subprocesses whose
+whole process tree is sampled for memory, and small formatting helpers.
+
+Memory is sampled with psutil every ``SAMPLE_S`` seconds over the child and all of its
+descendants. ``rss`` counts file-backed pages too (memory-mapped tiles that are resident in the
+page cache); ``anon`` is ``rss - shared``, roughly the private heap. Both are reported because
+a build that reads tiles through ``mmap`` shows page-cache pages as its own RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # an installed geotessera still wins; else use this checkout
+    sys.path.append(str(REPO))
+
+from geotessera.demo import DemoSpec, write_demo_archive  # noqa: E402
+from geotessera.tiles import EMBEDDINGS_DIR  # noqa: E402
+
+SAMPLE_S = 0.02
+MB = 1e6
+MIB = 2**20
+CACHE_MARKER = "bench-archive.json"
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cli_prefix() -> list[str]:
+    """The ``geotessera-registry`` command: ``$GEOTESSERA_CLI`` if set, else the console script
+    on PATH, else this interpreter running ``geotessera.cli.main``."""
+    if os.environ.get("GEOTESSERA_CLI"):
+        return shlex.split(os.environ["GEOTESSERA_CLI"])
+    if found := shutil.which("geotessera-registry"):
+        return [found]
+    return [sys.executable, "-c", "from geotessera.cli import main; main()"]
+
+
+def child_env() -> dict[str, str]:
+    """Environment for children: this checkout importable (after any installed package)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(REPO)]))
+    return env
+
+
+# --- cached archives ---------------------------------------------------------------------------
+
+
+def block_spec(n_tiles: int, lon0: float = 0.2, lat0: float = 52.0) -> DemoSpec:
+    """One-year, 10 m, 128-band spec of ``n_tiles`` tiles in a near-square block (rows × cols,
+    rows the largest divisor of n not above √n), in one UTM zone (31 for the default corner)."""
+    rows = max(d for d in range(1, int(n_tiles**0.5) + 1) if n_tiles % d == 0)
+    cols = n_tiles // rows
+    return DemoSpec(lon_min=lon0, lon_max=round(lon0 + cols / 10, 2), lat_min=lat0,
+                    lat_max=round(lat0 + rows / 10, 2), years=(2024,), pixel_size=10.0,
+                    bands=128, seed=0, missing_fraction=0.0)
+
+
+def cached_archive(cache: Path, n_tiles: int, log=print) -> Path:
+    """``cache/a{n}``, generated unless a marker with the same spec says it is complete."""
+    spec = block_spec(n_tiles)
+    base = Path(cache) / f"a{n_tiles}"
+    marker = base / CACHE_MARKER
+    want = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
+    if marker.exists() and json.loads(marker.read_text()) == want:
+        return base
+    shutil.rmtree(base, ignore_errors=True)
+    log(f"generating {n_tiles} 10 m tiles in {base} (once; ~3 s per tile) ...")
+    t0 = time.perf_counter()
+    write_demo_archive(base, spec)
+    marker.write_text(json.dumps(want, indent=1))
+    log(f"  done in {time.perf_counter() - t0:.0f} s")
+    return base
+
+
+def embedding_files(base: Path) -> list[Path]:
+    """Every tile-year's embeddings ``.npy`` (not the scales) under an archive base."""
+    root = Path(base) / EMBEDDINGS_DIR
+    return sorted(p for p in root.glob("*/grid_*/grid_*.npy") if not p.stem.endswith("_scales"))
+
+
+def warm_page_cache(base: Path) -> int:
+    """Read every file under ``base`` once so all runs see the same (warm) page cache."""
+    total = 0
+    for p in Path(base).rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    total += len(chunk)
+    return total
+
+
+def du_bytes(path: Path) -> int:
+    """Allocated bytes on disk under ``path`` (like ``du -s``)."""
+    return sum(p.lstat().st_blocks * 512 for p in Path(path).rglob("*") if p.is_file())
+
+
+# --- timed, memory-sampled subprocesses --------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """Wall time and memory peaks (bytes) of one subprocess tree, and its stdout."""
+
+    wall_s: float
+    peak_tree_rss: int
+    peak_tree_anon: int
+    peak_proc_rss: int  # the largest single process
+    peak_worker_rss: int  # the largest pool worker (spawned child); 0 if none
+    peak_worker_anon: int
+    workers_seen: int
+    samples: int
+    stdout: str = field(repr=False, default="")
+
+
+def _is_worker(proc: psutil.Process) -> bool:
+    """A process-pool worker (spawn child), not the resource tracker."""
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return "spawn_main" in cmd and "resource_tracker" not in cmd
+
+
+class TreeSampler(threading.Thread):
+    """Polls a process and its descendants; keeps peak sums and per-process peaks."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.stop = threading.Event()
+        self.peak_rss = self.peak_anon = self.samples = 0
+        self.proc_rss: dict[int, int] = {}
+        self.proc_anon: dict[int, int] = {}
+        self.worker: dict[int, bool] = {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(SAMPLE_S)
+
+    def sample(self) -> None:
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        rss = anon = 0
+        for p in procs:
+            try:
+                m = p.memory_info()
+            except psutil.Error:
+                continue
+            if p.pid not in self.worker:
+                self.worker[p.pid] = p.pid != self.root.pid and _is_worker(p)
+            rss, anon = rss + m.rss, anon + (m.rss - m.shared)
+            self.proc_rss[p.pid] = max(self.proc_rss.get(p.pid, 0), m.rss)
+            self.proc_anon[p.pid] = max(self.proc_anon.get(p.pid, 0), m.rss - m.shared)
+        self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
+        self.samples += 1
+
+    def result(self, wall: float, stdout: str) -> Measured:
+        workers = [pid for pid, w in self.worker.items() if w]
+        return Measured(
+            wall_s=wall, peak_tree_rss=self.peak_rss, peak_tree_anon=self.peak_anon,
+            peak_proc_rss=max(self.proc_rss.values(), default=0),
+            peak_worker_rss=max((self.proc_rss[p] for p in workers), default=0),
+            peak_worker_anon=max((self.proc_anon[p] for p in workers), default=0),
+            workers_seen=len(workers), samples=self.samples, stdout=stdout,
+        )
+
+
+def run_measured(cmd: list[str], cwd: Path = REPO) -> Measured:
+    """Run ``cmd`` to completion, timing it and sampling its process tree; raise on failure
+    with the child's stderr."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=errf, cwd=cwd, env=child_env())
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        code = proc.wait()
+        wall = time.perf_counter() - t0
+        sampler.stop.set()
+        sampler.join()
+        out.seek(0)
+        errf.seek(0)
+        if code != 0:
+            raise RuntimeError(f"exit {code}: {shlex.join(cmd)}\n{errf.read()[-4000:]}")
+        return sampler.result(wall, out.read())
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """A plain fixed-width table (first column left-aligned, the rest right-aligned)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths)))
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"

@@ -1,0 +1,227 @@
+"""zarr-build: registry → per-(zone, year) plans → one store per plan, shard by shard.
+
+The library reports progress through an optional callback and never draws anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .assemble import PieceSource, ShardSpec
+from .errors import NoTilesError, ShardWriteError, TileProblemsError
+from .parallel import TaskFailed, imap_unordered
+from .registry import TileRecord
+from .store import ShardTask, consolidate, create_zone_store, store_name, update_root_attrs, write_shard
+from .types import StoreLayout
+from .zonegrid import ShardIndexEntry, ZoneGrid, shard_index, zone_grid
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress event: ``done`` of ``total`` items of ``label`` (a scan or a store)."""
+
+    label: str
+    done: int
+    total: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ZonePlan:
+    """Everything needed to build one store, computed without touching pixels."""
+
+    zone: int
+    year: int
+    grid: ZoneGrid
+    bands: int
+    tiles: tuple[TileRecord, ...]
+    shards: tuple[ShardIndexEntry, ...]
+
+    @property
+    def store_name(self) -> str:
+        return store_name(self.zone, self.year)
+
+    def summary(self) -> dict[str, Any]:
+        g, s = self.grid, self.grid.shard_px
+        raw = len(self.shards) * s * s * (self.bands + 4)
+        return {
+            "store": self.store_name, "zone": self.zone, "year": self.year, "epsg": g.epsg,
+            "tiles": len(self.tiles), "height_px": g.height, "width_px": g.width,
+            "height_km": g.height * g.pixel_size / 1000, "width_km": g.width * g.pixel_size / 1000,
+            "pixel_size": g.pixel_size, "shards_total": g.shards_shape[0] * g.shards_shape[1],
+            "shards_nonempty": len(self.shards), "bytes_to_write": raw,
+        }
+
+
+def parse_zones(text: str | None) -> frozenset[int] | None:
+    """``30``, ``30,31`` or ``29-34`` (and mixtures) → zone numbers; None → all zones."""
+    from .errors import SelectionError
+
+    if text is None or not text.strip():
+        return None
+    zones: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError as e:
+            raise SelectionError(f"bad zone selection {text!r}: {part!r} is not N or N-M") from e
+        if not (1 <= a <= b <= 60):
+            raise SelectionError(f"bad zone selection {text!r}: zones run 1..60, low to high")
+        zones.update(range(a, b + 1))
+    return frozenset(zones)
+
+
+def select(
+    records: Iterable[TileRecord], years: Iterable[int] | None, zones: frozenset[int] | None,
+    skip_bad: bool = False,
+) -> tuple[list[TileRecord], list[TileRecord]]:
+    """(usable, skipped) records of the selection. Raises TileProblemsError listing every
+    problem in the selection unless ``skip_bad``, and NoTilesError when nothing is left."""
+    years = set(years) if years else None
+    chosen = [r for r in records
+              if (years is None or r.year in years) and (zones is None or r.zone in zones)]
+    bad = [r for r in chosen if not r.usable]
+    if bad and not skip_bad:
+        raise TileProblemsError([r.issue for r in bad])
+    good = [r for r in chosen if r.usable]
+    if not good:
+        raise NoTilesError(f"no usable tiles for years {sorted(years) if years else 'all'} "
+                           f"and zones {sorted(zones) if zones else 'all'}")
+    return good, bad
+
+
+def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZonePlan]:
+    """One plan per (zone, year) present, in (year, zone) order. Pure arithmetic."""
+    groups: dict[tuple[int, int], list[TileRecord]] = {}
+    for r in records:
+        groups.setdefault((r.year, r.zone), []).append(r)
+    plans = []
+    for (year, zone), recs in sorted(groups.items()):
+        bands = {r.bands for r in recs}
+        if len(bands) != 1:
+            raise ValueError(f"zone {zone} year {year}: tiles disagree on band count {bands}")
+        grids = {r.key: r.grid for r in recs}
+        grid = zone_grid(zone, grids.values(), layout.shard_px)
+        shards = tuple(shard_index(grid, grids))
+        plans.append(ZonePlan(zone, year, grid, bands.pop(), tuple(recs), shards))
+    return plans
+
+
+def shard_tasks(plan: ZonePlan, base: Path, store: Path, layout: StoreLayout) -> list[ShardTask]:
+    by_key = {r.key: r for r in plan.tiles}
+    tasks = []
+    for entry in plan.shards:
+        pieces = tuple(
+            PieceSource(
+                key=p.key, tile_window=p.tile_window, shard_window=p.shard_window,
+                embeddings=str(base / by_key[p.key].embeddings_path),
+                scales=str(base / by_key[p.key].scales_path),
+                landmask=str(base / by_key[p.key].landmask_path),
+                shape=(by_key[p.key].height, by_key[p.key].width, plan.bands),
+            )
+            for p in entry.pieces
+        )
+        spec = ShardSpec(plan.grid, entry.row, entry.col, pieces)
+        tasks.append(ShardTask(str(store), spec, layout.pixel_major))
+    return tasks
+
+
+@dataclass
+class ZoneResult:
+    store: str
+    zone: int
+    year: int
+    tiles: int
+    shards: int
+    valid_pixels: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def build_zone(
+    plan: ZonePlan, base: Path, output_dir: Path, executor: Executor, layout: StoreLayout,
+    *, skipped: Iterable[TileRecord] = (), max_in_flight: int = 4,
+    on_progress: ProgressFn | None = None,
+) -> ZoneResult:
+    """Create the store of ``plan`` and write every non-empty shard; raises ShardWriteError
+    on the first failed shard (the store is then incomplete and marked so)."""
+    t0 = time.perf_counter()
+    path = Path(output_dir) / plan.store_name
+    skipped_list = [{"name": r.name, "problem": r.issue[1]} for r in skipped if r.issue]
+    create_zone_store(path, plan.grid, plan.bands, layout, _provenance(plan, skipped_list))
+    result = ZoneResult(str(path), plan.zone, plan.year, len(plan.tiles), len(plan.shards),
+                        skipped=skipped_list)
+    tasks = shard_tasks(plan, Path(base), path, layout)
+    done = 0
+    try:
+        for _, res in imap_unordered(write_shard, tasks, executor, max_in_flight=max_in_flight):
+            done += 1
+            result.valid_pixels += res.valid_pixels
+            result.bytes_in += res.bytes_in
+            if on_progress:
+                on_progress(Progress(plan.store_name, done, len(tasks)))
+    except TaskFailed as e:
+        spec = e.task.spec
+        raise ShardWriteError(path, (spec.row, spec.col), e.__cause__) from e.__cause__
+    update_root_attrs(path, build_complete=True, shards_written=done)
+    consolidate(path)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "zone": plan.zone,
+        "year": plan.year,
+        "tiles_written": len(plan.tiles),
+        "tiles": sorted(r.name for r in plan.tiles),
+        "tiles_skipped": skipped,
+        "version": __version__,
+        "build_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_complete": False,
+        "shards_written": 0,
+        "rgb_complete": False,
+    }
+
+
+@dataclass
+class BuildReport:
+    plans: list[ZonePlan]
+    results: list[ZoneResult] = field(default_factory=list)
+    skipped: list[TileRecord] = field(default_factory=list)
+
+
+def build_stores(
+    base: Path, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
+    years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
+    layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
+    max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+) -> BuildReport:
+    """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection.
+
+    Raises TileProblemsError before writing anything if the selection has problem tiles
+    (unless ``skip_bad``), and ShardWriteError if any shard fails.
+    """
+    good, bad = select(records, years, zones, skip_bad)
+    report = BuildReport(plan_zones(good, layout), skipped=bad)
+    if dry_run:
+        return report
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    for plan in report.plans:
+        mine = [r for r in bad if r.zone == plan.zone and r.year == plan.year]
+        report.results.append(build_zone(
+            plan, base, output_dir, executor, layout, skipped=mine,
+            max_in_flight=max_in_flight, on_progress=on_progress,
+        ))
+    return report

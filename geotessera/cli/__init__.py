@@ -1,0 +1,23 @@
+"""``geotessera-registry``: a thin click CLI over the geotessera library."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .build import scan_cmd, zarr_build_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geotessera-registry")
+def cli() -> None:
+    """Build per-UTM-zone Zarr v3 stores from a GeoTessera embedding archive."""
+
+
+for _cmd in (scan_cmd, zarr_build_cmd):
+    cli.add_command(_cmd)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="geotessera-registry")

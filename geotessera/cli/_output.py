@@ -1,0 +1,107 @@
+"""Shared CLI plumbing: output modes, progress bars, error lines and exit codes.
+
+Results go to stdout (``--json`` prints exactly one JSON document); progress and logs go to
+stderr. Exit status: 0 success, 1 a data/build failure (one line names the file and the
+problem), 2 a usage error, 3 an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..errors import GeoTesseraError
+
+log = logging.getLogger("geotessera")
+err = Console(stderr=True)
+
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+
+
+class Output:
+    """How a command talks: quiet, verbose, JSON. Built once from the shared options."""
+
+    def __init__(self, quiet: bool, verbose: int, as_json: bool) -> None:
+        self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
+        level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+        logging.basicConfig(level=level, format="%(message)s", force=True,
+                            handlers=[RichHandler(console=err, show_path=False, show_time=False)])
+
+    @contextmanager
+    def progress(self):
+        """A progress sink: ``update(label, done, total)``; draws nothing when quiet/JSON."""
+        bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                        disable=self.quiet or self.as_json)
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=total)
+            bars.update(tasks[label], completed=done, total=total)
+
+        with bars:
+            yield update
+
+    def result(self, doc: dict[str, Any], human: Callable[[], None]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(doc, indent=2, default=str))
+        else:
+            human()
+
+
+def common(fn: Callable) -> Callable:
+    """Shared -q/-v/--json options; turns library errors into one line and an exit code."""
+
+    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bars.")
+    @click.option("-v", "--verbose", count=True, help="More detail (repeatable).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+    @functools.wraps(fn)
+    def wrapper(quiet: bool, verbose: int, as_json: bool, **kwargs: Any) -> None:
+        out = Output(quiet, verbose, as_json)
+        try:
+            fn(out, **kwargs)
+        except (GeoTesseraError, OSError) as e:
+            _fail(out, e, EXIT_FAILURE)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as e:  # noqa: BLE001 - the one catch-all: report and exit non-zero
+            if out.verbose:
+                err.print_exception()
+            _fail(out, e, EXIT_INTERNAL, prefix="internal error: ")
+
+    return wrapper
+
+
+def _fail(out: Output, e: BaseException, code: int, prefix: str = "") -> None:
+    line = f"{prefix}{_describe(e)}"
+    if out.as_json:
+        click.echo(json.dumps({"status": "error", "error": line, "exit_code": code}))
+    err.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+    if out.verbose and hasattr(e, "problems"):
+        for path, problem in e.problems:
+            err.print(f"  {path}: {problem}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)

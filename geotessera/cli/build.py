@@ -1,0 +1,174 @@
+"""``scan`` and ``zarr-build``: registry and zone stores."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..build import BuildReport, build_stores, parse_zones
+from ..errors import SelectionError
+from ..parallel import default_workers, process_pool
+from ..registry import REGISTRY_FILENAME
+from ..scan import ScanResult, update_registry
+from ..types import N_BANDS, StoreLayout
+from ._output import Output, common, err
+
+SCAN_THREADS = 16
+_DEFAULT = StoreLayout()
+
+
+def _registry_path(base: Path, registry: Path | None) -> Path:
+    return registry if registry is not None else base / REGISTRY_FILENAME
+
+
+def _scan(out: Output, update, base: Path, registry: Path | None, years, bands: int) -> ScanResult:
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:
+        result = update_registry(
+            base, _registry_path(base, registry), pool, years=years or None,
+            expected_bands=bands, on_progress=lambda d, t: update("scan", d, t),
+        )
+    if result.ignored:
+        err.print(f"ignored {len(result.ignored)} unparsable name(s) under {base}"
+                  + ("" if out.verbose else " (-v lists them)"), highlight=False)
+        if out.verbose:
+            for name in result.ignored:
+                err.print(f"  ignored: {name}", markup=False, highlight=False)
+    return result
+
+
+def _scan_doc(result: ScanResult, path: Path) -> dict[str, Any]:
+    return {
+        "registry": str(path), "rows": len(result.records), "reread": result.reread,
+        "reused": result.reused, "ignored": list(result.ignored),
+        "problems": [{"path": p, "problem": m} for p, m in result.problems],
+    }
+
+
+base_arg = click.argument(
+    "base_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+registry_opt = click.option(
+    "--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help=f"Registry file [default: BASE_DIR/{REGISTRY_FILENAME}].")
+year_opt = click.option("--year", "years", type=int, multiple=True,
+                        help="Year to include (repeatable) [default: all].")
+bands_opt = click.option("--bands", type=click.IntRange(1, 4096), default=N_BANDS,
+                         show_default=True, help="Expected embedding dimensions.")
+
+
+@click.command("scan")
+@base_arg
+@registry_opt
+@year_opt
+@bands_opt
+@common
+def scan_cmd(out: Output, base_dir: Path, registry: Path | None, years, bands: int) -> None:
+    """Scan BASE_DIR into the registry (headers only; incremental)."""
+    with out.progress() as update:
+        result = _scan(out, update, base_dir, registry, years, bands)
+    doc = _scan_doc(result, _registry_path(base_dir, registry))
+
+    def human() -> None:
+        click.echo(f"{doc['rows']} tile-year rows in {doc['registry']} "
+                   f"({doc['reread']} read, {doc['reused']} unchanged, "
+                   f"{len(doc['problems'])} with problems)")
+        for p in doc["problems"]:
+            click.echo(f"  problem: {p['path']}: {p['problem']}")
+
+    out.result({"status": "ok", **doc}, human)
+
+
+def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
+            pixel_major: bool) -> StoreLayout:
+    try:
+        return StoreLayout(shard_px, chunk_px, scales_chunk_px, zstd_level, pixel_major)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+@click.command("zarr-build")
+@base_arg
+@click.option("-o", "--output-dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the stores go.")
+@year_opt
+@click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
+@click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
+              help="Worker processes [default: usable CPUs].")
+@click.option("--dry-run", is_flag=True, help="Print the plan per zone and year; write nothing.")
+@click.option("--skip-bad", is_flag=True,
+              help="Build without tiles that have problems (recorded in the store) instead of "
+                   "refusing to start.")
+@registry_opt
+@bands_opt
+@click.option("--shard-px", type=int, default=_DEFAULT.shard_px, show_default=True,
+              help="Shard edge in pixels (one shard = one write task).")
+@click.option("--chunk-px", type=int, default=_DEFAULT.chunk_px, show_default=True,
+              help="Inner chunk edge of embeddings.")
+@click.option("--scales-chunk-px", type=int, default=_DEFAULT.scales_chunk_px,
+              show_default=True, help="Inner chunk edge of scales.")
+@click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True)
+@click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
+              help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
+@common
+def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: str | None,
+                   workers: int | None, dry_run: bool, skip_bad: bool, registry: Path | None,
+                   bands: int, **layout_opts: Any) -> None:
+    """Build one Zarr v3 store per UTM zone and year from BASE_DIR."""
+    layout = _layout(**layout_opts)
+    try:
+        zone_set = parse_zones(zones)
+    except SelectionError as e:
+        raise click.BadParameter(str(e), param_hint="--zones") from e
+    workers = workers or default_workers()
+    with out.progress() as update:
+        scan = _scan(out, update, base_dir, registry, years, bands)
+        with process_pool(workers) as pool:
+            report = build_stores(
+                base_dir.resolve(), output_dir, scan.records, pool, years=years or None,
+                zones=zone_set, layout=layout, dry_run=dry_run, skip_bad=skip_bad,
+                max_in_flight=workers + 1, on_progress=lambda p: update(p.label, p.done, p.total),
+            )
+    _report(out, report, scan, _registry_path(base_dir, registry), dry_run, workers)
+
+
+def _report(out: Output, report: BuildReport, scan: ScanResult, registry: Path, dry_run: bool,
+            workers: int) -> None:
+    plans = [p.summary() for p in report.plans]
+    results = {Path(r.store).name: r for r in report.results}
+    for doc in plans:
+        r = results.get(doc["store"])
+        if r is not None:
+            doc.update(path=r.store, shards_written=r.shards, valid_pixels=r.valid_pixels,
+                       bytes_in=r.bytes_in, seconds=round(r.seconds, 3))
+    skipped = [{"path": r.issue[0], "problem": r.issue[1]} for r in report.skipped if r.issue]
+    doc = {"status": "ok", "dry_run": dry_run, "workers": workers, "stores": plans,
+           "skipped_tiles": skipped, "scan": _scan_doc(scan, registry)}
+    out.result(doc, lambda: _print_plans(plans, dry_run, skipped))
+
+
+def _print_plans(plans: list[dict[str, Any]], dry_run: bool, skipped) -> None:
+    table = Table(title="zarr-build plan (dry run)" if dry_run else "zarr-build")
+    for col in ("store", "EPSG", "tiles", "grid px", "grid km", "shards", "to write"):
+        table.add_column(col, justify="left" if col == "store" else "right")
+    for p in plans:
+        written = f"{p['shards_written']}/" if "shards_written" in p else ""
+        table.add_row(
+            p["store"], str(p["epsg"]), str(p["tiles"]), f"{p['height_px']}x{p['width_px']}",
+            f"{p['height_km']:.1f}x{p['width_km']:.1f}",
+            f"{written}{p['shards_nonempty']}/{p['shards_total']}",
+            f"{p['bytes_to_write'] / 2**20:.1f} MiB",
+        )
+    click.echo(_render(table))
+    for s in skipped:
+        click.echo(f"skipped: {s['path']}: {s['problem']}")
+
+
+def _render(table: Table) -> str:
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(table)
+    return console.export_text().rstrip()

@@ -1,0 +1,130 @@
+"""The overlap rule: which tile a zone pixel takes its value from.
+
+With (lon, lat) the pixel centre in WGS84, the owner is the tile whose 0.1° cell holds it,
+i.e. the tile centred at ((⌊10·lon⌋ + 0.5)/10, (⌊10·lat⌋ + 0.5)/10). Where the owner is not
+among the pieces that cover the pixel, the covering piece with the nearest centre (in zone
+metres) wins; exact ties go to the smaller key. The result depends only on the set of pieces,
+never on their order.
+
+Projecting every pixel would cost more than writing it, so pixel centres are projected on a
+sparse lattice (every ``LATTICE_STEP`` pixels) and interpolated bilinearly; over a few hundred
+metres the inverse transverse Mercator is smooth enough that the interpolation error is far
+below a millimetre, well inside the 1 m tolerance the rule allows at cell edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from pyproj import Transformer
+
+from .types import TileKey, Window
+from .zonegrid import ZoneGrid
+
+LATTICE_STEP = 16
+NO_SOURCE = -1
+
+
+@lru_cache(maxsize=64)
+def _from_zone(epsg: int) -> Transformer:
+    return Transformer.from_crs(epsg, 4326, always_xy=True)
+
+
+@lru_cache(maxsize=64)
+def _to_zone(epsg: int) -> Transformer:
+    return Transformer.from_crs(4326, epsg, always_xy=True)
+
+
+def _lattice(n: int, step: int) -> np.ndarray:
+    return np.unique(np.r_[np.arange(0, n, step), n - 1])
+
+
+def _interp_axis(values: np.ndarray, knots: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Linear interpolation of ``values`` (sampled at ``knots`` along ``axis``) onto 0..n-1."""
+    idx = np.arange(n)
+    j = np.clip(np.searchsorted(knots, idx, side="right") - 1, 0, max(len(knots) - 2, 0))
+    if len(knots) == 1:
+        return np.repeat(values, n, axis=axis)
+    t = (idx - knots[j]) / (knots[j + 1] - knots[j])
+    a, b = np.take(values, j, axis=axis), np.take(values, j + 1, axis=axis)
+    shape = [1, 1]
+    shape[axis] = n
+    t = t.reshape(shape)
+    return a * (1.0 - t) + b * t
+
+
+def pixel_lonlat(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 lon/lat of the pixel centres of ``window`` (zone pixels), shape (h, w) each."""
+    rows, cols = _lattice(window.height, LATTICE_STEP), _lattice(window.width, LATTICE_STEP)
+    p = grid.pixel_size
+    xs = grid.left + (window.col0 + cols + 0.5) * p
+    ys = grid.top - (window.row0 + rows + 0.5) * p
+    xx, yy = np.meshgrid(xs, ys)
+    lon, lat = _from_zone(grid.epsg).transform(xx, yy)
+    out = []
+    for v in (np.asarray(lon), np.asarray(lat)):
+        v = _interp_axis(v, cols, window.width, axis=1)
+        out.append(_interp_axis(v, rows, window.height, axis=0))
+    return out[0], out[1]
+
+
+def cell_codes(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """One int32 per pixel naming its 0.1° cell; equal codes ⇔ same cell."""
+    cx = np.floor(lon * 10.0).astype(np.int32) + 1800
+    cy = np.floor(lat * 10.0).astype(np.int32) + 900
+    return cx * 2000 + cy
+
+
+def key_code(key: TileKey) -> int:
+    cx, cy = key.cell
+    return (cx + 1800) * 2000 + (cy + 900)
+
+
+def tile_centre(grid: ZoneGrid, key: TileKey) -> tuple[float, float]:
+    """The tile centre in the zone's canonical metres."""
+    x, y = _to_zone(grid.epsg).transform(key.lon, key.lat)
+    return float(x), float(y)
+
+
+def choose_sources(
+    grid: ZoneGrid, shard: Window, pieces: Sequence[tuple[TileKey, Window]]
+) -> np.ndarray:
+    """Index into ``pieces`` of the source of every shard pixel, ``NO_SOURCE`` where none.
+
+    ``pieces`` pairs each tile key with the shard-local window its raster covers. The
+    returned int16 array has the shard's shape.
+    """
+    order = sorted(range(len(pieces)), key=lambda i: pieces[i][0])
+    src = np.full((shard.height, shard.width), NO_SOURCE, dtype=np.int16)
+    if not pieces:
+        return src
+    codes = cell_codes(*pixel_lonlat(grid, shard))
+    for i in order:
+        key, win = pieces[i]
+        view = src[win.slices]
+        view[codes[win.slices] == key_code(key)] = i
+    _nearest_fill(grid, shard, pieces, order, src)
+    return src
+
+
+def _nearest_fill(grid, shard, pieces, order, src) -> None:
+    """Give pixels whose owner is absent to the covering piece with the nearest centre."""
+    p = grid.pixel_size
+    best = np.full(src.shape, np.inf)
+    choice = np.full(src.shape, NO_SOURCE, dtype=np.int16)
+    pending = src == NO_SOURCE
+    for i in order:
+        key, win = pieces[i]
+        todo = pending[win.slices]
+        if not todo.any():
+            continue
+        xc, yc = tile_centre(grid, key)
+        xs = grid.left + (shard.col0 + win.col0 + np.arange(win.width) + 0.5) * p - xc
+        ys = grid.top - (shard.row0 + win.row0 + np.arange(win.height) + 0.5) * p - yc
+        d2 = ys[:, None] ** 2 + xs[None, :] ** 2
+        better = todo & (d2 < best[win.slices])
+        best[win.slices][better] = d2[better]
+        choice[win.slices][better] = i
+    src[pending] = choice[pending]

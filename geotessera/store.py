@@ -1,0 +1,140 @@
+"""The Zarr v3 zone store: create it, write whole shards, consolidate. The only zarr importer
+on the write path.
+
+Layout (docs/format.md): root multiscales group; level group ``L0`` with ``embeddings``
+int8 (band, y, x), ``scales`` float32 (y, x), 1-D ``x``/``y``/``band`` coordinates and a 0-D
+CF ``spatial_ref``. Every shard is written whole, exactly once, by one task.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import TransposeCodec, ZstdCodec
+
+from . import metadata as md
+from .assemble import ShardSpec, assemble
+from .errors import StoreError
+from .types import StoreLayout
+from .zonegrid import ZoneGrid
+
+EMBEDDINGS = "embeddings"
+SCALES = "scales"
+
+
+def store_name(zone: int, year: int) -> str:
+    return f"utm{zone:02d}_{year}.zarr"
+
+
+def create_zone_store(
+    path: Path, grid: ZoneGrid, bands: int, layout: StoreLayout, provenance: dict[str, Any]
+) -> None:
+    """Create an empty store (metadata, coordinates, no shards), replacing any at ``path``."""
+    shape = (grid.height, grid.width)
+    root = zarr.open_group(store=str(path), mode="w", zarr_format=3)
+    root.attrs.update(md.root_attrs(
+        grid.epsg, [md.layout_entry(0, grid.transform, shape)], list(grid.bbox), bands,
+        grid.pixel_size, provenance,
+    ))
+    level = root.create_group("L0", attributes=md.level_attrs(grid.epsg, grid.transform, shape))
+    _create_data_arrays(level, grid, bands, layout)
+    _create_coords(level, grid, bands)
+
+
+def _create_data_arrays(level: zarr.Group, grid: ZoneGrid, bands: int, layout: StoreLayout):
+    shape = (grid.height, grid.width)
+    s, c, sc = layout.shard_px, layout.chunk_px, layout.scales_chunk_px  # noqa
+    zstd = ZstdCodec(level=layout.zstd_level)
+    level.create_array(
+        EMBEDDINGS, shape=(bands, *shape), dtype="int8", chunks=(bands, c, c),
+        shards=(bands, s, s), compressors=zstd, fill_value=0,
+        filters=[TransposeCodec(order=(1, 2, 0))] if layout.pixel_major else None,
+        dimension_names=("band", "y", "x"),
+        attributes=md.data_array_attrs(
+            grid.epsg, grid.transform, shape,
+            long_name="int8-quantised embedding; multiply by scales",
+        ),
+    )
+    # Unsharded on purpose: scales chunks nest inside the shard footprint (so one task still
+    # writes them all, whole), and GDAL < 3.13, which cannot decode sharding, can read them.
+    level.create_array(
+        SCALES, shape=shape, dtype="float32", chunks=(sc, sc),
+        compressors=zstd, fill_value=np.nan, dimension_names=("y", "x"),
+        attributes=md.data_array_attrs(
+            grid.epsg, grid.transform, shape,
+            long_name="per-pixel dequantisation scale; NaN = no data",
+        ),
+    )
+
+
+def _create_coords(level: zarr.Group, grid: ZoneGrid, bands: int) -> None:
+    p = grid.pixel_size
+    x = grid.left + (np.arange(grid.width) + 0.5) * p
+    y = grid.top - (np.arange(grid.height) + 0.5) * p
+    for name, values in (("x", x), ("y", y)):
+        arr = level.create_array(name, shape=values.shape, dtype="float64", chunks=values.shape,
+                                 dimension_names=(name,), attributes=md.coord_attrs(name))
+        arr[:] = values
+    band = level.create_array("band", shape=(bands,), dtype="int32", chunks=(bands,),
+                              dimension_names=("band",),
+                              attributes={"long_name": "embedding dimension"})
+    band[:] = np.arange(bands, dtype=np.int32)
+    ref = level.create_array("spatial_ref", shape=(), dtype="int32", dimension_names=(),
+                             attributes=md.spatial_ref_attrs(grid.epsg, grid.transform))
+    ref[...] = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardTask:
+    """Write one shard of one store; picklable, opens everything it needs by path."""
+
+    store: str
+    spec: ShardSpec
+    pixel_major: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShardResult:
+    row: int
+    col: int
+    valid_pixels: int
+    bytes_in: int
+
+
+def write_shard(task: ShardTask) -> ShardResult:
+    """Assemble the shard and write both arrays with one whole-shard write each."""
+    emb, scales = assemble(task.spec, task.pixel_major)
+    rows, cols = task.spec.window.slices
+    level = zarr.open_group(store=task.store, path="L0", mode="r+", zarr_format=3,
+                            use_consolidated=False)
+    level[EMBEDDINGS][:, rows, cols] = emb
+    level[SCALES][rows, cols] = scales
+    valid = int(np.isfinite(scales).sum())
+    bytes_in = sum(p.tile_window.height * p.tile_window.width * p.shape[2]
+                   for p in task.spec.pieces)
+    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in)
+
+
+def update_root_attrs(path: Path, **provenance: Any) -> None:
+    """Set ``geotessera:*`` provenance keys on the root group."""
+    root = zarr.open_group(store=str(path), mode="r+", zarr_format=3, use_consolidated=False)
+    root.attrs.update({f"geotessera:{k}": v for k, v in provenance.items()})
+
+
+def consolidate(path: Path) -> None:
+    """Rewrite consolidated metadata at the root (and only there)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
+
+
+def open_root(path: Path) -> zarr.Group:
+    try:
+        return zarr.open_group(store=str(path), mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
+        raise StoreError(path, "not a zarr v3 group") from e

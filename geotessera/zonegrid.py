@@ -1,0 +1,148 @@
+"""The zone-wide grid of a store and the shard index that feeds it. Pure arithmetic.
+
+A zone grid is a regular lattice in the canonical northern CRS EPSG:326ZZ (southern
+northings minus 10,000,000 m, so one continuous axis), origin snapped to the pixel size,
+extent padded to whole shards. Each tile is placed at the nearest pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .types import TileGrid, TileKey, Window
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneGrid:
+    """A zone-wide pixel grid. ``left``/``top`` are the outer corner of pixel (0, 0)."""
+
+    zone: int
+    pixel_size: float
+    left: float
+    top: float
+    height: int
+    width: int
+    shard_px: int
+
+    def __post_init__(self) -> None:
+        if self.height % self.shard_px or self.width % self.shard_px:
+            raise ValueError(f"grid {self.height}x{self.width} not padded to {self.shard_px}")
+
+    @property
+    def epsg(self) -> int:
+        return 32600 + self.zone
+
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]:
+        """Affine in rasterio order (a, b, c, d, e, f); origin at the top-left corner."""
+        return (self.pixel_size, 0.0, self.left, 0.0, -self.pixel_size, self.top)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """Outer edges (xmin, ymin, xmax, ymax) in canonical metres."""
+        return (
+            self.left,
+            self.top - self.height * self.pixel_size,
+            self.left + self.width * self.pixel_size,
+            self.top,
+        )
+
+    @property
+    def shards_shape(self) -> tuple[int, int]:
+        return (self.height // self.shard_px, self.width // self.shard_px)
+
+    def shard_window(self, sr: int, sc: int) -> Window:
+        s = self.shard_px
+        return Window(sr * s, (sr + 1) * s, sc * s, (sc + 1) * s)
+
+
+def zone_grid(zone: int, tiles: Iterable[TileGrid], shard_px: int) -> ZoneGrid:
+    """The smallest shard-padded grid on the pixel lattice that holds every tile.
+
+    Raises ValueError for an empty tile set, mixed zones or mixed pixel sizes.
+    """
+    tiles = list(tiles)
+    if not tiles:
+        raise ValueError(f"zone {zone}: no tiles")
+    sizes = {t.pixel_size for t in tiles}
+    if len(sizes) != 1:
+        raise ValueError(f"zone {zone}: mixed pixel sizes {sorted(sizes)}")
+    if {t.zone for t in tiles} != {zone}:
+        raise ValueError(f"zone {zone}: tiles from zones {sorted({t.zone for t in tiles})}")
+    p = sizes.pop()
+    left = math.floor(min(t.left for t in tiles) / p) * p
+    top = math.ceil(max(t.canonical_top for t in tiles) / p) * p
+    right = math.ceil(max(t.left + t.width * p for t in tiles) / p) * p
+    bottom = math.floor(min(t.canonical_top - t.height * p for t in tiles) / p) * p
+    width = _pad(round((right - left) / p), shard_px)
+    height = _pad(round((top - bottom) / p), shard_px)
+    return ZoneGrid(zone, p, float(left), float(top), height, width, shard_px)
+
+
+def _pad(n: int, m: int) -> int:
+    return max(m, -(-n // m) * m)
+
+
+def placement(grid: ZoneGrid, tile: TileGrid) -> Window:
+    """Zone pixel window that a tile's raster occupies (nearest-pixel placement).
+
+    Guarantee: tile pixel (r, c) lands on zone pixel (window.row0 + r, window.col0 + c).
+    """
+    p = grid.pixel_size
+    row0 = round((grid.top - tile.canonical_top) / p)
+    col0 = round((tile.left - grid.left) / p)
+    return Window(row0, row0 + tile.height, col0, col0 + tile.width)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPiece:
+    """The part of one tile that falls inside one shard.
+
+    Guarantee: ``tile_window.shift(*tile_origin) == shard_window.shift(*shard_origin)`` in
+    zone pixels, i.e. both windows name the same zone pixels.
+    """
+
+    key: TileKey
+    tile_window: Window
+    shard_window: Window
+
+
+@dataclass(frozen=True, slots=True)
+class ShardIndexEntry:
+    """A non-empty shard: its position and the tile pieces that feed it, sorted by key."""
+
+    row: int
+    col: int
+    pieces: tuple[ShardPiece, ...]
+
+
+def shard_index(grid: ZoneGrid, tiles: dict[TileKey, TileGrid]) -> list[ShardIndexEntry]:
+    """Every non-empty shard with its pieces, in (row, col) order; pieces sorted by key.
+
+    Guarantee: every pixel of every tile appears in exactly one piece of one shard.
+    """
+    by_shard: dict[tuple[int, int], list[ShardPiece]] = {}
+    s = grid.shard_px
+    for key in sorted(tiles):
+        win = placement(grid, tiles[key])
+        if win.row0 < 0 or win.col0 < 0 or win.row1 > grid.height or win.col1 > grid.width:
+            raise ValueError(f"{key.name} at {win} lies outside the zone grid")
+        for sr in range(win.row0 // s, (win.row1 - 1) // s + 1):
+            for sc in range(win.col0 // s, (win.col1 - 1) // s + 1):
+                shard = grid.shard_window(sr, sc)
+                part = win.intersect(shard)
+                if part is None:
+                    continue
+                piece = ShardPiece(
+                    key=key,
+                    tile_window=part.shift(-win.row0, -win.col0),
+                    shard_window=part.shift(-shard.row0, -shard.col0),
+                )
+                by_shard.setdefault((sr, sc), []).append(piece)
+    return [
+        ShardIndexEntry(sr, sc, tuple(sorted(pieces, key=lambda p: p.key)))
+        for (sr, sc), pieces in sorted(by_shard.items())
+    ]
+

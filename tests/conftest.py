@@ -1,0 +1,65 @@
+"""Shared fixtures: small synthetic archives at coarse pixel sizes, and builds of them."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from geotessera.build import build_stores
+from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.parallel import process_pool
+from geotessera.scan import scan_archive
+from geotessera.types import StoreLayout
+
+#: Small shards so that tiles straddle many shard edges.
+TEST_LAYOUT = StoreLayout(shard_px=64, chunk_px=16, scales_chunk_px=32)
+#: Two zones (30, 31), both hemispheres, two years with tiles missing in the second.
+TEST_SPEC = DemoSpec(pixel_size=160.0, bands=8, years=(2024, 2025), missing_fraction=0.2)
+#: High latitude at a zone edge: meridian convergence makes neighbouring rasters overlap by
+#: several pixels, so the overlap rule is really exercised.
+NORTH_SPEC = DemoSpec(lon_min=-0.2, lon_max=0.2, lat_min=60.0, lat_max=60.3, pixel_size=60.0,
+                      bands=8, years=(2024, 2025), missing_fraction=0.2, seed=3)
+
+
+def scan(base: Path, bands: int = TEST_SPEC.bands):
+    with ThreadPoolExecutor(4) as pool:
+        return scan_archive(base, pool, expected_bands=bands)
+
+
+def build(base: Path, out: Path, workers: int = 1, records=None, layout=TEST_LAYOUT, **kw):
+    """Build every store of ``base`` into ``out`` with a spawn process pool."""
+    records = scan(base).records if records is None else records
+    with process_pool(workers) as pool:
+        return build_stores(base, out, records, pool, layout=layout,
+                            max_in_flight=workers + 1, **kw)
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("archive")
+    write_demo_archive(base, TEST_SPEC)
+    return base
+
+
+@pytest.fixture(scope="session")
+def built(archive, tmp_path_factory) -> Path:
+    """The stores of ``archive`` built with two workers."""
+    out = tmp_path_factory.mktemp("stores")
+    build(archive, out, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def north_archive(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("north")
+    write_demo_archive(base, NORTH_SPEC)
+    return base
+
+
+@pytest.fixture(scope="session")
+def north_built(north_archive, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("north_stores")
+    build(north_archive, out, workers=2)
+    return out

@@ -1,0 +1,168 @@
+"""The build contract, checked independently of the builder's own grid and owner helpers.
+
+Expected values are computed here from the archive files, rasterio headers and pyproj only:
+for every zone pixel, project its centre to WGS84, find the owner tile by the 0.1° rule, find
+the tile pixel whose centre is nearest, and apply the no-data rule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+from pyproj import Transformer
+
+from conftest import TEST_LAYOUT, build, scan
+
+EDGE_TOLERANCE_M = 1.0
+
+
+def _archive_tiles(base: Path, year: int, zone: int):
+    """{(cx, cy): tile dict} of the tiles of one zone and year, read straight from disk."""
+    tiles = {}
+    for d in sorted((base / "global_0.1_degree_representation" / str(year)).iterdir()):
+        lon, lat = map(float, re.match(r"grid_(-?[\d.]+)_(-?[\d.]+)$", d.name).groups())
+        if int((lon + 180) // 6) + 1 != zone:
+            continue
+        with rasterio.open(base / "global_0.1_degree_tiff_all" / f"{d.name}.tiff") as src:
+            mask, t, epsg = src.read(1), src.transform, src.crs.to_epsg()
+        cell = (int(np.floor(lon * 10)), int(np.floor(lat * 10)))
+        tiles[cell] = dict(
+            lon=lon, lat=lat, epsg=epsg, t=t, mask=mask,
+            emb=np.load(d / f"{d.name}.npy"), scales=np.load(d / f"{d.name}_scales.npy"),
+        )
+    return tiles
+
+
+def _expected(store: Path, base: Path):
+    """(embeddings (band, y, x), scales (y, x), ambiguous mask) computed independently."""
+    root = zarr.open_group(str(store), mode="r")
+    zone, year = root.attrs["geotessera:zone"], root.attrs["geotessera:year"]
+    l0 = root["L0"]
+    x, y = l0["x"][:], l0["y"][:]
+    xx, yy = np.meshgrid(x, y)
+    lon, lat = Transformer.from_crs(32600 + zone, 4326, always_xy=True).transform(xx, yy)
+    tiles = _archive_tiles(base, year, zone)
+    h, w = xx.shape
+    best = np.full((h, w), np.inf)
+    src_id = np.full((h, w), -1)
+    rc = {}
+    keys = sorted(tiles, key=lambda c: (c[1], c[0]))
+    for i, cell in enumerate(keys):
+        t = tiles[cell]
+        north = yy + (10_000_000.0 if t["epsg"] // 100 == 327 else 0.0)
+        c = np.round((xx - t["t"].c) / t["t"].a - 0.5).astype(int)
+        r = np.round((t["t"].f - north) / -t["t"].e - 0.5).astype(int)
+        covers = (r >= 0) & (r < t["mask"].shape[0]) & (c >= 0) & (c < t["mask"].shape[1])
+        rc[i] = (r, c, covers)
+        owner = (np.floor(lon * 10) == cell[0]) & (np.floor(lat * 10) == cell[1]) & covers
+        src_id[owner] = i
+    choice = np.full((h, w), -1)
+    to_zone = Transformer.from_crs(4326, 32600 + zone, always_xy=True)
+    for i, cell in enumerate(keys):  # absent owners: the covering tile with the nearest centre
+        cx, cy = to_zone.transform(tiles[cell]["lon"], tiles[cell]["lat"])
+        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        nearer = (src_id < 0) & rc[i][2] & (d2 < best)
+        best[nearer] = d2[nearer]
+        choice[nearer] = i
+    src_id = np.where(src_id >= 0, src_id, choice)
+    bands = next(iter(tiles.values()))["emb"].shape[2]
+    emb = np.zeros((bands, h, w), np.int8)
+    scales = np.full((h, w), np.nan, np.float32)
+    for i, cell in enumerate(keys):
+        t = tiles[cell]
+        sel = src_id == i
+        r, c = rc[i][0][sel], rc[i][1][sel]
+        s = t["scales"][r, c].astype(np.float32)
+        s[(t["mask"][r, c] == 0) | ~np.isfinite(s)] = np.nan
+        scales[sel] = s
+        emb[:, sel] = np.where(np.isfinite(s), t["emb"][r, c].T, 0)
+    edge = EDGE_TOLERANCE_M / 111_000.0
+    near_lon = np.abs(lon * 10 - np.round(lon * 10)) < edge * 10 / np.cos(np.radians(lat))
+    near_lat = np.abs(lat * 10 - np.round(lat * 10)) < edge * 10
+    return emb, scales, near_lon | near_lat
+
+
+def _store_arrays(store: Path):
+    l0 = zarr.open_group(str(store), mode="r")["L0"]
+    return l0["embeddings"][:], l0["scales"][:]
+
+
+@pytest.mark.parametrize("which", ["equator", "north"])
+def test_every_pixel_matches_its_owner_tile(which, request):
+    built = request.getfixturevalue("built" if which == "equator" else "north_built")
+    archive = request.getfixturevalue("archive" if which == "equator" else "north_archive")
+    stores = sorted(built.glob("utm*.zarr"))
+    assert {s.name for s in stores} == {
+        "utm30_2024.zarr", "utm31_2024.zarr", "utm30_2025.zarr", "utm31_2025.zarr"}
+    for store in stores:
+        emb, scales = _store_arrays(store)
+        exp_emb, exp_scales, ambiguous = _expected(store, archive)
+        ok = ~ambiguous
+        assert ambiguous.mean() < 0.01
+        np.testing.assert_array_equal(np.isnan(scales)[ok], np.isnan(exp_scales)[ok])
+        np.testing.assert_array_equal(scales[ok], exp_scales[ok])
+        np.testing.assert_array_equal(emb[:, ok], exp_emb[:, ok])
+        assert np.isfinite(scales).mean() > 0.3, store  # the test is not vacuous
+
+
+def test_water_is_nan_and_embeddings_zero_there(built):
+    for store in built.glob("utm*.zarr"):
+        emb, scales = _store_arrays(store)
+        nan = np.isnan(scales)
+        assert nan.any() and (~nan).any()
+        assert not np.any(emb[:, nan])
+        assert not np.isinf(scales).any()
+
+
+def _arrays_of(out: Path):
+    return {s.name: _store_arrays(s) for s in sorted(out.glob("utm*.zarr"))}
+
+
+def test_same_result_for_workers_and_tile_order(north_archive, north_built, tmp_path):
+    records = list(scan(north_archive).records)
+    build(north_archive, tmp_path / "w1", workers=1, records=records[::-1])
+    a, b = _arrays_of(north_built), _arrays_of(tmp_path / "w1")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name][0], b[name][0])
+        np.testing.assert_array_equal(a[name][1], b[name][1])
+
+
+def test_southern_and_zone_edge_tiles_land_where_pyproj_says(built, archive):
+    """A southern tile and the westmost tile of zone 31 sit at their pyproj positions."""
+    store = built / "utm31_2024.zarr"
+    root = zarr.open_group(str(store), mode="r")
+    a, _, left, _, e, top = root["L0"].attrs["spatial:transform"]
+    for name in ("grid_0.05_-0.15", "grid_0.05_0.15"):
+        with rasterio.open(archive / "global_0.1_degree_tiff_all" / f"{name}.tiff") as src:
+            epsg, t = src.crs.to_epsg(), src.transform
+        x0, y0 = Transformer.from_crs(4326, epsg, always_xy=True).transform(0.0, float(name.split("_")[2]) + 0.05)
+        canon = y0 - (10_000_000 if epsg // 100 == 327 else 0)
+        col, row = (x0 - left) / a, (top - canon) / -e
+        assert epsg == (32731 if "-" in name.split("_")[2] else 32631)
+        # the cell's north-west corner is inside the placed tile raster, half a pixel at most
+        tcol, trow = (x0 - t.c) / t.a, (t.f - y0) / -t.e
+        assert abs((col - tcol) - round(col - tcol)) <= 0.5 + 1e-9
+        assert 0 <= row < root["L0"]["scales"].shape[0]
+    assert root.attrs["proj:code"] == "EPSG:32631"
+
+
+def test_dry_run_writes_nothing(archive, tmp_path):
+    report = build(archive, tmp_path / "dry", dry_run=True)
+    assert not (tmp_path / "dry").exists()
+    assert {p.store_name for p in report.plans} >= {"utm30_2024.zarr", "utm31_2024.zarr"}
+    for plan in report.plans:
+        s = plan.summary()
+        assert s["shards_nonempty"] <= s["shards_total"]
+        assert s["bytes_to_write"] == s["shards_nonempty"] * TEST_LAYOUT.shard_px**2 * (8 + 4)
+
+
+@pytest.mark.parametrize("zones", [frozenset({31})])
+def test_zone_selection_builds_only_those_zones(archive, tmp_path, zones):
+    build(archive, tmp_path / "z", zones=zones, years=[2024])
+    assert sorted(p.name for p in (tmp_path / "z").iterdir()) == ["utm31_2024.zarr"]
