@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .build import scan_cmd, zarr_build_cmd
+from .demo import demo_data_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,7 +15,7 @@ def cli() -> None:
     """Build per-UTM-zone Zarr v3 stores from a GeoTessera embedding archive."""
 
 
-for _cmd in (scan_cmd, zarr_build_cmd):
+for _cmd in (demo_data_cmd, scan_cmd, zarr_build_cmd):
     cli.add_command(_cmd)
 
 
