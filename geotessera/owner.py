@@ -7,9 +7,10 @@ metres) wins; exact ties go to the smaller key. The result depends only on the s
 never on their order.
 
 Projecting every pixel would cost more than writing it, so pixel centres are projected on a
-sparse lattice (every ``LATTICE_STEP`` pixels) and interpolated bilinearly; over a few hundred
-metres the inverse transverse Mercator is smooth enough that the interpolation error is far
-below a millimetre, well inside the 1 m tolerance the rule allows at cell edges.
+sparse lattice (every ``LATTICE_STEP`` pixels, at most ``LATTICE_SPACING_M`` apart) and
+interpolated bilinearly; over a few hundred metres the inverse transverse Mercator is smooth
+enough that the interpolation error stays below a millimetre, far inside the 1 m tolerance the
+rule allows at cell edges.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .types import TileKey, Window
 from .zonegrid import ZoneGrid
 
 LATTICE_STEP = 16
+LATTICE_SPACING_M = 320.0
 NO_SOURCE = -1
 
 
@@ -57,14 +59,17 @@ def _interp_axis(values: np.ndarray, knots: np.ndarray, n: int, axis: int) -> np
 
 def pixel_lonlat(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """WGS84 lon/lat of the pixel centres of ``window`` (zone pixels), shape (h, w) each."""
-    rows, cols = _lattice(window.height, LATTICE_STEP), _lattice(window.width, LATTICE_STEP)
     p = grid.pixel_size
+    step = max(1, min(LATTICE_STEP, int(LATTICE_SPACING_M // p)))
+    rows, cols = _lattice(window.height, step), _lattice(window.width, step)
     xs = grid.left + (window.col0 + cols + 0.5) * p
     ys = grid.top - (window.row0 + rows + 0.5) * p
     xx, yy = np.meshgrid(xs, ys)
     lon, lat = _from_zone(grid.epsg).transform(xx, yy)
+    # unwrap across the antimeridian so interpolation never crosses the ±180° jump
+    lon = np.unwrap(np.unwrap(np.asarray(lon), period=360.0, axis=1), period=360.0, axis=0)
     out = []
-    for v in (np.asarray(lon), np.asarray(lat)):
+    for v in (lon, np.asarray(lat)):
         v = _interp_axis(v, cols, window.width, axis=1)
         out.append(_interp_axis(v, rows, window.height, axis=0))
     return out[0], out[1]

@@ -8,6 +8,7 @@ CF ``spatial_ref``. Every shard is written whole, exactly once, by one task.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import TransposeCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from . import metadata as md
 from .assemble import ShardSpec, assemble
@@ -84,9 +87,22 @@ def _create_coords(level: zarr.Group, grid: ZoneGrid, bands: int) -> None:
                               dimension_names=("band",),
                               attributes={"long_name": "embedding dimension"})
     band[:] = np.arange(bands, dtype=np.int32)
-    ref = level.create_array("spatial_ref", shape=(), dtype="int32", dimension_names=(),
+    ref = level.create_array("spatial_ref", shape=(), dtype="int32",
                              attributes=md.spatial_ref_attrs(grid.epsg, grid.transform))
     ref[...] = 0
+    _write_empty_dimension_names(ref)
+
+
+def _write_empty_dimension_names(arr: zarr.Array) -> None:
+    """Give a 0-D array ``dimension_names: []``. zarr-python 3.1 turns an empty tuple into
+    "no dimension names" and omits the key; readers that require the field on every array
+    (xarray, the spatial convention) expect ``[]``. Rewritten through the store API, so it
+    works on any zarr store."""
+    proto = default_buffer_prototype()
+    doc = json.loads(arr.metadata.to_buffer_dict(proto)["zarr.json"].to_bytes())
+    doc["dimension_names"] = []
+    buf = proto.buffer.from_bytes(json.dumps(doc, indent=2).encode())
+    sync((arr.store_path / "zarr.json").set(buf))
 
 
 @dataclass(frozen=True, slots=True)
