@@ -45,5 +45,9 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/bench_build.py
 
+# docs/registry.md is generated from registry/schema.json (tests check it is up to date).
+docs: install
+	$(BIN)/geotessera-registry registry-schema > docs/registry.md
+
 clean:
 	rm -rf $(VENV) $(GDAL_VENV) $(DEMO) .pytest_cache .hypothesis build dist

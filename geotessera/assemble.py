@@ -49,8 +49,25 @@ class ShardSpec:
         return self.grid.shard_window(self.row, self.col)
 
 
-def assemble(spec: ShardSpec, pixel_major: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings (bands, S, S) int8, scales (S, S) float32) of one shard.
+@dataclass(frozen=True, slots=True)
+class PieceStat:
+    """How many shard pixels a tile owned here, and how many of those had finite scales
+    in the input (before the landmask): 0 of many means the tile's scales are broken."""
+
+    name: str
+    owned: int
+    finite: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardData:
+    embeddings: np.ndarray  # (bands, S, S) int8
+    scales: np.ndarray  # (S, S) float32, NaN = no data
+    stats: tuple[PieceStat, ...]
+
+
+def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
+    """The shard's embeddings (bands, S, S) int8 and scales (S, S) float32.
 
     With ``pixel_major`` the embeddings are a (bands, S, S) view of an (S, S, bands) buffer,
     the tiles' own memory order, so no transposing copy is made here.
@@ -63,22 +80,27 @@ def assemble(spec: ShardSpec, pixel_major: bool) -> tuple[np.ndarray, np.ndarray
         emb = np.zeros((bands, s, s), dtype=np.int8)
     scales = np.full((s, s), np.nan, dtype=np.float32)
     src = choose_sources(spec.grid, spec.window, [(p.key, p.shard_window) for p in spec.pieces])
+    stats = []
     for i, piece in enumerate(spec.pieces):
         owned = src[piece.shard_window.slices] == i
         if owned.any():
-            _copy_piece(piece, owned, emb, scales)
-    return emb, scales
+            finite = _copy_piece(piece, owned, emb, scales)
+            stats.append(PieceStat(piece.key.name, int(owned.sum()), finite))
+    return ShardData(emb, scales, tuple(stats))
 
 
-def _copy_piece(piece: PieceSource, owned: np.ndarray, emb: np.ndarray, scales: np.ndarray):
+def _copy_piece(piece: PieceSource, owned: np.ndarray, emb: np.ndarray, scales: np.ndarray) -> int:
+    """Copy the owned pixels of one piece; returns how many had finite input scales."""
     tw, sw = piece.tile_window, piece.shard_window
     sc = _read_scales(piece, tw)
+    finite_in = np.isfinite(sc)
     water = _read_landmask(piece, tw) == 0
-    sc[water | ~np.isfinite(sc)] = np.nan
+    sc[water | ~finite_in] = np.nan
     valid = owned & np.isfinite(sc)
     scales[sw.slices][owned] = sc[owned]
     window = _open_npy(piece.embeddings, piece.shape, np.int8)[tw.slices]
     np.copyto(emb[(slice(None), *sw.slices)], window.transpose(2, 0, 1), where=valid)
+    return int((owned & finite_in).sum())
 
 
 def _open_npy(path: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:

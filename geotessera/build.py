@@ -5,7 +5,10 @@ The library reports progress through an optional callback and never draws anythi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -17,6 +20,16 @@ from . import __version__
 from .assemble import PieceSource, ShardSpec
 from .errors import NoTilesError, ShardWriteError, TileProblemsError
 from .parallel import TaskFailed, imap_unordered
+from .publish import (
+    StorePaths,
+    acquire_lock,
+    check_writable,
+    journal_shard,
+    publish,
+    recover,
+    release_lock,
+    start_journal,
+)
 from .registry import TileRecord
 from .store import ShardTask, consolidate, create_zone_store, store_name, update_root_attrs, write_shard
 from .types import StoreLayout
@@ -143,41 +156,81 @@ class ZoneResult:
     year: int
     tiles: int
     shards: int
+    resumed_shards: int = 0
+    shards_with_data: int = 0
     valid_pixels: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    tiles_without_data: list[str] = field(default_factory=list)
+
+
+def plan_id(plan: ZonePlan, layout: StoreLayout) -> str:
+    """A fingerprint of everything that determines a store's bytes: a journal written for
+    one plan is only resumed by a build with the same fingerprint."""
+    doc = {
+        "grid": [plan.grid.zone, plan.grid.pixel_size, plan.grid.left, plan.grid.top,
+                 plan.grid.height, plan.grid.width, plan.grid.shard_px],
+        "bands": plan.bands, "layout": list(dataclasses.astuple(layout)),
+        "tiles": sorted([r.name, *r.stat_key()] for r in plan.tiles),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_zone(
     plan: ZonePlan, base: Path, output_dir: Path, executor: Executor, layout: StoreLayout,
-    *, skipped: Iterable[TileRecord] = (), max_in_flight: int = 4,
+    *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
     on_progress: ProgressFn | None = None,
 ) -> ZoneResult:
-    """Create the store of ``plan`` and write every non-empty shard; raises ShardWriteError
-    on the first failed shard (the store is then incomplete and marked so)."""
+    """Build the store of ``plan`` in its staging directory and publish it when every shard
+    and all metadata are written. The caller holds the store's lock.
+
+    On a failed shard raises ShardWriteError; the previous store stays untouched and the
+    journal lets ``resume=True`` continue without rewriting finished shards.
+    """
     t0 = time.perf_counter()
-    path = Path(output_dir) / plan.store_name
+    paths = StorePaths(Path(output_dir) / plan.store_name)
     skipped_list = [{"name": r.name, "problem": r.issue[1]} for r in skipped if r.issue]
-    create_zone_store(path, plan.grid, plan.bands, layout, _provenance(plan, skipped_list))
-    result = ZoneResult(str(path), plan.zone, plan.year, len(plan.tiles), len(plan.shards),
-                        skipped=skipped_list)
-    tasks = shard_tasks(plan, Path(base), path, layout)
-    done = 0
-    try:
-        for _, res in imap_unordered(write_shard, tasks, executor, max_in_flight=max_in_flight):
-            done += 1
-            result.valid_pixels += res.valid_pixels
-            result.bytes_in += res.bytes_in
-            if on_progress:
-                on_progress(Progress(plan.store_name, done, len(tasks)))
-    except TaskFailed as e:
-        spec = e.task.spec
-        raise ShardWriteError(path, (spec.row, spec.col), e.__cause__) from e.__cause__
-    update_root_attrs(path, build_complete=True, shards_written=done)
-    consolidate(path)
+    done = start_journal(paths, plan_id(plan, layout), resume)
+    if not paths.partial.exists():
+        create_zone_store(paths.partial, plan.grid, plan.bands, layout,
+                          _provenance(plan, skipped_list))
+    result = ZoneResult(str(paths.final), plan.zone, plan.year, len(plan.tiles),
+                        len(plan.shards), resumed_shards=len(done), skipped=skipped_list)
+    result.shards_with_data = sum(1 for v in done.values() if v > 0)
+    tasks = [t for t in shard_tasks(plan, Path(base), paths.partial, layout)
+             if (t.spec.row, t.spec.col) not in done]
+    owned: dict[str, list[int]] = {}
+    _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan)
+    result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
+    update_root_attrs(paths.partial, build_complete=True, shards_written=len(plan.shards),
+                      shards_with_data=result.shards_with_data,
+                      tiles_without_data=result.tiles_without_data)
+    consolidate(paths.partial)
+    publish(paths)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan):
+    total, count = len(plan.shards), result.resumed_shards
+    if on_progress:
+        on_progress(Progress(plan.store_name, count, total))
+    try:
+        for _, res in imap_unordered(write_shard, tasks, executor, max_in_flight=max_in_flight):
+            journal_shard(paths, res.row, res.col, res.valid_pixels)
+            count += 1
+            result.valid_pixels += res.valid_pixels
+            result.shards_with_data += res.valid_pixels > 0
+            result.bytes_in += res.bytes_in
+            for st in res.stats:
+                o, f = owned.setdefault(st.name, [0, 0])
+                owned[st.name] = [o + st.owned, f + st.finite]
+            if on_progress:
+                on_progress(Progress(plan.store_name, count, total))
+    except TaskFailed as e:
+        spec = e.task.spec
+        raise ShardWriteError(paths.final, (spec.row, spec.col), e.__cause__) from e.__cause__
 
 
 def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]:
@@ -206,22 +259,33 @@ def build_stores(
     base: Path, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
-    max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+    resume: bool = False, max_in_flight: int = 4, on_progress: ProgressFn | None = None,
 ) -> BuildReport:
     """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection.
 
     Raises TileProblemsError before writing anything if the selection has problem tiles
-    (unless ``skip_bad``), and ShardWriteError if any shard fails.
+    (unless ``skip_bad``), LockedError if another build holds one of the stores, and
+    ShardWriteError if any shard fails (earlier stores of the run are already published).
     """
     good, bad = select(records, years, zones, skip_bad)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
     if dry_run:
         return report
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    for plan in report.plans:
-        mine = [r for r in bad if r.zone == plan.zone and r.year == plan.year]
-        report.results.append(build_zone(
-            plan, base, output_dir, executor, layout, skipped=mine,
-            max_in_flight=max_in_flight, on_progress=on_progress,
-        ))
+    check_writable(Path(output_dir))
+    locked: list[StorePaths] = []
+    try:
+        for plan in report.plans:
+            paths = StorePaths(Path(output_dir) / plan.store_name)
+            acquire_lock(paths)
+            locked.append(paths)
+            recover(paths)
+        for plan in report.plans:
+            mine = [r for r in bad if r.zone == plan.zone and r.year == plan.year]
+            report.results.append(build_zone(
+                plan, base, output_dir, executor, layout, skipped=mine, resume=resume,
+                max_in_flight=max_in_flight, on_progress=on_progress,
+            ))
+    finally:
+        for paths in locked:
+            release_lock(paths)
     return report

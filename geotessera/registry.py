@@ -181,3 +181,19 @@ def load(path: Path) -> list[TileRecord]:
 
 def as_dicts(records: list[TileRecord]) -> list[dict[str, Any]]:
     return [asdict(r) for r in records]
+
+
+def schema_markdown() -> str:
+    """The schema document as Markdown: the text of ``docs/registry.md``."""
+    doc = schema_document()
+    lines = [
+        f"# Registry schema: {doc['name']} (version {doc['version']})", "",
+        "<!-- Generated from registry/schema.json by `make docs`; do not edit by hand. -->", "",
+        doc["description"], "",
+        "| name | type | nullable | meaning |", "|---|---|---|---|",
+    ]
+    for c in doc["columns"]:
+        cells = (f"`{c['name']}`", f"`{c['type']}`", "yes" if c["nullable"] else "no",
+                 c["description"].replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from . import metadata as md
-from .assemble import ShardSpec, assemble
+from .assemble import PieceStat, ShardSpec, assemble
 from .errors import StoreError
 from .types import StoreLayout
 from .zonegrid import ZoneGrid
@@ -120,20 +120,26 @@ class ShardResult:
     col: int
     valid_pixels: int
     bytes_in: int
+    stats: tuple[PieceStat, ...]
+
+
+def open_level(store: str, path: str = "L0") -> zarr.Group:
+    """Open a level group of a store for writing (the one place shard writers open it)."""
+    return zarr.open_group(store=store, path=path, mode="r+", zarr_format=3,
+                           use_consolidated=False)
 
 
 def write_shard(task: ShardTask) -> ShardResult:
     """Assemble the shard and write both arrays with one whole-shard write each."""
-    emb, scales = assemble(task.spec, task.pixel_major)
+    data = assemble(task.spec, task.pixel_major)
     rows, cols = task.spec.window.slices
-    level = zarr.open_group(store=task.store, path="L0", mode="r+", zarr_format=3,
-                            use_consolidated=False)
-    level[EMBEDDINGS][:, rows, cols] = emb
-    level[SCALES][rows, cols] = scales
-    valid = int(np.isfinite(scales).sum())
+    level = open_level(task.store)
+    level[EMBEDDINGS][:, rows, cols] = data.embeddings
+    level[SCALES][rows, cols] = data.scales
+    valid = int(np.isfinite(data.scales).sum())
     bytes_in = sum(p.tile_window.height * p.tile_window.width * p.shape[2]
                    for p in task.spec.pieces)
-    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in)
+    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats)
 
 
 def update_root_attrs(path: Path, **provenance: Any) -> None:
@@ -147,6 +153,17 @@ def consolidate(path: Path) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         zarr.consolidate_metadata(str(path), zarr_format=3)
+
+
+def layout_of(level: zarr.Group) -> StoreLayout:
+    """The StoreLayout a level's arrays were created with (read back from their metadata)."""
+    emb, scales = level[EMBEDDINGS], level[SCALES]
+    codecs = emb.metadata.codecs[0].codecs  # inside sharding_indexed
+    pixel_major = any(isinstance(c, TransposeCodec) for c in codecs)
+    zstd = [c for c in codecs if isinstance(c, ZstdCodec)]
+    return StoreLayout(shard_px=emb.shards[1], chunk_px=emb.chunks[1],
+                       scales_chunk_px=scales.chunks[0],
+                       zstd_level=zstd[0].level if zstd else 0, pixel_major=pixel_major)
 
 
 def open_root(path: Path) -> zarr.Group:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from .build import scan_cmd, zarr_build_cmd
+from .build import registry_schema_cmd, scan_cmd, zarr_build_cmd
 from .demo import demo_data_cmd
+from .verify import verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +16,7 @@ def cli() -> None:
     """Build per-UTM-zone Zarr v3 stores from a GeoTessera embedding archive."""
 
 
-for _cmd in (demo_data_cmd, scan_cmd, zarr_build_cmd):
+for _cmd in (demo_data_cmd, scan_cmd, zarr_build_cmd, registry_schema_cmd, verify_cmd):
     cli.add_command(_cmd)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from rich.table import Table
 from ..build import BuildReport, build_stores, parse_zones
 from ..errors import SelectionError
 from ..parallel import default_workers, process_pool
-from ..registry import REGISTRY_FILENAME
+from ..registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from ..scan import ScanResult, update_registry
 from ..types import N_BANDS, StoreLayout
 from ._output import Output, common, err
@@ -98,6 +99,8 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes [default: usable CPUs].")
 @click.option("--dry-run", is_flag=True, help="Print the plan per zone and year; write nothing.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted build from its journal; finished shards are kept.")
 @click.option("--skip-bad", is_flag=True,
               help="Build without tiles that have problems (recorded in the store) instead of "
                    "refusing to start.")
@@ -114,7 +117,8 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common
 def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: str | None,
-                   workers: int | None, dry_run: bool, skip_bad: bool, registry: Path | None,
+                   workers: int | None, dry_run: bool, resume: bool, skip_bad: bool,
+                   registry: Path | None,
                    bands: int, **layout_opts: Any) -> None:
     """Build one Zarr v3 store per UTM zone and year from BASE_DIR."""
     layout = _layout(**layout_opts)
@@ -128,7 +132,7 @@ def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: 
         with process_pool(workers) as pool:
             report = build_stores(
                 base_dir.resolve(), output_dir, scan.records, pool, years=years or None,
-                zones=zone_set, layout=layout, dry_run=dry_run, skip_bad=skip_bad,
+                zones=zone_set, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
                 max_in_flight=workers + 1, on_progress=lambda p: update(p.label, p.done, p.total),
             )
     _report(out, report, scan, _registry_path(base_dir, registry), dry_run, workers)
@@ -141,8 +145,13 @@ def _report(out: Output, report: BuildReport, scan: ScanResult, registry: Path, 
     for doc in plans:
         r = results.get(doc["store"])
         if r is not None:
-            doc.update(path=r.store, shards_written=r.shards, valid_pixels=r.valid_pixels,
-                       bytes_in=r.bytes_in, seconds=round(r.seconds, 3))
+            doc.update(path=r.store, shards_written=r.shards, resumed_shards=r.resumed_shards,
+                       shards_with_data=r.shards_with_data, valid_pixels=r.valid_pixels,
+                       bytes_in=r.bytes_in, seconds=round(r.seconds, 3),
+                       tiles_without_data=r.tiles_without_data)
+            for name in r.tiles_without_data:
+                err.print(f"warning: {name}: scales are NaN or inf at every pixel the tile "
+                          f"owns in {doc['store']}", markup=False, highlight=False)
     skipped = [{"path": r.issue[0], "problem": r.issue[1]} for r in report.skipped if r.issue]
     doc = {"status": "ok", "dry_run": dry_run, "workers": workers, "stores": plans,
            "skipped_tiles": skipped, "scan": _scan_doc(scan, registry)}
@@ -172,3 +181,13 @@ def _render(table: Table) -> str:
     console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
     console.print(table)
     return console.export_text().rstrip()
+
+
+@click.command("registry-schema")
+@click.option("--json", "as_json", is_flag=True, help="Print the schema document as JSON.")
+def registry_schema_cmd(as_json: bool) -> None:
+    """Print the registry schema as Markdown (the text of docs/registry.md)."""
+    if as_json:
+        click.echo(json.dumps(schema_document(), indent=2))
+    else:
+        click.echo(schema_markdown(), nl=False)

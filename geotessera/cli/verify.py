@@ -1,0 +1,54 @@
+"""``verify``: compare a store with its source tiles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from ..errors import StoreError
+from ..parallel import default_workers, process_pool
+from ..verify import verify_store
+from ._output import Output, common
+
+
+class VerifyFailed(StoreError):
+    """verify found problems (already listed in the report)."""
+
+
+@click.command("verify")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--base-dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The archive the store was built from.")
+@click.option("--sample", type=click.IntRange(1), default=8, show_default=True,
+              help="Compare this many randomly chosen non-empty shards pixel by pixel.")
+@click.option("--full", is_flag=True, help="Compare every non-empty shard.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
+              help="Worker processes [default: usable CPUs].")
+@common
+def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool, seed: int,
+               workers: int | None) -> None:
+    """Check STORE against the tiles under --base-dir: pixels, metadata, shard objects."""
+    with process_pool(workers or default_workers()) as pool:
+        report = verify_store(store, base_dir, pool, sample=sample, full=full, seed=seed)
+    doc = {"status": "ok" if report.ok else "mismatch", **asdict(report)}
+
+    def human() -> None:
+        click.echo(f"{report.store}: {report.shards_compared} shard(s), "
+                   f"{report.pixels_compared} pixels compared, "
+                   f"{report.pixels_mismatched} mismatched, {len(report.problems)} problem(s)")
+        for p in report.problems:
+            click.echo(f"  {p}")
+
+    if report.ok:
+        out.result(doc, human)
+        return
+    if not out.as_json:
+        human()
+    failure = VerifyFailed(store, f"{len(report.problems)} problem(s); first: "
+                                  f"{report.problems[0]}")
+    failure.json_doc = doc
+    raise failure

@@ -1,0 +1,220 @@
+"""verify: compare a store with its source tiles and check its metadata and shard objects.
+
+Pixel comparison re-assembles shards from the source tiles under the same overlap and
+no-data rules the build used and demands exact equality (NaN equals NaN). ``full`` compares
+every non-empty shard; otherwise a seeded sample of ``sample`` shards. Every shard object
+listed in the store is checked against the plan in both modes.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .build import plan_zones, shard_tasks
+from .parallel import imap_unordered
+from .registry import TileRecord
+from .scan import InspectTask, inspect_tile
+from .store import EMBEDDINGS, SCALES, ShardTask, layout_of
+from .assemble import assemble
+from .errors import GeoTesseraError
+from .tiles import parse_tile_name
+
+
+@dataclass
+class VerifyReport:
+    store: str
+    problems: list[str] = field(default_factory=list)
+    shards_compared: int = 0
+    pixels_compared: int = 0
+    pixels_mismatched: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    row: int
+    col: int
+    pixels: int
+    mismatched: int
+    first: tuple[int, int] | None
+    error: str | None = None
+
+
+def compare_shard(task: ShardTask) -> Comparison:
+    """Re-assemble one shard from the sources and compare it with the store, exactly.
+    A shard that cannot be read or re-assembled is a finding, not a crash."""
+    rows, cols = task.spec.window.slices
+    try:
+        data = assemble(task.spec, pixel_major=False)
+    except GeoTesseraError as e:
+        return Comparison(task.spec.row, task.spec.col, 0, 0, None, f"source: {e}")
+    try:
+        level = zarr.open_group(store=task.store, path="L0", mode="r", zarr_format=3,
+                                use_consolidated=False)
+        emb, scales = level[EMBEDDINGS][:, rows, cols], level[SCALES][rows, cols]
+    except Exception as e:  # noqa: BLE001 - any decode failure is reported, with its cause
+        return Comparison(task.spec.row, task.spec.col, 0, 0, None,
+                          f"cannot decode: {type(e).__name__}: {e}")
+    bad = ~((scales == data.scales) | (np.isnan(scales) & np.isnan(data.scales)))
+    bad |= (emb != data.embeddings).any(axis=0)
+    where = np.argwhere(bad)
+    first = None
+    if len(where):
+        first = (int(where[0][0]) + task.spec.window.row0, int(where[0][1]) + task.spec.window.col0)
+    return Comparison(task.spec.row, task.spec.col, bad.size, int(bad.sum()), first)
+
+
+def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8,
+                 full: bool = False, seed: int = 0) -> VerifyReport:
+    """Check one store; every finding is a line in ``report.problems``."""
+    store, base = Path(store), Path(base)
+    report = VerifyReport(str(store))
+    try:
+        root = zarr.open_group(str(store), mode="r", zarr_format=3, use_consolidated=False)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as e:
+        report.problems.append(f"{store}: not a zarr v3 store ({e})")
+        return report
+    report.problems += check_metadata(store, root)
+    if report.problems and "geotessera:zone" not in root.attrs:
+        return report
+    plan = _plan(store, base, root, report)
+    if plan is None:
+        return report
+    report.problems += _check_shard_objects(store, root, plan)
+    tasks = shard_tasks(plan, base, store, layout_of(root["L0"]))
+    if not full:
+        tasks = sorted(random.Random(seed).sample(tasks, min(sample, len(tasks))),
+                       key=lambda t: (t.spec.row, t.spec.col))
+    for _, c in imap_unordered(compare_shard, tasks, executor):
+        report.shards_compared += 1
+        report.pixels_compared += c.pixels
+        report.pixels_mismatched += c.mismatched
+        if c.error:
+            report.problems.append(f"{store}: shard ({c.row}, {c.col}): {c.error}")
+        if c.mismatched:
+            report.problems.append(
+                f"{store}: shard ({c.row}, {c.col}): {c.mismatched} pixel(s) differ from the "
+                f"source tiles, first at zone pixel (row, col) = {c.first}")
+    return report
+
+
+def _plan(store: Path, base: Path, root: zarr.Group, report: VerifyReport):
+    """The plan the store should have been built from, re-derived from the source tiles."""
+    zone, year = root.attrs["geotessera:zone"], root.attrs["geotessera:year"]
+    emb = root["L0"][EMBEDDINGS]
+    records: list[TileRecord] = []
+    for name in root.attrs.get("geotessera:tiles", []):
+        key = parse_tile_name(name)
+        rec = inspect_tile(InspectTask(str(base.resolve()), year, name, key, emb.shape[0]))
+        if rec.issue:
+            report.problems.append(f"{base / rec.issue[0]}: {rec.issue[1]}")
+        records.append(rec)
+    if report.problems or not records:
+        if not records:
+            report.problems.append(f"{store}: lists no source tiles (geotessera:tiles)")
+        return None
+    (plan,) = plan_zones(records, layout_of(root["L0"]))
+    level = root["L0"].attrs
+    if list(plan.grid.transform) != level["spatial:transform"] or \
+            [plan.grid.height, plan.grid.width] != level["spatial:shape"]:
+        report.problems.append(
+            f"{store}: grid {level['spatial:shape']} at {level['spatial:transform']} differs "
+            f"from the grid the source tiles imply ({plan.grid.height}x{plan.grid.width} at "
+            f"{list(plan.grid.transform)})")
+        return None
+    if (plan.zone, plan.year) != (zone, year):
+        report.problems.append(f"{store}: attributes say zone {zone} year {year}")
+    return plan
+
+
+def _check_shard_objects(store: Path, root: zarr.Group, plan) -> list[str]:
+    """Every embeddings shard object belongs to a planned shard, every shard footprint with
+    scales data has an embeddings shard object, and their count matches the build's."""
+    s = plan.grid.shard_px
+    planned = {(e.row, e.col) for e in plan.shards}
+    emb_keys = _chunk_keys(store, f"L0/{EMBEDDINGS}")
+    emb_shards = {(k[1], k[2]) for k in emb_keys}
+    chunk = root["L0"][SCALES].chunks
+    scale_shards = {(k[0] * chunk[0] // s, k[1] * chunk[1] // s)
+                    for k in _chunk_keys(store, f"L0/{SCALES}")}
+    problems = [f"{store}: unexpected embeddings shard {rc} (no tile covers it)"
+                for rc in sorted(emb_shards - planned)]
+    problems += [f"{store}: shard {rc} has scales data but no embeddings shard object"
+                 for rc in sorted(scale_shards - emb_shards)]
+    expected = root.attrs.get("geotessera:shards_with_data")
+    if expected is not None and expected != len(scale_shards):
+        problems.append(f"{store}: {len(scale_shards)} shard footprints hold data, the build "
+                        f"recorded {expected}")
+    return problems
+
+
+def _chunk_keys(store: Path, array: str) -> list[tuple[int, ...]]:
+    """Chunk (or shard) grid indices of the objects present for ``array``."""
+    base = store / array / "c"
+    if not base.exists():
+        return []
+    return [tuple(int(p) for p in f.relative_to(base).parts) for f in base.rglob("*")
+            if f.is_file()]
+
+
+def check_metadata(store: Path, root: zarr.Group) -> list[str]:
+    """Attributes, shapes, transforms and flags agree with each other and with the spec."""
+    a = root.attrs
+    missing = [k for k in ("geotessera:zone", "geotessera:year", "multiscales", "proj:code")
+               if k not in a]
+    if missing:
+        return [f"{store}: missing root attribute(s) {missing}"]
+    problems = []
+    if not a.get("geotessera:build_complete"):
+        problems.append(f"{store}: geotessera:build_complete is not true (interrupted build)")
+    if a["proj:code"] != f"EPSG:{32600 + a['geotessera:zone']}":
+        problems.append(f"{store}: proj:code {a['proj:code']} does not match zone "
+                        f"{a['geotessera:zone']}")
+    if a.get("geotessera:tiles_written") != len(a.get("geotessera:tiles", [])):
+        problems.append(f"{store}: geotessera:tiles_written disagrees with geotessera:tiles")
+    for entry in a["multiscales"]["layout"]:
+        problems += _check_level(store, root, entry)
+    if a.get("geotessera:rgb_complete") and "rgba" not in root["L0"]:
+        problems.append(f"{store}: geotessera:rgb_complete is true but L0/rgba is missing")
+    return problems
+
+
+def _check_level(store: Path, root: zarr.Group, entry: dict) -> list[str]:
+    name = entry["asset"]
+    if name not in root:
+        return [f"{store}: multiscales layout names {name!r} but the group is missing"]
+    level = root[name]
+    t, shape = entry["spatial:transform"], entry["spatial:shape"]
+    problems = []
+    if level.attrs.get("spatial:transform") != t or level.attrs.get("spatial:shape") != shape:
+        problems.append(f"{store}/{name}: spatial:transform/shape differ from the layout")
+    for arr_name in (EMBEDDINGS, SCALES, "rgba"):
+        if arr_name not in level:
+            if arr_name != "rgba":
+                problems.append(f"{store}/{name}: array {arr_name!r} missing")
+            continue
+        arr = level[arr_name]
+        if list(arr.shape[-2:]) != shape or arr.attrs.get("spatial:transform") != t:
+            problems.append(f"{store}/{name}/{arr_name}: shape {arr.shape} or transform "
+                            f"disagrees with the level ({shape}, {t})")
+    x, y = level["x"][:], level["y"][:]
+    ex = t[2] + (np.arange(shape[1]) + 0.5) * t[0]
+    ey = t[5] + (np.arange(shape[0]) + 0.5) * t[4]
+    if x.shape != ex.shape or y.shape != ey.shape or not (
+            np.allclose(x, ex, atol=1e-6) and np.allclose(y, ey, atol=1e-6)):
+        problems.append(f"{store}/{name}: x/y coordinates are not the pixel centres of "
+                        f"spatial:transform")
+    gt = [float(v) for v in level["spatial_ref"].attrs.get("GeoTransform", "").split()]
+    if gt != [t[2], t[0], t[1], t[5], t[3], t[4]]:
+        problems.append(f"{store}/{name}/spatial_ref: GeoTransform {gt} disagrees with "
+                        f"spatial:transform {t}")
+    return problems
