@@ -96,16 +96,19 @@ def parse_zones(text: str | None) -> frozenset[int] | None:
 
 def select(
     records: Iterable[TileRecord], years: Iterable[int] | None, zones: frozenset[int] | None,
-    skip_bad: bool = False,
+    skip_bad: bool = False, base: Path | None = None,
 ) -> tuple[list[TileRecord], list[TileRecord]]:
     """(usable, skipped) records of the selection. Raises TileProblemsError listing every
-    problem in the selection unless ``skip_bad``, and NoTilesError when nothing is left."""
+    problem in the selection (paths joined to ``base``) unless ``skip_bad``, and
+    NoTilesError when nothing is left."""
     years = set(years) if years else None
     chosen = [r for r in records
               if (years is None or r.year in years) and (zones is None or r.zone in zones)]
     bad = [r for r in chosen if not r.usable]
     if bad and not skip_bad:
-        raise TileProblemsError([r.issue for r in bad])
+        root = Path(base) if base is not None else Path()
+        raise TileProblemsError([(str(root / path), problem) for path, problem in
+                                 (r.issue for r in bad)])
     good = [r for r in chosen if r.usable]
     if not good:
         raise NoTilesError(f"no usable tiles for years {sorted(years) if years else 'all'} "
@@ -267,7 +270,7 @@ def build_stores(
     (unless ``skip_bad``), LockedError if another build holds one of the stores, and
     ShardWriteError if any shard fails (earlier stores of the run are already published).
     """
-    good, bad = select(records, years, zones, skip_bad)
+    good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
     if dry_run:
         return report

@@ -32,6 +32,8 @@ def imap_unordered(
     The first failure cancels every task not yet started, waits for the running ones and
     raises ``TaskFailed`` chained to the original error. Nothing is skipped silently.
     """
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
     pending: dict[Future[R], T] = {}
     it = iter(tasks)
     try:

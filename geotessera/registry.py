@@ -132,22 +132,17 @@ def to_table(records: list[TileRecord]) -> pa.Table:
 
 
 def from_table(table: pa.Table) -> list[TileRecord]:
-    table = table.select([c["name"] for c in schema_document()["columns"]])
+    table = table.select([c["name"] for c in schema_document()["columns"]]).cast(arrow_schema())
+    for col in ("embeddings_mtime", "scales_mtime", "landmask_mtime"):
+        # as int64 nanoseconds: pyarrow cannot make Python datetimes of ns without pandas
+        i = table.schema.get_field_index(col)
+        table = table.set_column(i, col, table.column(col).cast(pa.int64()))
     out = []
-    for row in table.cast(arrow_schema()).to_pylist():
-        for col in ("embeddings_mtime", "scales_mtime", "landmask_mtime"):
-            if row[col] is not None:
-                row[col] = _to_ns(row[col])
+    for row in table.to_pylist():
         if row["transform"] is not None:
             row["transform"] = tuple(row["transform"])
         out.append(TileRecord(**row))
     return out
-
-
-def _to_ns(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    return int(pa.scalar(value, type=pa.timestamp("ns", tz="UTC")).value)
 
 
 def save(records: list[TileRecord], path: Path) -> None:

@@ -1,0 +1,182 @@
+"""imap_unordered: every task once, bounded in-flight, first failure cancels the rest."""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+
+import pytest
+
+from geotessera.parallel import TaskFailed, imap_unordered, process_pool
+
+
+class RecordingExecutor(Executor):
+    """Delegates to a real executor and keeps every future it hands out, by task.
+
+    ``hold[task]`` is a predicate: when that task's future completes, the worker thread that
+    completed it (which runs the done-callbacks, after waking waiters) is held until the
+    predicate is true. That keeps the worker from racing to start the next queued task.
+    """
+
+    def __init__(self, inner: Executor, hold: dict | None = None) -> None:
+        self.inner = inner
+        self.hold = hold or {}
+        self.futures: dict[object, Future] = {}
+
+    def submit(self, fn, /, *args, **kwargs):
+        fut = self.inner.submit(fn, *args, **kwargs)
+        if args[0] in self.hold:
+            fut.add_done_callback(lambda _, pred=self.hold[args[0]]: _wait_for(pred))
+        self.futures[args[0]] = fut
+        return fut
+
+
+def _wait_for(pred, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred() and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def test_every_task_yielded_once_with_its_result():
+    with ThreadPoolExecutor(4) as pool:
+        out = list(imap_unordered(lambda x: x * x, range(100), pool, max_in_flight=7))
+    assert sorted(t for t, _ in out) == list(range(100))
+    assert all(r == t * t for t, r in out)
+
+
+def test_empty_input_yields_nothing():
+    with ThreadPoolExecutor(1) as pool:
+        assert list(imap_unordered(lambda x: x, [], pool)) == []
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_in_flight_is_bounded(max_in_flight):
+    """Never more than max_in_flight tasks running, nor pulled from the input but not yet
+    yielded, even with more workers than that; and the bound is actually reached."""
+    lock = threading.Lock()
+    running = peak = 0
+    pulled = 0
+
+    def work(x):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return x
+
+    def tasks():
+        nonlocal pulled
+        for i in range(30):
+            pulled += 1
+            yield i
+
+    yielded = 0
+    with ThreadPoolExecutor(8) as pool:
+        for _ in imap_unordered(work, tasks(), pool, max_in_flight=max_in_flight):
+            yielded += 1
+            assert pulled - (yielded - 1) <= max_in_flight
+    assert yielded == 30
+    assert peak == max_in_flight
+
+
+def test_first_failure_raises_task_failed_chained_to_the_error():
+    def work(x):
+        if x == 13:
+            raise KeyError("thirteen")
+        return x
+
+    with ThreadPoolExecutor(2) as pool:
+        seen = []
+        with pytest.raises(TaskFailed) as e:
+            for task, _ in imap_unordered(work, range(40), pool, max_in_flight=4):
+                seen.append(task)
+    assert e.value.task == 13
+    assert isinstance(e.value.__cause__, KeyError) and e.value.__cause__.args == ("thirteen",)
+    assert 13 not in seen
+
+
+def test_failure_cancels_tasks_not_started_and_waits_for_running_ones():
+    """Two workers, five in flight. Task 0 fails while task 1 runs; both workers are held
+    until tasks 2-4 are cancelled, so those provably never run, and TaskFailed is raised only
+    after task 1 has finished. Tasks 5+ are never even submitted."""
+    events = []
+    rec = None
+
+    def queued_cancelled():
+        return all(i in rec.futures and rec.futures[i].cancelled() for i in (2, 3, 4))
+
+    rec = RecordingExecutor(ThreadPoolExecutor(2), hold={0: queued_cancelled})
+
+    def work(x):
+        events.append(f"start {x}")
+        if x == 0:
+            _wait_for(lambda: len(rec.futures) == 5 and rec.futures[1].running())
+            raise RuntimeError("task 0 failed")
+        if x == 1:
+            _wait_for(queued_cancelled)
+            time.sleep(0.05)
+            events.append("end 1")
+        return x
+
+    with rec.inner:
+        with pytest.raises(TaskFailed) as e:
+            list(imap_unordered(work, range(10), rec, max_in_flight=5))
+        events.append("raised")
+    assert e.value.task == 0 and isinstance(e.value.__cause__, RuntimeError)
+    assert sorted(events[:2]) == ["start 0", "start 1"]
+    assert events[2:] == ["end 1", "raised"]
+    assert rec.futures[1].result() == 1
+    assert sorted(rec.futures) == [0, 1, 2, 3, 4]
+    assert all(rec.futures[i].cancelled() for i in (2, 3, 4))
+
+
+def test_closing_the_generator_early_cancels_pending_tasks():
+    ran = []
+    rec = None
+    rec = RecordingExecutor(ThreadPoolExecutor(1), hold={
+        0: lambda: all(rec.futures[i].cancelled() for i in (1, 2, 3))})
+
+    def work(x):
+        ran.append(x)
+        if x == 0:
+            _wait_for(lambda: len(rec.futures) == 4)
+        return x
+
+    with rec.inner:
+        gen = imap_unordered(work, range(10), rec, max_in_flight=4)
+        assert next(gen) == (0, 0)
+        gen.close()
+    assert ran == [0]
+    assert sorted(rec.futures) == [0, 1, 2, 3]
+    assert all(rec.futures[i].cancelled() for i in (1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def spawn_pool():
+    with process_pool(2) as pool:
+        assert pool._mp_context.get_start_method() == "spawn"
+        yield pool
+
+
+def test_spawn_process_pool_runs_module_level_functions(spawn_pool):
+    out = dict(imap_unordered(operator.neg, range(25), spawn_pool, max_in_flight=3))
+    assert out == {i: -i for i in range(25)}
+
+
+def test_spawn_process_pool_propagates_worker_errors(spawn_pool):
+    with pytest.raises(TaskFailed) as e:
+        list(imap_unordered(math.sqrt, [4.0, 9.0, -1.0, 16.0], spawn_pool, max_in_flight=1))
+    assert e.value.task == -1.0
+    assert isinstance(e.value.__cause__, ValueError)
+    assert "math domain error" in str(e.value)
+
+
+def test_max_in_flight_below_one_is_refused():
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="max_in_flight"):
+        list(imap_unordered(abs, [1, -2], pool, max_in_flight=0))

@@ -1,0 +1,201 @@
+"""The registry file: schema, Parquet round trip, atomic save, errors, generated docs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import fields, replace
+from importlib import resources
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from geotessera import registry
+from geotessera.errors import ArchiveError
+from geotessera.registry import (
+    TileRecord,
+    arrow_schema,
+    load,
+    save,
+    schema_document,
+    schema_markdown,
+)
+
+REPO = Path(__file__).parent.parent
+MTIME = 1_700_000_000_123_456_789  # nanoseconds, not a multiple of 1000
+
+
+def _record(**kw) -> TileRecord:
+    tile_dir = "global_0.1_degree_representation/2024/grid_0.15_-0.05"
+    rec = TileRecord(
+        year=2024, name="grid_0.15_-0.05", lon=0.15, lat=-0.05, lon_i=15, lat_i=-5, zone=31,
+        epsg=32731, pixel_size=10.0, transform=(10.0, 0.0, 183_000.123, 0.0, -10.0, 9_994_466.5),
+        height=1107, width=1113, bands=128, scales_ndim=2,
+        embeddings_path=f"{tile_dir}/grid_0.15_-0.05.npy",
+        scales_path=f"{tile_dir}/grid_0.15_-0.05_scales.npy",
+        landmask_path="global_0.1_degree_tiff_all/grid_0.15_-0.05.tiff",
+        embeddings_size=157_000_000, scales_size=4_900_000, landmask_size=12_345,
+        embeddings_mtime=MTIME, scales_mtime=MTIME + 1, landmask_mtime=MTIME - 999,
+    )  # fmt: skip
+    return replace(rec, **kw)
+
+
+def _records() -> list[TileRecord]:
+    """A clean row, a row with a problem and every nullable field None, and a duplicate."""
+    broken = _record(
+        year=2025, name="grid_0.25_0.05", lon=0.25, lat=0.05, lon_i=25, lat_i=5, epsg=32631,
+        pixel_size=None, transform=None, height=None, width=None, bands=None, scales_ndim=None,
+        embeddings_size=None, scales_size=None, landmask_size=None, embeddings_mtime=None,
+        scales_mtime=None, landmask_mtime=None, problem="file missing", problem_path="x.npy",
+    )  # fmt: skip
+    dup = _record(name="grid_0.150_-0.050", duplicate_of="grid_0.15_-0.05")
+    return [_record(), broken, dup]
+
+
+def test_record_fields_equal_schema_columns_in_order():
+    names = [f.name for f in fields(TileRecord)]
+    assert names == [c["name"] for c in schema_document()["columns"]]
+    assert names == arrow_schema().names
+    nullable = {c["name"]: c["nullable"] for c in schema_document()["columns"]}
+    assert {f.name: f.nullable for f in arrow_schema()} == nullable
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    recs = _records()
+    path = tmp_path / "registry.parquet"
+    save(recs, path)
+    loaded = load(path)
+    key = lambda r: (r.year, r.lat_i, r.lon_i, r.name)  # noqa: E731 - save sorts by this
+    assert loaded == sorted(recs, key=key)
+    clean = next(r for r in loaded if r.name == "grid_0.15_-0.05")
+    assert clean.embeddings_mtime == MTIME and clean.landmask_mtime == MTIME - 999
+    assert isinstance(clean.transform, tuple)
+    assert all(getattr(loaded[-1], f.name) is None for f in fields(TileRecord)
+               if f.name in ("pixel_size", "transform", "scales_mtime", "height"))
+
+
+def test_save_overwrites_atomically_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "registry.parquet"
+    save(_records(), path)
+    save(_records()[:1], path)
+    assert len(load(path)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.parquet"]
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "registry.parquet"
+    save(_records(), path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        Path(args[1]).write_bytes(b"half a parquet file")  # a partial write, then failure
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", boom)
+    with pytest.raises(OSError, match="No space"):
+        save(_records()[:1], path)
+    assert path.read_bytes() == before
+    assert len(load(path)) == 3
+    assert list(tmp_path.glob(".registry.parquet.*")) == []
+
+
+def test_load_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "registry.parquet"
+    with pytest.raises(ArchiveError) as e:
+        load(path)
+    assert e.value.path == str(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not parquet at all\n" * 10])
+def test_load_non_parquet_file_is_archive_error(tmp_path, content):
+    path = tmp_path / "registry.parquet"
+    path.write_bytes(content)
+    with pytest.raises(ArchiveError, match="not a geotessera registry"):
+        load(path)
+
+
+def test_load_parquet_without_registry_columns_is_archive_error(tmp_path):
+    path = tmp_path / "registry.parquet"
+    pq.write_table(pa.table({"a": [1, 2]}), path)
+    with pytest.raises(ArchiveError, match=str(path)):
+        load(path)
+
+
+def test_file_is_plain_parquet_with_the_documented_schema(tmp_path):
+    """Other tools read it: pyarrow gives the documented types, mtimes as ns timestamps."""
+    path = tmp_path / "registry.parquet"
+    save(_records(), path)
+    table = pq.read_table(path)
+    assert table.schema.equals(arrow_schema(), check_metadata=False)
+    assert table.num_rows == 3
+    assert table.schema.metadata[b"geotessera-registry-version"] == b"1"
+    assert table.column("embeddings_mtime").type == pa.timestamp("ns", tz="UTC")
+    ns = table.column("embeddings_mtime").cast(pa.int64()).to_pylist()
+    assert MTIME in ns and None in ns
+    assert table.column("transform").to_pylist()[0] == list(_record().transform)
+
+
+def test_file_reads_with_pandas_if_installed(tmp_path):
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "registry.parquet"
+    save(_records(), path)
+    df = pd.read_parquet(path)
+    assert list(df.columns) == arrow_schema().names
+    assert df["embeddings_mtime"].iloc[0].value == MTIME
+
+
+_NO_PANDAS = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pandas":
+            raise ImportError("pandas blocked for this test")
+sys.meta_path.insert(0, _Block())
+from geotessera.registry import load, save
+from test_registry import _records
+save(_records(), sys.argv[1])
+got = load(sys.argv[1])
+assert len(got) == 3 and set(got) == set(_records()), got
+print("ok")
+"""
+
+
+def test_load_works_without_pandas(tmp_path):
+    """pandas is not a core dependency: a registry with ns mtimes must load without it."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_PANDAS, str(tmp_path / "registry.parquet")],
+        cwd=Path(__file__).parent, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_docs_are_generated_from_the_schema():
+    docs = (REPO / "docs" / "registry.md").read_text()
+    assert docs == schema_markdown(), "docs/registry.md is stale: regenerate it with `make docs`"
+    for col in schema_document()["columns"]:
+        assert f"| `{col['name']}` | `{col['type']}` |" in docs
+
+
+def test_packaged_schema_equals_registry_schema_json():
+    """geotessera/data/registry_schema.json is the shipped copy of registry/schema.json."""
+    source = json.loads((REPO / "registry" / "schema.json").read_text())
+    assert schema_document() == source
+
+
+def test_installed_package_finds_its_schema(tmp_path):
+    """Run from an unrelated directory, so the schema comes from the installed package."""
+    code = ("import geotessera, json; from importlib import resources; "
+            "from geotessera.registry import schema_document, arrow_schema; "
+            "print(json.dumps([geotessera.__file__, len(arrow_schema()), "
+            "resources.files('geotessera').joinpath('data/registry_schema.json').is_file()]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    file, ncols, is_file = json.loads(proc.stdout)
+    assert "site-packages" in file
+    assert ncols == len(schema_document()["columns"]) and is_file
+    assert resources.files(registry.__package__).joinpath("data/registry_schema.json").is_file()
