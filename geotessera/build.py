@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .assemble import PieceSource, ShardSpec
-from .errors import NoTilesError, ShardWriteError, TileProblemsError
+from .errors import GridError, NoTilesError, ShardWriteError, TileProblemsError
 from .parallel import TaskFailed, imap_unordered
 from .publish import (
     StorePaths,
@@ -31,7 +31,15 @@ from .publish import (
     start_journal,
 )
 from .registry import TileRecord
-from .store import ShardTask, consolidate, create_zone_store, store_name, update_root_attrs, write_shard
+from .store import (
+    ShardResult,
+    ShardTask,
+    consolidate,
+    create_zone_store,
+    store_name,
+    update_root_attrs,
+    write_shard,
+)
 from .types import StoreLayout
 from .zonegrid import ShardIndexEntry, ZoneGrid, shard_index, zone_grid
 
@@ -125,7 +133,8 @@ def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZoneP
     for (year, zone), recs in sorted(groups.items()):
         bands = {r.bands for r in recs}
         if len(bands) != 1:
-            raise ValueError(f"zone {zone} year {year}: tiles disagree on band count {bands}")
+            raise GridError(f"zone {zone} year {year}: tiles disagree on band count "
+                            f"{sorted(bands)}; scan with --bands to flag the odd ones")
         grids = {r.key: r.grid for r in recs}
         grid = zone_grid(zone, grids.values(), layout.shard_px)
         shards = tuple(shard_index(grid, grids))
@@ -193,17 +202,19 @@ def build_zone(
     """
     t0 = time.perf_counter()
     paths = StorePaths(Path(output_dir) / plan.store_name)
-    skipped_list = [{"name": r.name, "problem": r.issue[1]} for r in skipped if r.issue]
+    skipped_list = [{"name": r.name, "year": r.year, "path": r.issue[0], "problem": r.issue[1]}
+                    for r in skipped if r.issue]
     done = start_journal(paths, plan_id(plan, layout), resume)
     if not paths.partial.exists():
         create_zone_store(paths.partial, plan.grid, plan.bands, layout,
                           _provenance(plan, skipped_list))
     result = ZoneResult(str(paths.final), plan.zone, plan.year, len(plan.tiles),
                         len(plan.shards), resumed_shards=len(done), skipped=skipped_list)
-    result.shards_with_data = sum(1 for v in done.values() if v > 0)
+    owned: dict[str, list[int]] = {}
+    for rec in done.values():  # totals include the shards a resumed build keeps
+        _add(result, owned, rec)
     tasks = [t for t in shard_tasks(plan, Path(base), paths.partial, layout)
              if (t.spec.row, t.spec.col) not in done]
-    owned: dict[str, list[int]] = {}
     _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan)
     result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
     update_root_attrs(paths.partial, build_complete=True, shards_written=len(plan.shards),
@@ -215,20 +226,31 @@ def build_zone(
     return result
 
 
+def _journal_record(res: ShardResult) -> dict[str, Any]:
+    return {"row": res.row, "col": res.col, "valid": res.valid_pixels, "bytes_in": res.bytes_in,
+            "stats": [[s.name, s.owned, s.finite] for s in res.stats]}
+
+
+def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -> None:
+    result.valid_pixels += rec["valid"]
+    result.shards_with_data += rec["valid"] > 0
+    result.bytes_in += rec["bytes_in"]
+    for name, o, f in rec["stats"]:
+        tot = owned.setdefault(name, [0, 0])
+        tot[0] += o
+        tot[1] += f
+
+
 def _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan):
     total, count = len(plan.shards), result.resumed_shards
     if on_progress:
         on_progress(Progress(plan.store_name, count, total))
     try:
         for _, res in imap_unordered(write_shard, tasks, executor, max_in_flight=max_in_flight):
-            journal_shard(paths, res.row, res.col, res.valid_pixels)
+            rec = _journal_record(res)
+            journal_shard(paths, rec)
+            _add(result, owned, rec)
             count += 1
-            result.valid_pixels += res.valid_pixels
-            result.shards_with_data += res.valid_pixels > 0
-            result.bytes_in += res.bytes_in
-            for st in res.stats:
-                o, f = owned.setdefault(st.name, [0, 0])
-                owned[st.name] = [o + st.owned, f + st.finite]
             if on_progress:
                 on_progress(Progress(plan.store_name, count, total))
     except TaskFailed as e:

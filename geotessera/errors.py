@@ -53,5 +53,22 @@ class StoreError(GeoTesseraError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class GridError(GeoTesseraError, ValueError):
+    """Tiles that must share one zone grid disagree (zone, pixel size, band count)."""
+
+
 class SelectionError(GeoTesseraError, ValueError):
     """A zone or year selection string cannot be parsed."""
+
+
+class NoStoresError(GeoTesseraError):
+    """The output directory holds no complete zone store of the selection."""
+
+
+class CatalogValidationError(GeoTesseraError):
+    """A STAC object fails validation against the core or a declared extension schema."""
+
+    def __init__(self, where: object, problem: str) -> None:
+        self.where = str(where)
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}")

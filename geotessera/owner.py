@@ -9,8 +9,8 @@ never on their order.
 Projecting every pixel would cost more than writing it, so pixel centres are projected on a
 sparse lattice (every ``LATTICE_STEP`` pixels, at most ``LATTICE_SPACING_M`` apart) and
 interpolated bilinearly; over a few hundred metres the inverse transverse Mercator is smooth
-enough that the interpolation error stays below a millimetre, far inside the 1 m tolerance the
-rule allows at cell edges.
+enough that the interpolation error stays in millimetres, far inside the 1 m tolerance the
+rule allows at cell edges (measured: under 5 mm even at 84°N on a zone edge).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def pixel_lonlat(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, np.ndarray
     for v in (lon, np.asarray(lat)):
         v = _interp_axis(v, cols, window.width, axis=1)
         out.append(_interp_axis(v, rows, window.height, axis=0))
-    return out[0], out[1]
+    return (out[0] + 180.0) % 360.0 - 180.0, out[1]  # back into [-180, 180)
 
 
 def cell_codes(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ For a store ``OUT/utm30_2024.zarr`` a build works in siblings whose names never 
 store name, so nothing mistakes them for a store:
 
 - ``OUT/.utm30_2024.zarr.partial``  the store being built;
-- ``OUT/.utm30_2024.zarr.journal``  one line per completed shard (``row col valid_pixels``),
-  after a header line naming the plan, so ``--resume`` skips exactly those shards;
+- ``OUT/.utm30_2024.zarr.journal``  a header line naming the plan, then one JSON line per
+  completed shard (its position and counts), so ``--resume`` skips exactly those shards
+  and still reports whole-store totals;
 - ``OUT/.utm30_2024.zarr.lock``     who is building (PID, host, start time);
 - ``OUT/.utm30_2024.zarr.old``      the previous store, only during the swap.
 
@@ -109,14 +110,14 @@ def recover(paths: StorePaths) -> None:
             os.replace(paths.old, paths.final)
 
 
-def start_journal(paths: StorePaths, plan_id: str, resume: bool) -> dict[tuple[int, int], int]:
-    """Shards already done, with their valid pixel counts. With ``resume`` and a journal of
-    the same plan, the shards it lists (and the staging store) are kept; otherwise staging
-    and journal start afresh."""
+def start_journal(paths: StorePaths, plan_id: str, resume: bool) -> dict[tuple[int, int], dict]:
+    """Shards already done, each with the record ``journal_shard`` wrote. With ``resume`` and
+    a journal of the same plan, those shards (and the staging store) are kept; otherwise
+    staging and journal start afresh."""
     if resume and paths.partial.exists() and paths.journal.exists():
         lines = paths.journal.read_text().splitlines()
         if lines and lines[0] == f"plan {plan_id}":
-            return dict(_parse(line) for line in lines[1:] if line.strip())
+            return dict(_parse(line) for line in lines[1:] if line.strip().endswith("}"))
         raise StoreError(paths.final, "cannot resume: the plan changed since the interrupted "
                                       "build (tiles, grid or layout); rerun without --resume")
     if resume and paths.partial.exists():
@@ -126,15 +127,16 @@ def start_journal(paths: StorePaths, plan_id: str, resume: bool) -> dict[tuple[i
     return {}
 
 
-def _parse(line: str) -> tuple[tuple[int, int], int]:
-    row, col, valid = line.split()
-    return (int(row), int(col)), int(valid)
+def _parse(line: str) -> tuple[tuple[int, int], dict]:
+    rec = json.loads(line)
+    return (rec["row"], rec["col"]), rec
 
 
-def journal_shard(paths: StorePaths, row: int, col: int, valid: int) -> None:
-    """Record a completed shard durably (flushed and fsynced) before counting it done."""
+def journal_shard(paths: StorePaths, record: dict) -> None:
+    """Record a completed shard (a JSON object with ``row`` and ``col``) durably, flushed
+    and fsynced, before counting it done. A torn last line from a crash is ignored."""
     with open(paths.journal, "a") as f:
-        f.write(f"{row} {col} {valid}\n")
+        f.write(json.dumps(record, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

@@ -230,7 +230,8 @@ def scan_archive(
         if on_progress:
             on_progress(len(records), total)
     kept = [r for r in old.values() if years and r.year not in scanned_years]
-    records = mark_duplicates(records) + kept
+    records = sorted(mark_duplicates(records) + kept,
+                     key=lambda r: (r.year, r.lat_i, r.lon_i, r.name))
     return ScanResult(tuple(records), tuple(ignored), reread=len(tasks), reused=len(reused))
 
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import GridError
 from .types import TileGrid, TileKey, Window
 
 
@@ -61,16 +62,17 @@ class ZoneGrid:
 def zone_grid(zone: int, tiles: Iterable[TileGrid], shard_px: int) -> ZoneGrid:
     """The smallest shard-padded grid on the pixel lattice that holds every tile.
 
-    Raises ValueError for an empty tile set, mixed zones or mixed pixel sizes.
+    Raises GridError for an empty tile set, mixed zones or mixed pixel sizes.
     """
     tiles = list(tiles)
     if not tiles:
-        raise ValueError(f"zone {zone}: no tiles")
+        raise GridError(f"zone {zone}: no tiles")
     sizes = {t.pixel_size for t in tiles}
     if len(sizes) != 1:
-        raise ValueError(f"zone {zone}: mixed pixel sizes {sorted(sizes)}")
+        raise GridError(f"zone {zone}: tiles with different pixel sizes {sorted(sizes)} m "
+                        f"cannot share one grid; build them separately (--zones/--year)")
     if {t.zone for t in tiles} != {zone}:
-        raise ValueError(f"zone {zone}: tiles from zones {sorted({t.zone for t in tiles})}")
+        raise GridError(f"zone {zone}: tiles from zones {sorted({t.zone for t in tiles})}")
     p = sizes.pop()
     left = math.floor(min(t.left for t in tiles) / p) * p
     top = math.ceil(max(t.canonical_top for t in tiles) / p) * p
@@ -128,7 +130,7 @@ def shard_index(grid: ZoneGrid, tiles: dict[TileKey, TileGrid]) -> list[ShardInd
     for key in sorted(tiles):
         win = placement(grid, tiles[key])
         if win.row0 < 0 or win.col0 < 0 or win.row1 > grid.height or win.col1 > grid.width:
-            raise ValueError(f"{key.name} at {win} lies outside the zone grid")
+            raise GridError(f"{key.name} at {win} lies outside the zone grid")
         for sr in range(win.row0 // s, (win.row1 - 1) // s + 1):
             for sc in range(win.col0 // s, (win.col1 - 1) // s + 1):
                 shard = grid.shard_window(sr, sc)

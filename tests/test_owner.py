@@ -83,3 +83,21 @@ def test_sources_match_brute_force_and_ignore_piece_order(tiles, pixel_size, dat
         # the same tile for every pixel, whatever the order of the pieces (-1 → "none")
         names = np.array([k.name for k, _ in pieces] + ["none"])
         np.testing.assert_array_equal(names[got], names[np.array(perm + [-1])[shuffled]])
+
+
+def test_antimeridian_shards_get_longitudes_in_range():
+    """Zone 1 grids reach west of 180°W: interpolated longitudes must come back wrapped into
+    [-180, 180) like pyproj's, or no tile key matches and the cell rule is bypassed."""
+    from geotessera.types import TileKey
+
+    keys = [TileKey(lat_i=lat, lon_i=lon) for lat in (6005, 6015) for lon in (-17995, -17985)]
+    grids = {k: tile_grid(k, 10.0) for k in keys}
+    grid = zone_grid(1, grids.values(), 512)
+    for entry in shard_index(grid, grids):
+        shard = grid.shard_window(entry.row, entry.col)
+        lon, _ = pixel_lonlat(grid, shard)
+        elon, elat, _, _ = _exact_lonlat(grid, shard)
+        assert (np.abs(lon - elon) * np.cos(np.radians(elat))).max() * 111_320 < 0.01
+    assert (elon > 0).any() or any(  # some shard does reach past the antimeridian
+        (_exact_lonlat(grid, grid.shard_window(e.row, e.col))[0] > 0).any()
+        for e in shard_index(grid, grids))

@@ -95,7 +95,7 @@ def test_kill_9_keeps_old_store_and_resume_matches_a_clean_build(small_archive, 
     assert paths.partial.exists() and paths.lock.exists()  # debris of a dead process ...
     assert not any(p.name.endswith(".zarr") and p.name.startswith(".") for p in out.iterdir())
 
-    journaled = [tuple(map(int, ln.split()[:2])) for ln in lines[1:]]
+    journaled = [(json.loads(ln)["row"], json.loads(ln)["col"]) for ln in lines[1:]]
     shard_files = {rc: paths.partial / "L0/embeddings/c/0" / str(rc[0]) / str(rc[1])
                    for rc in journaled}
     mtimes = {rc: f.stat().st_mtime_ns for rc, f in shard_files.items() if f.exists()}
@@ -107,6 +107,7 @@ def test_kill_9_keeps_old_store_and_resume_matches_a_clean_build(small_archive, 
     (rdoc,) = json.loads(resumed.stdout)["stores"]
     assert rdoc["resumed_shards"] == done
     assert rdoc["shards_written"] == total
+    assert (rdoc["valid_pixels"], rdoc["bytes_in"]) == (doc["valid_pixels"], doc["bytes_in"])
     for rc, mtime in mtimes.items():  # no journaled shard was rewritten
         assert (paths.final / "L0/embeddings/c/0" / str(rc[0]) / str(rc[1])).stat().st_mtime_ns == mtime
     _assert_same(_arrays(paths.final), before)

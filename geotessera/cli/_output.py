@@ -94,6 +94,8 @@ def _fail(out: Output, e: BaseException, code: int, prefix: str = "") -> None:
     line = f"{prefix}{_describe(e)}"
     if out.as_json:  # still exactly one JSON document, with the report when there is one
         doc = {**getattr(e, "json_doc", {}), "status": "error", "error": line, "exit_code": code}
+        if hasattr(e, "problems"):
+            doc["problems"] = [{"path": p, "problem": m} for p, m in e.problems]
         click.echo(json.dumps(doc, indent=2, default=str))
     err.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
     if out.verbose and hasattr(e, "problems"):

@@ -98,7 +98,9 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
 @click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes [default: usable CPUs].")
-@click.option("--dry-run", is_flag=True, help="Print the plan per zone and year; write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan per zone and year; write no store (the scan still "
+                   "updates the registry).")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted build from its journal; finished shards are kept.")
 @click.option("--skip-bad", is_flag=True,
@@ -111,8 +113,10 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("--chunk-px", type=int, default=_DEFAULT.chunk_px, show_default=True,
               help="Inner chunk edge of embeddings.")
 @click.option("--scales-chunk-px", type=int, default=_DEFAULT.scales_chunk_px,
-              show_default=True, help="Inner chunk edge of scales.")
-@click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True)
+              show_default=True, help="Chunk edge of scales (not sharded; chunks nest in "
+                                      "shard footprints).")
+@click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True,
+              help="zstd compression level of every array.")
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..errors import StoreError
+from ..errors import GeoTesseraError
 from ..parallel import default_workers, process_pool
 from ..verify import verify_store
 from ._output import Output, common
 
 
-class VerifyFailed(StoreError):
+class VerifyFailed(GeoTesseraError):
     """verify found problems (already listed in the report)."""
 
 
@@ -34,7 +34,7 @@ def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool
     """Check STORE against the tiles under --base-dir: pixels, metadata, shard objects."""
     with process_pool(workers or default_workers()) as pool:
         report = verify_store(store, base_dir, pool, sample=sample, full=full, seed=seed)
-    doc = {"status": "ok" if report.ok else "mismatch", **asdict(report)}
+    doc = {"status": "ok", **asdict(report)}
 
     def human() -> None:
         click.echo(f"{report.store}: {report.shards_compared} shard(s), "
@@ -48,7 +48,6 @@ def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool
         return
     if not out.as_json:
         human()
-    failure = VerifyFailed(store, f"{len(report.problems)} problem(s); first: "
-                                  f"{report.problems[0]}")
+    failure = VerifyFailed(f"{report.problems[0]} ({len(report.problems)} problem(s) in all)")
     failure.json_doc = doc
     raise failure
