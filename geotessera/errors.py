@@ -72,3 +72,7 @@ class CatalogValidationError(GeoTesseraError):
         self.where = str(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No zarr group at the path or URL (as opposed to a store that is there but unusable)."""

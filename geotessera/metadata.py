@@ -168,3 +168,17 @@ def root_attrs(
         **geoemb_attrs(bands, pixel_size),
         **{f"geotessera:{k}": v for k, v in provenance.items()},
     }
+
+
+def multiscales_attr(layout: list[dict[str, Any]]) -> dict[str, Any]:
+    """The root ``multiscales`` object for layout entries L0…Ln (finest first)."""
+    return {"layout": layout, "resampling_method": "average"}
+
+
+def channel_coord_attrs() -> dict[str, Any]:
+    """Attributes of the ``channel`` coordinate (0..3) of the ``rgba`` arrays."""
+    return {
+        "long_name": "RGBA channel",
+        "flag_values": [0, 1, 2, 3],
+        "flag_meanings": "red green blue alpha",
+    }

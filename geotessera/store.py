@@ -46,7 +46,7 @@ def create_zone_store(
     ))
     level = root.create_group("L0", attributes=md.level_attrs(grid.epsg, grid.transform, shape))
     _create_data_arrays(level, grid, bands, layout)
-    _create_coords(level, grid, bands)
+    create_coords(level, grid, bands)
 
 
 def _create_data_arrays(level: zarr.Group, grid: ZoneGrid, bands: int, layout: StoreLayout):
@@ -75,7 +75,7 @@ def _create_data_arrays(level: zarr.Group, grid: ZoneGrid, bands: int, layout: S
     )
 
 
-def _create_coords(level: zarr.Group, grid: ZoneGrid, bands: int) -> None:
+def create_coords(level: zarr.Group, grid: ZoneGrid, bands: int) -> None:
     p = grid.pixel_size
     x = grid.left + (np.arange(grid.width) + 0.5) * p
     y = grid.top - (np.arange(grid.height) + 0.5) * p

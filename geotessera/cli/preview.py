@@ -1,0 +1,142 @@
+"""``rgb`` and ``quicklook``: colour previews, overview pyramids and PNG quicklooks.
+
+``run_preview`` and ``rgb_options`` are shared with ``zarr-build`` (``--no-rgb``/``--rgb-only``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..build import parse_zones
+from ..errors import SelectionError
+from ..parallel import default_workers, process_pool
+from ..preview import PreviewReport, run_preview_pass
+from ..stretch import MODES
+from ..quicklook import DEFAULT_SIZE, write_quicklook
+from ._output import Output, common
+
+
+def _parse_bands(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        bands = tuple(int(v) for v in value.split(","))
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not a list like 0,1,2") from e
+    if len(bands) != 3 or min(bands) < 0:
+        raise click.BadParameter(f"{value!r}: need three band numbers >= 0")
+    return bands
+
+
+def rgb_options(fn: Callable) -> Callable:
+    """``--mode``, ``--rgb-bands``, ``--rgb-seed`` and ``--rgb-force`` (shared with zarr-build)."""
+    for option in reversed([
+        click.option("--mode", type=click.Choice(MODES), default="bands", show_default=True,
+                     help="Colour from three bands, or from the first three principal "
+                          "components of all bands."),
+        click.option("--rgb-bands", default="0,1,2", show_default=True, callback=_parse_bands,
+                     help="Bands shown as red, green, blue (mode bands)."),
+        click.option("--rgb-seed", type=click.IntRange(0), default=0, show_default=True,
+                     help="Seed of the stretch sample."),
+        click.option("--rgb-force", is_flag=True,
+                     help="Redo stores whose preview is complete with the same stretch."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def run_preview(
+    update: Callable[[str, int, int], None], output_dir: Path, *, years: Iterable[int] | None,
+    zones: Iterable[int] | None, workers: int, mode: str = "bands",
+    rgb_bands: tuple[int, ...] = (0, 1, 2), rgb_seed: int = 0, rgb_force: bool = False,
+    executor: Executor | None = None,
+) -> PreviewReport:
+    """Run the preview pass with ``executor`` (or a fresh spawn pool of ``workers``)."""
+    kw = dict(years=years or None, zones=zones, mode=mode, bands=rgb_bands, seed=rgb_seed,
+              force=rgb_force, max_in_flight=workers + 1, on_progress=update)
+    if executor is not None:
+        return run_preview_pass(output_dir, executor, **kw)
+    with process_pool(workers) as pool:
+        return run_preview_pass(output_dir, pool, **kw)
+
+
+def preview_doc(report: PreviewReport) -> dict[str, Any]:
+    """The JSON-able summary of a preview pass (stretches by year, levels per store)."""
+    return {
+        "stretches": {str(y): s.to_attrs() for y, s in report.stretches.items()},
+        "sample_seconds": {str(y): round(t, 3) for y, t in report.sample_seconds.items()},
+        "stores": [{
+            "store": r.store, "zone": r.zone, "year": r.year, "up_to_date": r.up_to_date,
+            "seconds": round(r.seconds, 3),
+            "levels": [{"level": lv.level, "shape": list(lv.shape), "shards": lv.shards,
+                        "valid_pixels": lv.valid_pixels, "seconds": round(lv.seconds, 3)}
+                       for lv in r.levels],
+        } for r in report.stores],
+    }
+
+
+def print_preview(doc: dict[str, Any]) -> None:
+    """Human summary of ``preview_doc``: one line per year and per store."""
+    for year, s in doc["stretches"].items():
+        lo = ", ".join(f"{v:.3g}" for v in s["min"])
+        hi = ", ".join(f"{v:.3g}" for v in s["max"])
+        click.echo(f"{year}: {s['mode']} stretch min [{lo}] max [{hi}] from "
+                   f"{s['sample_pixels']} pixels of {s['sample_shards']} shards")
+    for r in doc["stores"]:
+        name = Path(r["store"]).name
+        if r["up_to_date"]:
+            click.echo(f"{name}: up to date")
+            continue
+        levels = " ".join(f"L{lv['level']}:{lv['seconds']:.1f}s" for lv in r["levels"])
+        click.echo(f"{name}: {len(r['levels'])} levels in {r['seconds']:.1f} s ({levels})")
+
+
+def _zones(text: str | None) -> frozenset[int] | None:
+    try:
+        return parse_zones(text)
+    except SelectionError as e:
+        raise click.BadParameter(str(e), param_hint="--zones") from e
+
+
+@click.command("rgb")
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--year", "years", type=int, multiple=True,
+              help="Year to preview (repeatable) [default: all].")
+@click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
+@click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
+              help="Worker processes [default: usable CPUs].")
+@rgb_options
+@common
+def rgb_cmd(out: Output, output_dir: Path, years, zones: str | None, workers: int | None,
+            **opts: Any) -> None:
+    """Colour preview (L0/rgba) and overview levels for the stores in OUTPUT_DIR.
+
+    One stretch per year, fitted across all of that year's stores.
+    """
+    zone_set = _zones(zones)
+    with out.progress() as update:
+        report = run_preview(update, output_dir, years=years, zones=zone_set,
+                             workers=workers or default_workers(), **opts)
+    doc = preview_doc(report)
+    out.result({"status": "ok", **doc}, lambda: print_preview(doc))
+
+
+@click.command("quicklook")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG file to write.")
+@click.option("--level", type=click.IntRange(0), default=None,
+              help="Level to draw [default: the finest that fits --size].")
+@click.option("--size", type=click.IntRange(1), default=DEFAULT_SIZE, show_default=True,
+              help="Longest side in pixels that the chosen level must fit.")
+@common
+def quicklook_cmd(out: Output, store: Path, output: Path, level: int | None, size: int) -> None:
+    """Write a PNG of one level's RGBA preview of STORE."""
+    res = write_quicklook(store, output, level=level, size=size)
+    doc = {"status": "ok", "store": str(store), "output": str(res.path), "level": res.level,
+           "height": res.shape[0], "width": res.shape[1], "pixel_size": res.pixel_size}
+    out.result(doc, lambda: click.echo(
+        f"{res.path}: L{res.level}, {res.shape[1]}x{res.shape[0]} px at {res.pixel_size:g} m"))

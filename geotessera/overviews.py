@@ -1,0 +1,319 @@
+"""Overview levels L1…Ln of a zone store, built shard by shard from the level below.
+
+Level k has pixels 2^k times the size of L0's, the same origin, ``ceil``-halved shapes and the
+same arrays (``embeddings``, ``scales``, ``rgba``) with the same chunk and shard shapes in
+pixels, so one level-k shard covers 2^k times the ground of an L0 shard. The last level is the
+first whose both sides fit in one shard. One task computes one output shard from the ≤ 2×2
+input shards below it, strip by strip, so no task holds more than one output shard and a
+strip of its children. Reductions (docs/format.md):
+
+* embeddings/scales: the mean of the valid children's dequantised vectors, requantised per
+  pixel with ``scale = max|mean| / 127``, so ``|q·scale − mean| ≤ scale / 2`` in every band;
+  a pixel without valid children gets a NaN scale and zero embeddings.
+* rgba: the alpha-weighted mean of the children's colour, rounded half up; alpha is 255 when
+  any child has alpha > 0, else 0 (colour 0). So alpha == isfinite(scales) at every level.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from . import metadata as md
+from .errors import ShardWriteError
+from .parallel import TaskFailed, imap_unordered
+from .store import EMBEDDINGS, SCALES, create_coords, open_level
+
+#: ``on_progress(label, done, total)``: the library reports, the CLI draws.
+ProgressFn = Callable[[str, int, int], None]
+
+RGBA = "rgba"
+CHANNEL = "channel"
+QMAX = 127
+#: Float32 working set of one strip of a task; strips are whole inner-chunk rows, at least one.
+STRIP_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class LevelGeometry:
+    """The pixel grid of one level: ``left``/``top`` are the outer corner of pixel (0, 0)."""
+
+    level: int
+    epsg: int
+    pixel_size: float
+    left: float
+    top: float
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]:
+        return (self.pixel_size, 0.0, self.left, 0.0, -self.pixel_size, self.top)
+
+    def coarser(self) -> LevelGeometry:
+        """The next level: pixel size doubled, shape halved rounding up, same origin."""
+        return LevelGeometry(self.level + 1, self.epsg, self.pixel_size * 2, self.left,
+                             self.top, -(-self.height // 2), -(-self.width // 2))
+
+    @classmethod
+    def of_level(cls, level: int, attrs: dict[str, Any]) -> LevelGeometry:
+        """From a level group's ``proj:code``/``spatial:transform``/``spatial:shape``."""
+        a, _, c, _, _, f = attrs["spatial:transform"]
+        h, w = attrs["spatial:shape"]
+        epsg = int(str(attrs["proj:code"]).split(":")[1])
+        return cls(level, epsg, float(a), float(c), float(f), int(h), int(w))
+
+
+def pyramid(l0: LevelGeometry, shard_px: int) -> list[LevelGeometry]:
+    """L0…Ln, where Ln is the first level whose both sides are ≤ ``shard_px`` (n may be 0)."""
+    levels = [l0]
+    while max(levels[-1].shape) > shard_px:
+        levels.append(levels[-1].coarser())
+    return levels
+
+
+def strip_rows(chunk_px: int, float_values_per_row: int) -> int:
+    """Rows per strip: a multiple of ``chunk_px`` (≥ 1 chunk) whose float32 working set
+    stays within ``STRIP_BYTES`` when possible, so peak memory does not depend on zone size."""
+    fit = STRIP_BYTES // max(1, 4 * float_values_per_row)
+    return max(chunk_px, fit // chunk_px * chunk_px)
+
+
+def shard_windows(shape: tuple[int, int], shard_px: int, row: int, col: int):
+    """(rows, cols) slices of shard (row, col) of an array of ``shape``, clipped to it."""
+    s = shard_px
+    return (slice(row * s, min((row + 1) * s, shape[0])),
+            slice(col * s, min((col + 1) * s, shape[1])))
+
+
+# --- reductions (pure) -------------------------------------------------------------------------
+
+
+def _pad_to_even(a: np.ndarray, fill: Any) -> np.ndarray:
+    """Pad the last two axes to even lengths with ``fill`` (an edge level of odd size)."""
+    ph, pw = a.shape[-2] % 2, a.shape[-1] % 2
+    if not (ph or pw):
+        return a
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)]
+    return np.pad(a, pad, constant_values=fill)
+
+
+def _sum2x2(a: np.ndarray) -> np.ndarray:
+    """Sum of each 2×2 block over the last two axes (even lengths)."""
+    rows = a[..., 0::2, :] + a[..., 1::2, :]
+    return rows[..., 0::2] + rows[..., 1::2]
+
+
+def reduce_embeddings(emb: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2×2 mean of the valid children's dequantised vectors, requantised per pixel.
+
+    ``emb`` (band, h, w) int8, ``scales`` (h, w) float32 → (band, ⌈h/2⌉, ⌈w/2⌉) int8 and
+    float32 scales. Guarantee: ``|q·scale − mean| ≤ scale/2`` per band (up to float32
+    rounding); NaN scale and zero vector where no child is valid; scale 0 for a zero mean.
+    """
+    scales = _pad_to_even(scales, np.nan)
+    emb = _pad_to_even(emb, 0)
+    valid = np.isfinite(scales)
+    s = np.where(valid, scales, np.float32(0))
+    rows = emb[:, 0::2] * s[0::2] + emb[:, 1::2] * s[1::2]  # float32, half the rows
+    mean = rows[..., 0::2] + rows[..., 1::2]
+    del rows
+    count = _sum2x2(valid.astype(np.float32))
+    mean /= np.maximum(count, 1)
+    peak = np.maximum(mean.max(axis=0), -mean.min(axis=0))
+    scale = np.where(count > 0, peak / np.float32(QMAX), np.float32(np.nan)).astype(np.float32)
+    np.divide(mean, np.where(scale > 0, scale, np.float32(1)), out=mean)  # 0 stays 0
+    np.rint(mean, out=mean)
+    np.clip(mean, -QMAX, QMAX, out=mean)
+    return mean.astype(np.int8), scale
+
+
+def reduce_rgba(rgba: np.ndarray) -> np.ndarray:
+    """Alpha-weighted 2×2 mean of (4, h, w) uint8 → (4, ⌈h/2⌉, ⌈w/2⌉), exact integers.
+
+    Colour = round-half-up(Σ c·α / Σ α) over the children; alpha = 255 if any child has
+    α > 0; colour and alpha 0 where no child does.
+    """
+    rgba = _pad_to_even(rgba, 0)
+    alpha = rgba[3].astype(np.int32)  # sums stay below 4 * 255 * 255
+    den = _sum2x2(alpha)
+    num = _sum2x2(rgba[:3].astype(np.int32) * alpha)
+    out = np.zeros((4, *den.shape), np.uint8)
+    has = den > 0
+    out[:3] = np.where(has, (2 * num + den) // np.maximum(2 * den, 1), 0)
+    out[3] = np.where(has, 255, 0)
+    return out
+
+
+# --- arrays of a level -------------------------------------------------------------------------
+
+
+def create_rgba(level: zarr.Group, geom: LevelGeometry) -> None:
+    """(Re)create the empty ``rgba`` uint8 (channel, y, x) array, chunked and compressed like
+    the level's ``scales`` (unsharded, so GDAL < 3.13 reads it; chunks nest in the shard
+    footprint), and its ``channel`` coordinate 0..3."""
+    like = level[SCALES]
+    chunk = like.chunks[0]
+    level.create_array(
+        RGBA, shape=(4, *geom.shape), dtype="uint8", chunks=(4, chunk, chunk),
+        compressors=like.compressors, fill_value=0, overwrite=True,
+        dimension_names=(CHANNEL, "y", "x"),
+        attributes=md.data_array_attrs(
+            geom.epsg, geom.transform, geom.shape,
+            long_name="RGBA preview; alpha 255 exactly where scales are finite",
+        ),
+    )
+    chan = level.create_array(CHANNEL, shape=(4,), dtype="int32", chunks=(4,), overwrite=True,
+                              dimension_names=(CHANNEL,), attributes=md.channel_coord_attrs())
+    chan[:] = np.arange(4, dtype=np.int32)
+
+
+def create_level(root: zarr.Group, geom: LevelGeometry, l0: zarr.Group) -> zarr.Group:
+    """(Re)create empty level group ``L{k}`` with the arrays and codecs of ``l0``."""
+    emb0, sc0 = l0[EMBEDDINGS], l0[SCALES]
+    bands, shard, chunk, sc_chunk = emb0.shape[0], emb0.shards[1], emb0.chunks[1], sc0.chunks[0]
+    level = root.create_group(f"L{geom.level}", overwrite=True,
+                              attributes=md.level_attrs(geom.epsg, geom.transform, geom.shape))
+    attrs = {EMBEDDINGS: dict(emb0.attrs), SCALES: dict(sc0.attrs)}
+    for name in attrs:
+        attrs[name].update(md.data_array_attrs(geom.epsg, geom.transform, geom.shape))
+    level.create_array(
+        EMBEDDINGS, shape=(bands, *geom.shape), dtype="int8", chunks=(bands, chunk, chunk),
+        shards=(bands, shard, shard), compressors=emb0.compressors, filters=emb0.filters,
+        fill_value=0, dimension_names=("band", "y", "x"), attributes=attrs[EMBEDDINGS],
+    )
+    level.create_array(
+        SCALES, shape=geom.shape, dtype="float32", chunks=(sc_chunk, sc_chunk),
+        compressors=sc0.compressors, fill_value=np.nan, dimension_names=("y", "x"),
+        attributes=attrs[SCALES],
+    )
+    create_rgba(level, geom)
+    create_coords(level, geom, bands)
+    return level
+
+
+# --- one overview shard ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewTask:
+    """Compute shard (row, col) of level ``level`` ≥ 1 of ``store`` from level − 1."""
+
+    store: str
+    level: int
+    row: int
+    col: int
+
+
+def overview_shard(task: OverviewTask) -> int:
+    """Write one whole output shard of every array; return its valid pixel count."""
+    src = zarr.open_group(store=task.store, path=f"L{task.level - 1}", mode="r",
+                          use_consolidated=False)
+    dst = open_level(task.store, f"L{task.level}")
+    s_emb, s_sc, s_rgba = src[EMBEDDINGS], src[SCALES], src[RGBA]
+    d_emb = dst[EMBEDDINGS]
+    shard = d_emb.shards[1]
+    rows, cols = shard_windows(d_emb.shape[1:], shard, task.row, task.col)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    strip = strip_rows(d_emb.chunks[1], 4 * d_emb.shape[0] * w)  # 2x2 children per pixel
+    out_emb = np.zeros((d_emb.shape[0], h, w), np.int8)
+    out_sc = np.full((h, w), np.nan, np.float32)
+    out_rgba = np.zeros((4, h, w), np.uint8)
+    # scales and rgba of the whole 2x2 window at once (their chunks span many strips)
+    r0, c0 = 2 * rows.start, 2 * cols.start
+    r1, c1 = min(2 * rows.stop, s_sc.shape[0]), min(2 * cols.stop, s_sc.shape[1])
+    sc_in, rgba_in = s_sc[r0:r1, c0:c1], s_rgba[:, r0:r1, c0:c1]
+    for o0 in range(0, h, strip):
+        a, b = 2 * o0, min(2 * (o0 + strip), r1 - r0)
+        if not np.isfinite(sc_in[a:b]).any():
+            continue
+        e, s = reduce_embeddings(s_emb[:, r0 + a:r0 + b, c0:c1], sc_in[a:b])
+        out_emb[:, o0:o0 + e.shape[1], : e.shape[2]] = e
+        out_sc[o0:o0 + s.shape[0], : s.shape[1]] = s
+        c = reduce_rgba(rgba_in[:, a:b])
+        out_rgba[:, o0:o0 + c.shape[1], : c.shape[2]] = c
+    d_emb[:, rows, cols] = out_emb
+    dst[SCALES][rows, cols] = out_sc
+    dst[RGBA][:, rows, cols] = out_rgba
+    return int(np.isfinite(out_sc).sum())
+
+
+def parent_shards(children: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Shards of the next level that have at least one of ``children`` below them, sorted."""
+    return sorted({(r // 2, c // 2) for r, c in children})
+
+
+# --- running a level ---------------------------------------------------------------------------
+
+
+def run_shard_tasks(fn: Callable, tasks: list, executor: Executor, *, max_in_flight: int,
+                    label: str, on_progress: ProgressFn | None) -> dict[Any, Any]:
+    """``{task: fn(task)}`` for shard tasks (with ``store``, ``level``, ``row``, ``col``).
+
+    Raises ShardWriteError naming the store, level and shard of the first failure.
+    """
+    results: dict[Any, Any] = {}
+    try:
+        for task, res in imap_unordered(fn, tasks, executor, max_in_flight=max_in_flight):
+            results[task] = res
+            if on_progress:
+                on_progress(label, len(results), len(tasks))
+    except TaskFailed as e:
+        t = e.task
+        raise ShardWriteError(f"{t.store}/L{t.level}", (t.row, t.col), e.__cause__) from e.__cause__
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class LevelReport:
+    """What writing one level took: shards computed, valid pixels, wall seconds."""
+
+    level: int
+    shape: tuple[int, int]
+    shards: int
+    valid_pixels: int
+    seconds: float
+
+
+def drop_overviews(root: zarr.Group) -> None:
+    """Delete every overview group ``L1``, ``L2``, … (L0 is never touched)."""
+    for name in list(root.group_keys()):
+        if re.fullmatch(r"L[1-9]\d*", name):
+            del root[name]
+
+
+def build_overviews(
+    store: str, executor: Executor, l0_shards: Iterable[tuple[int, int]], *,
+    max_in_flight: int = 4, label: str = "", on_progress: ProgressFn | None = None,
+) -> tuple[list[LevelGeometry], list[LevelReport]]:
+    """Create and fill L1…Ln from L0 (which must already hold ``rgba``), level by level.
+
+    ``l0_shards`` are L0's non-empty shards; only their parents are computed, the rest of
+    every level stays at the fill values (NaN scales, alpha 0). Returns every level's
+    geometry (L0 first) and a report per overview level.
+    """
+    root = zarr.open_group(store=store, mode="r+", use_consolidated=False)
+    l0 = root["L0"]
+    geoms = pyramid(LevelGeometry.of_level(0, dict(l0.attrs)), l0[EMBEDDINGS].shards[1])
+    reports, children = [], set(l0_shards)
+    for geom in geoms[1:]:
+        t0 = time.perf_counter()
+        create_level(root, geom, l0)
+        tasks = [OverviewTask(store, geom.level, r, c) for r, c in parent_shards(children)]
+        done = run_shard_tasks(overview_shard, tasks, executor, max_in_flight=max_in_flight,
+                               label=f"{label} L{geom.level}", on_progress=on_progress)
+        children = {(t.row, t.col) for t, valid in done.items() if valid}
+        reports.append(LevelReport(geom.level, geom.shape, len(tasks), sum(done.values()),
+                                   time.perf_counter() - t0))
+    return geoms, reports

@@ -1,0 +1,103 @@
+"""PNG quicklooks of a store's RGBA preview, so a zone can be looked at without a GIS.
+
+PNG encoding goes through GDAL's PNG driver via rasterio (a core dependency already), so no
+image library is added. The file is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import MemoryFile
+
+from .errors import StoreError
+from .overviews import RGBA
+from .store import open_root
+
+DEFAULT_SIZE = 1024
+#: Refuse to draw a level larger than this (4 bytes per pixel in memory).
+MAX_PIXELS = 1 << 26
+
+
+@dataclass(frozen=True, slots=True)
+class Quicklook:
+    """A written quicklook: where, which level, its (height, width) and pixel size (m)."""
+
+    path: Path
+    level: int
+    shape: tuple[int, int]
+    pixel_size: float
+
+
+def choose_level(layout: list[dict[str, Any]], size: int) -> int:
+    """Index of the finest layout level whose longer side is ≤ ``size``; the coarsest if none
+    fits. ``layout`` is the root ``multiscales.layout`` (finest first)."""
+    for i, entry in enumerate(layout):
+        if max(entry["spatial:shape"]) <= size:
+            return i
+    return len(layout) - 1
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """(4, h, w) uint8 → PNG bytes (RGBA, 8 bits per channel)."""
+    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[0] != 4:
+        raise ValueError(f"need (4, h, w) uint8, got {rgba.shape} {rgba.dtype}")
+    _, h, w = rgba.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile() as mem:
+            with mem.open(driver="PNG", width=w, height=h, count=4, dtype="uint8") as dst:
+                dst.write(rgba)
+            return mem.read()
+
+
+def write_png(path: Path, rgba: np.ndarray) -> None:
+    """Encode ``rgba`` and write it to ``path`` atomically."""
+    data = encode_png(rgba)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_quicklook(store: Path, output: Path, *, level: int | None = None,
+                    size: int = DEFAULT_SIZE) -> Quicklook:
+    """Write level ``level`` (default: ``choose_level(…, size)``) of ``store``'s ``rgba`` as a
+    PNG. Raises StoreError if the preview pass has not completed or the level is absent or
+    too large to draw."""
+    root = open_root(store)
+    if root.attrs.get("geotessera:rgb_complete") is not True:
+        raise StoreError(store, "no complete preview (geotessera:rgb_complete is not true); "
+                                "run `geotessera-registry rgb` first")
+    layout = root.attrs["multiscales"]["layout"]
+    level = choose_level(layout, size) if level is None else level
+    if not 0 <= level < len(layout):
+        raise StoreError(store, f"no level {level}; levels are 0..{len(layout) - 1}")
+    entry = layout[level]
+    h, w = entry["spatial:shape"]
+    if h * w > MAX_PIXELS:
+        raise StoreError(store, f"level {level} is {w}x{h} px, more than {MAX_PIXELS} pixels; "
+                                "choose a coarser --level")
+    write_png(output, root[f"{entry['asset']}/{RGBA}"][:])
+    return Quicklook(Path(output), level, (h, w), float(entry["spatial:transform"][0]))
+
+
+def read_png(path: Path) -> np.ndarray:
+    """(4, h, w) uint8 of an RGBA PNG (the inverse of ``write_png``; used by tests)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            return src.read()
