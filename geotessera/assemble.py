@@ -19,12 +19,13 @@ from rasterio.windows import Window as RioWindow
 from .errors import ArchiveError
 from .owner import choose_sources
 from .types import TileKey, Window
-from .zonegrid import ZoneGrid
+from .zonegrid import ZoneGrid, core_windows
 
 
 @dataclass(frozen=True, slots=True)
 class PieceSource:
-    """One tile's contribution to a shard, with the absolute paths of its files."""
+    """One tile's contribution to a shard, with the absolute paths of its files. The windows
+    include the tile's halo (see ``zonegrid.HALO_PX``)."""
 
     key: TileKey
     tile_window: Window
@@ -33,6 +34,11 @@ class PieceSource:
     scales: str
     landmask: str
     shape: tuple[int, int, int]
+
+    @property
+    def core(self) -> tuple[Window, Window] | None:
+        """(tile, shard) windows inside the raster; the windows above include the halo."""
+        return core_windows(self.tile_window, self.shard_window, self.shape[:2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +85,32 @@ def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
     else:
         emb = np.zeros((bands, s, s), dtype=np.int8)
     scales = np.full((s, s), np.nan, dtype=np.float32)
-    src = choose_sources(spec.grid, spec.window, [(p.key, p.shard_window) for p in spec.pieces])
+    cores = [p.core for p in spec.pieces]
+    src = choose_sources(spec.grid, spec.window, [
+        (p.key, p.shard_window, c and c[1]) for p, c in zip(spec.pieces, cores, strict=True)])
     stats = []
-    for i, piece in enumerate(spec.pieces):
+    for i, (piece, core) in enumerate(zip(spec.pieces, cores, strict=True)):
         owned = src[piece.shard_window.slices] == i
-        if owned.any():
-            finite = _copy_piece(piece, owned, emb, scales)
-            stats.append(PieceStat(piece.key.name, int(owned.sum()), finite))
+        if not owned.any():
+            continue
+        in_core = np.zeros_like(owned)
+        finite = 0
+        if core is not None:
+            rel = core[1].shift(-piece.shard_window.row0, -piece.shard_window.col0)
+            in_core[rel.slices] = True
+            finite += _copy_core(piece, core, owned[rel.slices], emb, scales)
+        halo = owned & ~in_core
+        if halo.any():
+            finite += _copy_halo(piece, halo, emb, scales)
+        stats.append(PieceStat(piece.key.name, int(owned.sum()), finite))
     return ShardData(emb, scales, tuple(stats))
 
 
-def _copy_piece(piece: PieceSource, owned: np.ndarray, emb: np.ndarray, scales: np.ndarray) -> int:
-    """Copy the owned pixels of one piece; returns how many had finite input scales."""
-    tw, sw = piece.tile_window, piece.shard_window
+def _copy_core(piece: PieceSource, core: tuple[Window, Window], owned: np.ndarray,
+               emb: np.ndarray, scales: np.ndarray) -> int:
+    """Copy the owned pixels inside the tile raster with window reads; returns how many had
+    finite input scales."""
+    tw, sw = core
     sc = _read_scales(piece, tw)
     finite_in = np.isfinite(sc)
     water = _read_landmask(piece, tw) == 0
@@ -101,6 +120,27 @@ def _copy_piece(piece: PieceSource, owned: np.ndarray, emb: np.ndarray, scales: 
     window = _open_npy(piece.embeddings, piece.shape, np.int8)[tw.slices]
     np.copyto(emb[(slice(None), *sw.slices)], window.transpose(2, 0, 1), where=valid)
     return int((owned & finite_in).sum())
+
+
+def _copy_halo(piece: PieceSource, halo: np.ndarray, emb: np.ndarray,
+               scales: np.ndarray) -> int:
+    """Fill owned crack pixels just outside the raster from the nearest edge pixel (at most
+    HALO_PX away); returns how many had finite input scales."""
+    h, w, _ = piece.shape
+    rr, cc = np.nonzero(halo)
+    tr = np.clip(rr + piece.tile_window.row0, 0, h - 1)
+    tc = np.clip(cc + piece.tile_window.col0, 0, w - 1)
+    sc = _gather_scales(piece, tr, tc)
+    finite_in = np.isfinite(sc)
+    box = Window(int(tr.min()), int(tr.max()) + 1, int(tc.min()), int(tc.max()) + 1)
+    water = _read_landmask(piece, box)[tr - box.row0, tc - box.col0] == 0
+    sc[water | ~finite_in] = np.nan
+    srow, scol = rr + piece.shard_window.row0, cc + piece.shard_window.col0
+    scales[srow, scol] = sc
+    ok = np.isfinite(sc)
+    vectors = _open_npy(piece.embeddings, piece.shape, np.int8)[tr[ok], tc[ok]]
+    emb[:, srow[ok], scol[ok]] = vectors.T
+    return int(finite_in.sum())
 
 
 def _open_npy(path: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
@@ -114,21 +154,36 @@ def _open_npy(path: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     return arr
 
 
-def _read_scales(piece: PieceSource, tw: Window) -> np.ndarray:
-    """Scales of the window as a float32 (h, w) copy; 3-D scales reduce to the NaN-aware
-    maximum over bands (as upstream did for the older (H, W, bands) files)."""
+def _scales_source(piece: PieceSource) -> np.ndarray:
     h, w, bands = piece.shape
     try:
         arr = np.load(piece.scales, mmap_mode="r")
     except (OSError, ValueError) as e:
         raise ArchiveError(piece.scales, f"cannot map .npy: {e}") from e
-    if arr.shape == (h, w, bands):
+    if arr.shape not in ((h, w), (h, w, bands)) or arr.dtype != np.float32:
+        raise ArchiveError(piece.scales, f"changed since the scan: {arr.dtype}{arr.shape}")
+    return arr
+
+
+def _as_2d_scales(values: np.ndarray, ndim: int) -> np.ndarray:
+    """float32 copy; 3-D scales reduce to the NaN-aware maximum over bands (as upstream
+    did for the older (H, W, bands) files)."""
+    if ndim == 3:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-            return np.nanmax(arr[tw.slices], axis=2).astype(np.float32)
-    if arr.shape != (h, w) or arr.dtype != np.float32:
-        raise ArchiveError(piece.scales, f"changed since the scan: {arr.dtype}{arr.shape}")
-    return np.array(arr[tw.slices], dtype=np.float32)
+            return np.nanmax(values, axis=-1).astype(np.float32)
+    return np.array(values, dtype=np.float32)
+
+
+def _read_scales(piece: PieceSource, tw: Window) -> np.ndarray:
+    """Scales of a window inside the raster as a float32 (h, w) copy."""
+    arr = _scales_source(piece)
+    return _as_2d_scales(arr[tw.slices], arr.ndim)
+
+
+def _gather_scales(piece: PieceSource, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    arr = _scales_source(piece)
+    return _as_2d_scales(arr[rows, cols], arr.ndim)
 
 
 def _read_landmask(piece: PieceSource, tw: Window) -> np.ndarray:

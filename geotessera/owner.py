@@ -93,13 +93,18 @@ def tile_centre(grid: ZoneGrid, key: TileKey) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def choose_sources(
-    grid: ZoneGrid, shard: Window, pieces: Sequence[tuple[TileKey, Window]]
-) -> np.ndarray:
+Piece = tuple[TileKey, Window, "Window | None"]
+
+
+def choose_sources(grid: ZoneGrid, shard: Window, pieces: Sequence[Piece]) -> np.ndarray:
     """Index into ``pieces`` of the source of every shard pixel, ``NO_SOURCE`` where none.
 
-    ``pieces`` pairs each tile key with the shard-local window its raster covers. The
-    returned int16 array has the shard's shape.
+    Each piece is (tile key, shard-local window of the tile's raster widened by its halo,
+    shard-local window of the raster itself or None). In order of precedence: the owner
+    where its raster covers the pixel; else the covering tile with the nearest centre; else,
+    in a crack that no raster covers (rounding can leave one pixel between neighbours), the
+    owner's nearest edge pixel through its halo. The returned int16 array has the shard's
+    shape.
     """
     order = sorted(range(len(pieces)), key=lambda i: pieces[i][0])
     src = np.full((shard.height, shard.width), NO_SOURCE, dtype=np.int16)
@@ -107,10 +112,15 @@ def choose_sources(
         return src
     codes = cell_codes(*pixel_lonlat(grid, shard))
     for i in order:
-        key, win = pieces[i]
-        view = src[win.slices]
-        view[codes[win.slices] == key_code(key)] = i
+        key, _, core = pieces[i]
+        if core is not None:
+            view = src[core.slices]
+            view[codes[core.slices] == key_code(key)] = i
     _nearest_fill(grid, shard, pieces, order, src)
+    for i in order:  # cracks: the owner's halo
+        key, wide, _ = pieces[i]
+        view = src[wide.slices]
+        view[(view == NO_SOURCE) & (codes[wide.slices] == key_code(key))] = i
     return src
 
 
@@ -121,7 +131,9 @@ def _nearest_fill(grid, shard, pieces, order, src) -> None:
     choice = np.full(src.shape, NO_SOURCE, dtype=np.int16)
     pending = src == NO_SOURCE
     for i in order:
-        key, win = pieces[i]
+        key, _, win = pieces[i]
+        if win is None:
+            continue
         todo = pending[win.slices]
         if not todo.any():
             continue

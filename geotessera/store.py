@@ -137,8 +137,8 @@ def write_shard(task: ShardTask) -> ShardResult:
     level[EMBEDDINGS][:, rows, cols] = data.embeddings
     level[SCALES][rows, cols] = data.scales
     valid = int(np.isfinite(data.scales).sum())
-    bytes_in = sum(p.tile_window.height * p.tile_window.width * p.shape[2]
-                   for p in task.spec.pieces)
+    bytes_in = sum(c[0].height * c[0].width * p.shape[2]
+                   for p in task.spec.pieces if (c := p.core) is not None)
     return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats)
 
 

@@ -98,17 +98,38 @@ def placement(grid: ZoneGrid, tile: TileGrid) -> Window:
     return Window(row0, row0 + tile.height, col0, col0 + tile.width)
 
 
+#: Pieces reach this many pixels beyond a tile's raster, so the tile that owns a pixel can
+#: still give it a value where rounding left its raster just short of its own 0.1° cell.
+HALO_PX = 1
+
+
+def core_windows(tile_window: Window, shard_window: Window, tile_shape: tuple[int, int]):
+    """(tile, shard) windows of the pixels a piece's tile raster really covers, or None when
+    the piece is halo only. ``tile_window`` may reach HALO_PX beyond ``tile_shape``."""
+    real = tile_window.intersect(Window(0, tile_shape[0], 0, tile_shape[1]))
+    if real is None:
+        return None
+    dr, dc = shard_window.row0 - tile_window.row0, shard_window.col0 - tile_window.col0
+    return real, real.shift(dr, dc)
+
+
 @dataclass(frozen=True, slots=True)
 class ShardPiece:
-    """The part of one tile that falls inside one shard.
+    """The part of one tile, widened by its halo, that falls inside one shard.
 
     Guarantee: ``tile_window.shift(*tile_origin) == shard_window.shift(*shard_origin)`` in
-    zone pixels, i.e. both windows name the same zone pixels.
+    zone pixels, i.e. both windows name the same zone pixels. ``tile_window`` may start at
+    -HALO_PX or end HALO_PX past ``tile_shape``; ``core`` is the part inside the raster.
     """
 
     key: TileKey
     tile_window: Window
     shard_window: Window
+    tile_shape: tuple[int, int]
+
+    @property
+    def core(self) -> tuple[Window, Window] | None:
+        return core_windows(self.tile_window, self.shard_window, self.tile_shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,24 +144,28 @@ class ShardIndexEntry:
 def shard_index(grid: ZoneGrid, tiles: dict[TileKey, TileGrid]) -> list[ShardIndexEntry]:
     """Every non-empty shard with its pieces, in (row, col) order; pieces sorted by key.
 
-    Guarantee: every pixel of every tile appears in exactly one piece of one shard.
+    Guarantee: every pixel of every tile (and of its halo, inside the grid) appears in
+    exactly one piece of one shard.
     """
     by_shard: dict[tuple[int, int], list[ShardPiece]] = {}
-    s = grid.shard_px
+    s, h = grid.shard_px, HALO_PX
     for key in sorted(tiles):
         win = placement(grid, tiles[key])
         if win.row0 < 0 or win.col0 < 0 or win.row1 > grid.height or win.col1 > grid.width:
             raise GridError(f"{key.name} at {win} lies outside the zone grid")
-        for sr in range(win.row0 // s, (win.row1 - 1) // s + 1):
-            for sc in range(win.col0 // s, (win.col1 - 1) // s + 1):
+        wide = Window(win.row0 - h, win.row1 + h, win.col0 - h, win.col1 + h).intersect(
+            Window(0, grid.height, 0, grid.width))
+        for sr in range(wide.row0 // s, (wide.row1 - 1) // s + 1):
+            for sc in range(wide.col0 // s, (wide.col1 - 1) // s + 1):
                 shard = grid.shard_window(sr, sc)
-                part = win.intersect(shard)
+                part = wide.intersect(shard)
                 if part is None:
                     continue
                 piece = ShardPiece(
                     key=key,
                     tile_window=part.shift(-win.row0, -win.col0),
                     shard_window=part.shift(-shard.row0, -shard.col0),
+                    tile_shape=(win.height, win.width),
                 )
                 by_shard.setdefault((sr, sc), []).append(piece)
     return [

@@ -57,10 +57,12 @@ def _expected(store: Path, base: Path):
         north = yy + (10_000_000.0 if t["epsg"] // 100 == 327 else 0.0)
         c = np.round((xx - t["t"].c) / t["t"].a - 0.5).astype(int)
         r = np.round((t["t"].f - north) / -t["t"].e - 0.5).astype(int)
-        covers = (r >= 0) & (r < t["mask"].shape[0]) & (c >= 0) & (c < t["mask"].shape[1])
-        rc[i] = (r, c, covers)
-        owner = (np.floor(lon * 10) == cell[0]) & (np.floor(lat * 10) == cell[1]) & covers
-        src_id[owner] = i
+        th, tw = t["mask"].shape
+        covers = (r >= 0) & (r < th) & (c >= 0) & (c < tw)
+        near = (r >= -1) & (r <= th) & (c >= -1) & (c <= tw)  # within a pixel of the raster
+        mine = (np.floor(lon * 10) == cell[0]) & (np.floor(lat * 10) == cell[1])
+        rc[i] = (np.clip(r, 0, th - 1), np.clip(c, 0, tw - 1), covers, near & mine)
+        src_id[mine & covers] = i
     choice = np.full((h, w), -1)
     to_zone = Transformer.from_crs(4326, 32600 + zone, always_xy=True)
     for i, cell in enumerate(keys):  # absent owners: the covering tile with the nearest centre
@@ -70,6 +72,8 @@ def _expected(store: Path, base: Path):
         best[nearer] = d2[nearer]
         choice[nearer] = i
     src_id = np.where(src_id >= 0, src_id, choice)
+    for i in range(len(keys)):  # cracks no raster covers: the owner's nearest edge pixel
+        src_id[(src_id < 0) & rc[i][3]] = i
     bands = next(iter(tiles.values()))["emb"].shape[2]
     emb = np.zeros((bands, h, w), np.int8)
     scales = np.full((h, w), np.nan, np.float32)
@@ -166,3 +170,27 @@ def test_dry_run_writes_nothing(archive, tmp_path):
 def test_zone_selection_builds_only_those_zones(archive, tmp_path, zones):
     build(archive, tmp_path / "z", zones=zones, years=[2024])
     assert sorted(p.name for p in (tmp_path / "z").iterdir()) == ["utm31_2024.zarr"]
+
+
+def test_no_cracks_between_neighbouring_tiles(tmp_path):
+    """With every input pixel valid, every zone pixel whose centre lies in a present tile's
+    cell has data: rounding must not leave a one-pixel crack between neighbours."""
+    from geotessera.demo import DemoSpec, write_demo_archive
+
+    spec = DemoSpec(lon_min=0.0, lon_max=0.3, lat_min=-0.2, lat_max=0.1, pixel_size=100.0,
+                    bands=4, years=(2024,))
+    base = tmp_path / "a"
+    write_demo_archive(base, spec)
+    for f in base.rglob("*_scales.npy"):
+        np.save(f, np.ones_like(np.load(f)))
+    for f in base.rglob("*.tiff"):
+        with rasterio.open(f, "r+") as dst:
+            dst.write(np.ones((1, dst.height, dst.width), np.uint8))
+    build(base, tmp_path / "s", records=scan(base, bands=4).records)
+    root = zarr.open_group(str(tmp_path / "s/utm31_2024.zarr"), mode="r")
+    xx, yy = np.meshgrid(root["L0/x"][:], root["L0/y"][:])
+    lon, lat = Transformer.from_crs(32631, 4326, always_xy=True).transform(xx, yy)
+    inside = (lon > 1e-6) & (lon < 0.3 - 1e-6) & (lat > -0.2 + 1e-6) & (lat < 0.1 - 1e-6)
+    scales = root["L0/scales"][:]
+    assert inside.sum() > 10_000
+    assert np.isfinite(scales[inside]).all(), np.argwhere(inside & np.isnan(scales))[:5]

@@ -81,9 +81,12 @@ def test_reduce_embeddings_is_the_requantised_mean_of_valid_children(h, w, bands
                 assert np.isnan(s[i, j]) and not q[:, i, j].any()
                 continue
             mean = kids[:, valid].mean(axis=1)
-            assert s[i, j] == pytest.approx(np.abs(mean).max() / 127, rel=1e-5, abs=1e-12)
+            # float32 sums lose up to a few ulps of the children's magnitude (cancellation)
+            slack = 8 * np.finfo(np.float32).eps * np.abs(kids[:, valid]).max()
+            assert s[i, j] == pytest.approx(np.abs(mean).max() / 127, rel=1e-5,
+                                            abs=slack / 127 + 1e-12)
             err = np.abs(q[:, i, j] * np.float64(s[i, j]) - mean)
-            assert (err <= s[i, j] / 2 * (1 + 1e-5) + 1e-9).all()  # the documented bound
+            assert (err <= s[i, j] / 2 * (1 + 1e-5) + slack + 1e-9).all()  # documented bound
             assert np.abs(q[:, i, j]).max() in (0, 127)
 
 

@@ -38,20 +38,23 @@ def test_interpolated_pixel_centres_are_within_a_centimetre(tiles, pixel_size):
 
 
 def _brute_force(grid, shard, pieces):
-    """Owner by the 0.1° cell of the exact pixel centre, else the nearest covering centre.
+    """Owner by the 0.1° cell of the exact pixel centre where its raster covers the pixel,
+    else the nearest covering centre, else the owner through its one-pixel halo.
 
     The hypothesis subsets leave tiles out, so absent owners are exercised too."""
     lon, lat, xx, yy = _exact_lonlat(grid, shard)
     to_zone = Transformer.from_crs(4326, grid.epsg, always_xy=True)
     out = np.full(xx.shape, NO_SOURCE)
     best = np.full(xx.shape, np.inf)
-    covers = []
-    for i, (key, win) in enumerate(pieces):
+    covers, cells = [], []
+    for i, (key, wide, core) in enumerate(pieces):
         cov = np.zeros(xx.shape, bool)
-        cov[win.slices] = True
+        if core is not None:
+            cov[core.slices] = True
         covers.append(cov)
-        mine = cov & (np.floor(lon * 10) == key.cell[0]) & (np.floor(lat * 10) == key.cell[1])
-        out[mine] = i
+        cell = (np.floor(lon * 10) == key.cell[0]) & (np.floor(lat * 10) == key.cell[1])
+        cells.append(cell)
+        out[cov & cell] = i
     fallback = np.full(xx.shape, NO_SOURCE)
     for i in sorted(range(len(pieces)), key=lambda i: pieces[i][0]):
         cx, cy = to_zone.transform(pieces[i][0].lon, pieces[i][0].lat)
@@ -59,6 +62,10 @@ def _brute_force(grid, shard, pieces):
         take = covers[i] & (out == NO_SOURCE) & (d2 < best)
         best[take], fallback[take] = d2[take], i
     out = np.where(out == NO_SOURCE, fallback, out)
+    for i, (key, wide, core) in enumerate(pieces):
+        halo = np.zeros(xx.shape, bool)
+        halo[wide.slices] = True
+        out[(out == NO_SOURCE) & halo & cells[i]] = i
     near_edge = (np.abs(lat * 10 - np.round(lat * 10)) < 1e-4) | \
                 (np.abs(lon * 10 - np.round(lon * 10)) * np.cos(np.radians(lat)) < 1e-4)
     return out, near_edge  # 1e-4 tenths of a degree ≈ 1.1 m
@@ -73,7 +80,7 @@ def test_sources_match_brute_force_and_ignore_piece_order(tiles, pixel_size, dat
     grid = zone_grid(zone, grids.values(), 64)
     for entry in shard_index(grid, grids)[:6]:
         shard = grid.shard_window(entry.row, entry.col)
-        pieces = [(p.key, p.shard_window) for p in entry.pieces]
+        pieces = [(p.key, p.shard_window, p.core and p.core[1]) for p in entry.pieces]
         got = choose_sources(grid, shard, pieces)
         want, ambiguous = _brute_force(grid, shard, pieces)
         ok = ~ambiguous
@@ -81,7 +88,7 @@ def test_sources_match_brute_force_and_ignore_piece_order(tiles, pixel_size, dat
         perm = data.draw(st.permutations(range(len(pieces))))
         shuffled = choose_sources(grid, shard, [pieces[i] for i in perm])
         # the same tile for every pixel, whatever the order of the pieces (-1 → "none")
-        names = np.array([k.name for k, _ in pieces] + ["none"])
+        names = np.array([k.name for k, _, _ in pieces] + ["none"])
         np.testing.assert_array_equal(names[got], names[np.array(perm + [-1])[shuffled]])
 
 
