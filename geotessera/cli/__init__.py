@@ -7,6 +7,8 @@ import click
 from .. import __version__
 from .build import registry_schema_cmd, scan_cmd, zarr_build_cmd
 from .demo import demo_data_cmd
+from .preview import quicklook_cmd, rgb_cmd
+from .stac import info_cmd, sample_cmd, stac_cmd
 from .verify import verify_cmd
 
 
@@ -16,7 +18,8 @@ def cli() -> None:
     """Build per-UTM-zone Zarr v3 stores from a GeoTessera embedding archive."""
 
 
-for _cmd in (demo_data_cmd, scan_cmd, zarr_build_cmd, registry_schema_cmd, verify_cmd):
+for _cmd in (demo_data_cmd, scan_cmd, zarr_build_cmd, registry_schema_cmd, verify_cmd,
+             rgb_cmd, quicklook_cmd, stac_cmd, info_cmd, sample_cmd):
     cli.add_command(_cmd)
 
 

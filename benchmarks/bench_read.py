@@ -1,0 +1,228 @@
+"""Read-side figures on a real-size (10 m, 128-band) store, against the source tiles.
+
+    python benchmarks/bench_read.py [--tiles 16] [--cache DIR] [--points 1000] [--out FILE]
+
+In one run: bytes read by a one-pixel lookup (a counting wrapper around the zarr store:
+the embeddings must cost at most one inner chunk plus its shard's index), the warm median
+latency of a one-pixel lookup, 1,000 random points through ``sample`` against the same
+points from the source tiles (``np.load`` each tile once, index; also with ``mmap_mode``),
+and the MB/s of a region read. The store is built once per archive with the CLI (default
+layout) and cached next to the archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402  (also makes this checkout importable)
+
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+import zarr  # noqa: E402
+from pyproj import Transformer  # noqa: E402
+from zarr.abc.store import RangeByteRequest  # noqa: E402
+from zarr.storage import LocalStore, WrapperStore  # noqa: E402
+
+from geotessera import read  # noqa: E402
+from geotessera.tiles import tile_paths  # noqa: E402
+from geotessera.types import TileKey  # noqa: E402
+
+YEAR = 2024
+WARM_REPEATS = 50
+
+
+class CountingStore(WrapperStore):
+    """Records every read: (key, "range" | "suffix" | "whole", bytes)."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.reads: list[tuple[str, str, int]] = []
+
+    def _note(self, key: str, byte_range, buf) -> None:
+        kind = ("whole" if byte_range is None else
+                "range" if isinstance(byte_range, RangeByteRequest) else "suffix")
+        self.reads.append((key, kind, 0 if buf is None else len(buf)))
+
+    async def get(self, key, prototype, byte_range=None):
+        buf = await self._store.get(key, prototype, byte_range)
+        self._note(key, byte_range, buf)
+        return buf
+
+    async def get_partial_values(self, prototype, key_ranges):
+        key_ranges = list(key_ranges)
+        bufs = await self._store.get_partial_values(prototype, key_ranges)
+        for (key, rng), buf in zip(key_ranges, bufs):
+            self._note(key, rng, buf)
+        return bufs
+
+
+def built_stores(archive: Path, cache: Path) -> Path:
+    """``cache/read-<archive>``: the archive built once with the CLI's default layout."""
+    out = cache / f"read-{archive.name}"
+    stores = sorted(out.glob("utm*_*.zarr"))
+    if stores and all(zarr.open_group(str(s), mode="r").attrs.get("geotessera:build_complete")
+                      for s in stores):
+        return out
+    print(f"building {archive} into {out} (once) ...", file=sys.stderr, flush=True)
+    h.run_measured([*h.cli_prefix(), "zarr-build", str(archive), "-o", str(out), "-j", "2",
+                    "--json", "-q"])
+    return out
+
+
+def random_points(store: Path, n: int, seed: int) -> np.ndarray:
+    """``n`` lon/lat points uniformly inside the store's valid-data bounding box."""
+    from geotessera.stac import data_footprint, footprint_geojson, open_root, read_meta
+
+    root = open_root(str(store))
+    meta = read_meta(root, str(store))
+    w, s, e, nn = footprint_geojson(meta.zone, data_footprint(root, meta).utm_bbox)[1]
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(w, e, n), rng.uniform(s, nn, n)])
+
+
+def one_pixel_bytes(store: Path, point: np.ndarray) -> dict:
+    counting = CountingStore(LocalStore(str(store), read_only=True))
+    zs = read.ZoneStore.open(counting)
+    counting.reads.clear()  # metadata is read once per open; count the lookup alone
+    zs.sample(point[:1, 0], point[:1, 1])
+    emb = [r for r in counting.reads if "/embeddings/" in r[0]]
+    chunks = [r for r in emb if r[1] == "range"]
+    arr = zs.arrays(zs.meta.levels[0])[0]
+    inner = int(np.prod(arr.chunks))  # int8: bytes of one decoded inner chunk
+    return {"reads": counting.reads, "emb_chunk_reads": len(chunks),
+            "emb_chunk_bytes": sum(r[2] for r in chunks),
+            "emb_index_bytes": sum(r[2] for r in emb if r[1] != "range"),
+            "inner_chunk_decoded_bytes": inner,
+            "other_bytes": sum(r[2] for r in counting.reads if "/embeddings/" not in r[0])}
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def from_tiles(archive: Path, points: np.ndarray, mmap: bool) -> np.ndarray:
+    """The same vectors straight from the archive: per owner tile, open its .npy files and
+    landmask header once, project the points and index (the no-store way)."""
+    lon, lat = points[:, 0], points[:, 1]
+    cells = np.stack([np.floor(lon * 10), np.floor(lat * 10)], 1).astype(int)
+    out = np.full((len(points), 128), np.nan, np.float32)
+    for cx, cy in {tuple(c) for c in cells}:
+        sel = (cells == (cx, cy)).all(1)
+        key = TileKey(lat_i=cy * 10 + 5, lon_i=cx * 10 + 5)
+        paths = tile_paths(archive, YEAR, key.name)
+        if not paths.embeddings.exists():
+            continue
+        with rasterio.open(paths.landmask) as src:
+            t, epsg, mask = src.transform, src.crs.to_epsg(), src.read(1)
+        emb = np.load(paths.embeddings, mmap_mode="r" if mmap else None)
+        scales = np.load(paths.scales, mmap_mode="r" if mmap else None)
+        x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon[sel], lat[sel])
+        r = np.floor((np.asarray(y) - t.f) / t.e).astype(int)
+        c = np.floor((np.asarray(x) - t.c) / t.a).astype(int)
+        ok = (r >= 0) & (r < mask.shape[0]) & (c >= 0) & (c < mask.shape[1])
+        vals = np.full((sel.sum(), emb.shape[2]), np.nan, np.float32)
+        s = scales[r[ok], c[ok]].astype(np.float32)
+        s[mask[r[ok], c[ok]] == 0] = np.nan
+        vals[ok] = read.dequantise(np.asarray(emb[r[ok], c[ok]]), s[:, None])
+        out[sel] = vals
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiles", type=int, default=16, help="tiles in the archive")
+    ap.add_argument("--cache", type=Path, default=h.REPO / ".bench")
+    ap.add_argument("--points", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=None, help="JSON figures [CACHE/read.json]")
+    args = ap.parse_args(argv)
+    archive = h.cached_archive(args.cache, args.tiles, log=lambda m: print(m, file=sys.stderr))
+    stores_dir = built_stores(archive, args.cache)
+    store = sorted(stores_dir.glob(f"utm*_{YEAR}.zarr"))[0]
+    h.warm_page_cache(archive)
+    h.warm_page_cache(stores_dir)
+    figs: dict = {"machine": _machine(), "tiles": args.tiles, "store": str(store)}
+
+    pts = random_points(store, max(args.points, WARM_REPEATS), seed=0)
+    land = pts[np.isfinite(read.sample(pts, YEAR, stores_dir)[:, 0])]
+    one = one_pixel_bytes(store, land)
+    figs["one_pixel"] = {k: v for k, v in one.items() if k != "reads"}
+
+    reader = read.Reader(stores_dir, YEAR)
+    reader.sample(pts[:1])
+    it = iter(land)
+    warm_reader = timed(lambda: reader.sample(next(it)[None, :]), WARM_REPEATS)
+    it = iter(land)
+    warm_call = timed(lambda: read.sample(next(it)[None, :], YEAR, stores_dir), WARM_REPEATS)
+    figs["one_pixel_latency_ms"] = {"reader_median": 1e3 * statistics.median(warm_reader),
+                                    "sample_call_median": 1e3 * statistics.median(warm_call)}
+
+    batch = pts[:args.points]
+    store_s = min(timed(lambda: read.sample(batch, YEAR, stores_dir), 3))
+    tiles_s = min(timed(lambda: from_tiles(archive, batch, mmap=False), 3))
+    mmap_s = min(timed(lambda: from_tiles(archive, batch, mmap=True), 3))
+    a, b = read.sample(batch, YEAR, stores_dir), from_tiles(archive, batch, mmap=False)
+    same = np.mean([np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b)])
+    figs["points"] = {"n": len(batch), "store_s": store_s, "tiles_np_load_s": tiles_s,
+                      "tiles_mmap_s": mmap_s, "same_vector_fraction": float(same)}
+
+    lon0, lat0 = batch[:, 0].mean(), batch[:, 1].mean()
+    bbox = (lon0 - 0.025, lat0 - 0.025, lon0 + 0.025, lat0 + 0.025)
+    region_s = min(timed(lambda: read.read_region(bbox, YEAR, stores_dir), 3))
+    da = read.read_region(bbox, YEAR, stores_dir)
+    px = da.shape[1] * da.shape[2]
+    figs["region"] = {"bbox": bbox, "shape": list(da.shape), "seconds": region_s,
+                      "mb_per_s_stored": px * (da.shape[0] + 4) / region_s / h.MB,
+                      "mb_per_s_float32_out": da.nbytes / region_s / h.MB}
+    report(figs)
+    out = args.out or args.cache / "read.json"
+    out.write_text(json.dumps(figs, indent=1))
+    print(f"\nfigures written to {out}")
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    return {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "zarr": zarr.__version__, "numpy": np.__version__}
+
+
+def report(f: dict) -> None:
+    one, lat, p, r = f["one_pixel"], f["one_pixel_latency_ms"], f["points"], f["region"]
+    print(f"read benchmark  {f['machine']}  ({f['tiles']} tiles at 10 m, {f['store']})\n")
+    print(h.table(["measure", "value"], [
+        ["1-pixel: embeddings chunk reads", one["emb_chunk_reads"]],
+        ["1-pixel: embeddings chunk bytes (compressed)", one["emb_chunk_bytes"]],
+        ["1-pixel: embeddings shard-index bytes", one["emb_index_bytes"]],
+        ["1-pixel: one inner chunk decoded (bytes)", one["inner_chunk_decoded_bytes"]],
+        ["1-pixel: other bytes (scales chunk)", one["other_bytes"]],
+        ["1-pixel warm median, open Reader (ms)", f"{lat['reader_median']:.2f}"],
+        ["1-pixel warm median, sample() call (ms)", f"{lat['sample_call_median']:.2f}"],
+        [f"{p['n']} points: sample() (s)", f"{p['store_s']:.3f}"],
+        [f"{p['n']} points: tiles, np.load (s)", f"{p['tiles_np_load_s']:.3f}"],
+        [f"{p['n']} points: tiles, np.load mmap (s)", f"{p['tiles_mmap_s']:.3f}"],
+        [f"{p['n']} points: same vector as the tiles", f"{100 * p['same_vector_fraction']:.1f}%"],
+        [f"region {r['shape'][1]}x{r['shape'][2]} px: seconds", f"{r['seconds']:.3f}"],
+        ["region: MB/s of stored int8 + scales", f"{r['mb_per_s_stored']:.0f}"],
+        ["region: MB/s of float32 output", f"{r['mb_per_s_float32_out']:.0f}"],
+    ]))
+    print("\ntargets")
+    print(f"  {h.verdict(one['emb_chunk_reads'] <= 1)}  a one-pixel lookup reads at most one "
+          f"inner chunk of embeddings ({one['emb_chunk_reads']})")
+    print(f"  {h.verdict(p['store_s'] < p['tiles_np_load_s'])}  {p['n']} points: store faster "
+          f"than np.load of the tiles ({p['tiles_np_load_s'] / p['store_s']:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

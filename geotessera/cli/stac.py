@@ -1,0 +1,114 @@
+"""``stac``, ``info`` and ``sample``: find, describe and read the zone stores."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._output import Output, common
+
+stores_dir_arg = click.argument(
+    "stores_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+@click.command("stac")
+@stores_dir_arg
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Catalog directory [default: STORES_DIR/stac].")
+@click.option("--href-base", default=None, metavar="URL",
+              help="Where STORES_DIR is published (https://… or s3://…): asset hrefs become "
+                   "absolute [default: relative hrefs].")
+@click.option("--validate", is_flag=True,
+              help="Validate every catalog object offline (core + extension schemas).")
+@common
+def stac_cmd(out: Output, stores_dir: Path, output: Path | None, href_base: str | None,
+             validate: bool) -> None:
+    """Regenerate the STAC catalog of STORES_DIR from the stores' metadata."""
+    from ..stac import validate_catalog, write_catalog
+
+    if href_base is not None and "://" not in href_base:
+        raise click.BadParameter(f"{href_base!r} is not a URL", param_hint="--href-base")
+    report = write_catalog(stores_dir, output, href_base)
+    checked = validate_catalog(report.catalog) if validate else None
+    doc = {"status": "ok", "catalog": str(report.catalog), "items": list(report.items),
+           "written": [str(p) for p in report.written],
+           "unchanged": [str(p) for p in report.unchanged],
+           "removed": [str(p) for p in report.removed],
+           "skipped": [{"store": s, "reason": r} for s, r in report.skipped],
+           "validated": checked}
+
+    def human() -> None:
+        click.echo(f"{report.catalog}: {len(report.items)} item(s); {len(report.written)} "
+                   f"file(s) written, {len(report.unchanged)} unchanged, "
+                   f"{len(report.removed)} removed")
+        for s, r in report.skipped:
+            click.echo(f"  skipped {s}: {r}")
+        if checked is not None:
+            click.echo(f"validated {checked} STAC object(s) offline: all valid")
+
+    out.result(doc, human)
+
+
+@click.command("info")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@common
+def info_cmd(out: Output, store: Path) -> None:
+    """Describe one zone STORE: grid, tiles, coverage, levels, passes, size."""
+    from ..stac import describe_store
+
+    doc = describe_store(store)
+    out.result({"status": "ok", **doc}, lambda: click.echo(_info_text(doc)))
+
+
+def _info_text(d: dict[str, Any]) -> str:
+    cov = d["coverage"]
+    bbox = cov["bbox_wgs84"]
+    where = ("no valid pixels" if bbox is None else
+             f"lon {bbox[0]:.4f}..{bbox[2]:.4f}, lat {bbox[1]:.4f}..{bbox[3]:.4f}")
+    how = "of pixels hold data" if cov["method"] == "pixels" else "of chunks hold data"
+    lines = [
+        f"{Path(d['store']).name}  zone {d['zone']} (EPSG:{d['epsg']}), year {d['year']}, "
+        f"{d['bands']} bands",
+        f"grid      {d['shape'][0]} x {d['shape'][1]} px at {d['pixel_size']:g} m; UTM bbox "
+        + ", ".join(f"{v:.0f}" for v in d["bbox_utm"]),
+        f"tiles     {d['tiles']} written, {d['tiles_skipped']} skipped",
+        f"coverage  {100 * cov['fraction']:.1f}% {how} (from {cov['level']}); data {where}",
+        "levels    " + ", ".join(f"{lv['level']} {lv['shape'][0]}x{lv['shape'][1]} "
+                                 f"@{lv['pixel_size']:g} m" for lv in d["levels"]),
+        "passes    " + ", ".join(f"{k} {'done' if v else 'NOT done'}"
+                                 for k, v in d["passes"].items()),
+        f"size      {d['size_bytes'] / 1e6:.1f} MB in {d['objects']} objects",
+        f"built     {d['build_time']} by geotessera {d['version']}",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("sample")
+@click.argument("source")
+@click.option("--lon", type=float, multiple=True, required=True, help="Longitude (repeatable).")
+@click.option("--lat", type=float, multiple=True, required=True, help="Latitude (repeatable).")
+@click.option("--year", type=int, required=True)
+@click.option("--allow-incomplete", is_flag=True, help="Read stores whose build is unfinished.")
+@common
+def sample_cmd(out: Output, source: str, lon: tuple[float, ...], lat: tuple[float, ...],
+               year: int, allow_incomplete: bool) -> None:
+    """Print the dequantised vector at each --lon/--lat from SOURCE (a stores directory, a
+    store, a STAC catalog or a URL). No data prints as "no data" (null in --json)."""
+    from ..read import sample
+
+    if len(lon) != len(lat):
+        raise click.BadParameter(f"{len(lon)} --lon but {len(lat)} --lat")
+    values = sample(list(zip(lon, lat)), year, source, allow_incomplete=allow_incomplete)
+    points = [{"lon": x, "lat": y,
+               "vector": None if math.isnan(v[0]) else [float(f) for f in v]}
+              for x, y, v in zip(lon, lat, values)]
+
+    def human() -> None:
+        for p in points:
+            vec = "no data" if p["vector"] is None else " ".join(f"{v:.6g}" for v in p["vector"])
+            click.echo(f"{p['lon']:.6f} {p['lat']:.6f}: {vec}")
+
+    out.result({"status": "ok", "year": year, "source": source, "points": points}, human)
