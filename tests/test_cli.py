@@ -129,7 +129,7 @@ def test_skip_bad_builds_the_rest_and_lists_the_skipped_tile(truncated, tmp_path
     assert "truncated" in doc["skipped_tiles"][0]["problem"]
     tiles = {s["store"]: s["tiles"] for s in doc["stores"]}
     assert tiles == {"utm30_2024.zarr": 2, "utm31_2024.zarr": 1}
-    assert sorted(p.name for p in out.iterdir()) == sorted(tiles)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*tiles, "stac"])  # + the catalog
     attrs = json.loads((out / "utm31_2024.zarr" / "zarr.json").read_text())["attributes"]
     assert [s["name"] for s in attrs["geotessera:tiles_skipped"]] == [BAD_TILE]
 
@@ -186,3 +186,27 @@ def test_registry_schema_command_prints_the_docs():
     assert res.exit_code == 0 and res.stdout == schema_markdown()
     res = run("registry-schema", "--json")
     assert json.loads(res.stdout) == schema_document()
+
+
+def test_build_runs_preview_and_catalog_unless_told_not_to(archive, tmp_path):
+    out = tmp_path / "stores"
+    bare = run("zarr-build", archive, "-o", out, "--no-rgb", "--no-stac", "--json", *BUILD)
+    assert bare.exit_code == 0, bare.stderr
+    doc = json.loads(bare.stdout)
+    assert "preview" not in doc and "stac" not in doc and not (out / "stac").exists()
+    root = json.loads((out / "utm31_2024.zarr" / "zarr.json").read_text())["attributes"]
+    assert root["geotessera:rgb_complete"] is False
+
+    rgb = run("zarr-build", archive, "-o", out, "--rgb-only", "--no-stac", "--json", "-j", "1")
+    assert rgb.exit_code == 0, rgb.stderr
+    doc = json.loads(rgb.stdout)
+    assert "stores" not in doc and {s["zone"] for s in doc["preview"]["stores"]} == {30, 31}
+    root = json.loads((out / "utm31_2024.zarr" / "zarr.json").read_text())["attributes"]
+    assert root["geotessera:rgb_complete"] is True
+
+    full = run("zarr-build", archive, "-o", out / "all", "--json", *BUILD)
+    assert full.exit_code == 0, full.stderr
+    doc = json.loads(full.stdout)
+    assert doc["preview"]["stores"] and doc["stac"]["items"]
+    assert (out / "all" / "stac" / "catalog.json").exists()
+    assert run("zarr-build", archive, "-o", out, "--rgb-only", "--no-rgb").exit_code == 2

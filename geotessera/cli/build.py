@@ -16,7 +16,10 @@ from ..parallel import default_workers, process_pool
 from ..registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from ..scan import ScanResult, update_registry
 from ..types import N_BANDS, StoreLayout
+from ..stac import write_catalog
 from ._output import Output, common, err
+from .preview import preview_doc, print_preview, rgb_options, run_preview
+from .stac import catalog_doc, print_catalog
 
 SCAN_THREADS = 16
 _DEFAULT = StoreLayout()
@@ -106,6 +109,11 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("--skip-bad", is_flag=True,
               help="Build without tiles that have problems (recorded in the store) instead of "
                    "refusing to start.")
+@click.option("--no-rgb", is_flag=True, help="Skip the preview pass (rgba and overviews).")
+@click.option("--rgb-only", is_flag=True,
+              help="Only run the preview pass on the stores already in --output-dir.")
+@click.option("--no-stac", is_flag=True, help="Skip regenerating the STAC catalog.")
+@rgb_options
 @registry_opt
 @bands_opt
 @click.option("--shard-px", type=int, default=_DEFAULT.shard_px, show_default=True,
@@ -122,28 +130,48 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @common
 def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: str | None,
                    workers: int | None, dry_run: bool, resume: bool, skip_bad: bool,
-                   registry: Path | None,
-                   bands: int, **layout_opts: Any) -> None:
-    """Build one Zarr v3 store per UTM zone and year from BASE_DIR."""
-    layout = _layout(**layout_opts)
+                   no_rgb: bool, rgb_only: bool, no_stac: bool, registry: Path | None,
+                   bands: int, **opts: Any) -> None:
+    """Build one Zarr v3 store per UTM zone and year from BASE_DIR, then the preview pass
+    (rgba, overviews) and the STAC catalog."""
+    rgb_opts = {k: opts.pop(k) for k in ("mode", "rgb_bands", "rgb_seed", "rgb_force")}
+    layout = _layout(**opts)
+    if rgb_only and (no_rgb or dry_run):
+        raise click.UsageError("--rgb-only cannot be combined with --no-rgb or --dry-run")
     try:
         zone_set = parse_zones(zones)
     except SelectionError as e:
         raise click.BadParameter(str(e), param_hint="--zones") from e
     workers = workers or default_workers()
-    with out.progress() as update:
-        scan = _scan(out, update, base_dir, registry, years, bands)
-        with process_pool(workers) as pool:
+    doc: dict[str, Any] = {"status": "ok", "dry_run": dry_run, "workers": workers}
+    with out.progress() as update, process_pool(workers) as pool:
+        if not rgb_only:
+            scan = _scan(out, update, base_dir, registry, years, bands)
             report = build_stores(
                 base_dir.resolve(), output_dir, scan.records, pool, years=years or None,
                 zones=zone_set, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
                 max_in_flight=workers + 1, on_progress=lambda p: update(p.label, p.done, p.total),
             )
-    _report(out, report, scan, _registry_path(base_dir, registry), dry_run, workers)
+            doc.update(_build_doc(report, scan, _registry_path(base_dir, registry)))
+        if not (dry_run or no_rgb):
+            doc["preview"] = preview_doc(run_preview(
+                update, output_dir, years=years, zones=zone_set, workers=workers,
+                executor=pool, **rgb_opts))
+    if not (dry_run or no_stac):
+        doc["stac"] = catalog_doc(write_catalog(output_dir))
+    out.result(doc, lambda: _print_build(doc))
 
 
-def _report(out: Output, report: BuildReport, scan: ScanResult, registry: Path, dry_run: bool,
-            workers: int) -> None:
+def _print_build(doc: dict[str, Any]) -> None:
+    if "stores" in doc:
+        _print_plans(doc["stores"], doc["dry_run"], doc["skipped_tiles"])
+    if "preview" in doc:
+        print_preview(doc["preview"])
+    if "stac" in doc:
+        print_catalog(doc["stac"])
+
+
+def _build_doc(report: BuildReport, scan: ScanResult, registry: Path) -> dict[str, Any]:
     plans = [p.summary() for p in report.plans]
     results = {Path(r.store).name: r for r in report.results}
     for doc in plans:
@@ -157,9 +185,7 @@ def _report(out: Output, report: BuildReport, scan: ScanResult, registry: Path, 
                 err.print(f"warning: {name}: scales are NaN or inf at every pixel the tile "
                           f"owns in {doc['store']}", markup=False, highlight=False)
     skipped = [{"path": r.issue[0], "problem": r.issue[1]} for r in report.skipped if r.issue]
-    doc = {"status": "ok", "dry_run": dry_run, "workers": workers, "stores": plans,
-           "skipped_tiles": skipped, "scan": _scan_doc(scan, registry)}
-    out.result(doc, lambda: _print_plans(plans, dry_run, skipped))
+    return {"stores": plans, "skipped_tiles": skipped, "scan": _scan_doc(scan, registry)}
 
 
 def _print_plans(plans: list[dict[str, Any]], dry_run: bool, skipped) -> None:

@@ -33,23 +33,28 @@ def stac_cmd(out: Output, stores_dir: Path, output: Path | None, href_base: str 
         raise click.BadParameter(f"{href_base!r} is not a URL", param_hint="--href-base")
     report = write_catalog(stores_dir, output, href_base)
     checked = validate_catalog(report.catalog) if validate else None
-    doc = {"status": "ok", "catalog": str(report.catalog), "items": list(report.items),
-           "written": [str(p) for p in report.written],
-           "unchanged": [str(p) for p in report.unchanged],
-           "removed": [str(p) for p in report.removed],
-           "skipped": [{"store": s, "reason": r} for s, r in report.skipped],
-           "validated": checked}
+    doc = catalog_doc(report, checked)
+    out.result({"status": "ok", **doc}, lambda: print_catalog(doc))
 
-    def human() -> None:
-        click.echo(f"{report.catalog}: {len(report.items)} item(s); {len(report.written)} "
-                   f"file(s) written, {len(report.unchanged)} unchanged, "
-                   f"{len(report.removed)} removed")
-        for s, r in report.skipped:
-            click.echo(f"  skipped {s}: {r}")
-        if checked is not None:
-            click.echo(f"validated {checked} STAC object(s) offline: all valid")
 
-    out.result(doc, human)
+def catalog_doc(report, checked: int | None = None) -> dict[str, Any]:
+    """JSON summary of a ``write_catalog`` report (shared with zarr-build)."""
+    return {"catalog": str(report.catalog), "items": list(report.items),
+            "written": [str(p) for p in report.written],
+            "unchanged": [str(p) for p in report.unchanged],
+            "removed": [str(p) for p in report.removed],
+            "skipped": [{"store": s, "reason": r} for s, r in report.skipped],
+            "validated": checked}
+
+
+def print_catalog(doc: dict[str, Any]) -> None:
+    click.echo(f"{doc['catalog']}: {len(doc['items'])} item(s); {len(doc['written'])} "
+               f"file(s) written, {len(doc['unchanged'])} unchanged, "
+               f"{len(doc['removed'])} removed")
+    for s in doc["skipped"]:
+        click.echo(f"  skipped {s['store']}: {s['reason']}")
+    if doc["validated"] is not None:
+        click.echo(f"validated {doc['validated']} STAC object(s) offline: all valid")
 
 
 @click.command("info")
