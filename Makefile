@@ -40,10 +40,16 @@ demo: install
 	rm -rf $(DEMO)
 	$(BIN)/geotessera-registry demo-data $(DEMO)/archive
 	$(BIN)/geotessera-registry zarr-build $(DEMO)/archive --output-dir $(DEMO)/stores
-	@echo "Stores are in $(DEMO)/stores; registry in $(DEMO)/archive/registry.parquet"
+	$(BIN)/geotessera-registry verify $(DEMO)/stores/utm31_2024.zarr --base-dir $(DEMO)/archive
+	$(BIN)/geotessera-registry stac $(DEMO)/stores --validate
+	$(BIN)/geotessera-registry quicklook $(DEMO)/stores/utm31_2024.zarr -o $(DEMO)/utm31_2024.png
+	$(BIN)/geotessera-registry sample --lon 0.15 --lat 0.15 --year 2024 $(DEMO)/stores
+	@echo "Stores: $(DEMO)/stores  catalog: $(DEMO)/stores/stac  preview: $(DEMO)/utm31_2024.png"
 
 bench: install
 	$(BIN)/python benchmarks/bench_build.py
+	$(BIN)/python benchmarks/bench_preview.py
+	$(BIN)/python benchmarks/bench_read.py
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install

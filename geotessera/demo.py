@@ -48,7 +48,7 @@ class DemoSpec:
     lat_min: float = -0.2
     lat_max: float = 0.2
     years: tuple[int, ...] = (2024, 2025)
-    pixel_size: float = 80.0
+    pixel_size: float = 40.0
     bands: int = 128
     seed: int = 0
     missing_fraction: float = 0.1  # share of tiles left out of every year after the first

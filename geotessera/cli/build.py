@@ -190,16 +190,19 @@ def _build_doc(report: BuildReport, scan: ScanResult, registry: Path) -> dict[st
 
 def _print_plans(plans: list[dict[str, Any]], dry_run: bool, skipped) -> None:
     table = Table(title="zarr-build plan (dry run)" if dry_run else "zarr-build")
-    for col in ("store", "EPSG", "tiles", "grid px", "grid km", "shards", "to write"):
+    cols = ["store", "EPSG", "tiles", "grid px", "grid km", "shards", "raw MiB"]
+    if not dry_run:
+        cols += ["written", "seconds"]
+    for col in cols:
         table.add_column(col, justify="left" if col == "store" else "right")
     for p in plans:
-        written = f"{p['shards_written']}/" if "shards_written" in p else ""
-        table.add_row(
-            p["store"], str(p["epsg"]), str(p["tiles"]), f"{p['height_px']}x{p['width_px']}",
-            f"{p['height_km']:.1f}x{p['width_km']:.1f}",
-            f"{written}{p['shards_nonempty']}/{p['shards_total']}",
-            f"{p['bytes_to_write'] / 2**20:.1f} MiB",
-        )
+        row = [p["store"], str(p["epsg"]), str(p["tiles"]), f"{p['height_px']}x{p['width_px']}",
+               f"{p['height_km']:.1f}x{p['width_km']:.1f}",
+               f"{p['shards_nonempty']} of {p['shards_total']}",
+               f"{p['bytes_to_write'] / 2**20:.1f}"]
+        if not dry_run:
+            row += [str(p.get("shards_written", "-")), f"{p.get('seconds', 0):.1f}"]
+        table.add_row(*row)
     click.echo(_render(table))
     for s in skipped:
         click.echo(f"skipped: {s['path']}: {s['problem']}")
