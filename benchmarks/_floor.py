@@ -14,9 +14,14 @@ Why this is an honest floor for ``zarr-build``:
 * same bytes: the tiles' pixels are packed end to end (row-major, the files' own order) into a
   1-shard-tall strip of ``ceil(pixels / S²)`` shards, so the embedding bytes written equal the
   bytes read, rounded up to one shard;
-* no mosaicking: no owner rule, no landmask/non-finite masking, no placement; a shard is
-  filled by at most a few contiguous copies. In band-major mode the pixel-major tile rows still
-  have to be transposed into the (band, pixel) buffer, so that copy is part of the floor too.
+* same content: the no-data rule is applied (water and non-finite scales → NaN scales and
+  zero embeddings), because runs of zeros compress much faster than data and the build's
+  shards hold them; skipping it would make the floor slower than the real work;
+* no mosaicking: no owner rule, no placement, no windows; a shard is filled by a few
+  contiguous copies. In band-major mode the pixel-major tile rows still have to be transposed
+  into the (band, pixel) buffer, so that copy is part of the floor too;
+* timing: ``seconds`` runs from creating the store to the last shard, as the build's per-store
+  ``seconds`` does (both include the pool's worker start-up, which happens on first submit).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 import click
 import numpy as np
 import rasterio
+import zarr
 from rasterio.windows import Window as RioWindow
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,16 +71,14 @@ class FloorTask:
     pieces: tuple[Piece, ...]
 
 
-def _tile_pieces(base: Path) -> list[tuple[Path, tuple[int, int, int]]]:
-    out = []
-    for emb in embedding_files(base):
-        out.append((emb, np.load(emb, mmap_mode="r").shape))
-    return out
+def _tiles(base: Path) -> list[tuple[Path, tuple[int, int, int]]]:
+    """(embeddings path, (H, W, bands)) of every tile-year, from the .npy headers."""
+    return [(emb, np.load(emb, mmap_mode="r").shape) for emb in embedding_files(base)]
 
 
 def plan(base: Path, store: str, layout: StoreLayout) -> tuple[list[FloorTask], int, int]:
     """(tasks, number of shards, bands): the tiles' pixels packed end to end into shards."""
-    tiles = _tile_pieces(base)
+    tiles = _tiles(base)
     bands = tiles[0][1][2]
     per_shard = layout.shard_px**2
     total = sum(h * w for _, (h, w, _) in tiles)
@@ -97,18 +101,17 @@ def plan(base: Path, store: str, layout: StoreLayout) -> tuple[list[FloorTask], 
     return tasks, n_shards, bands
 
 
-def _read_landmask_rows(piece: Piece) -> np.ndarray:
-    """The landmask rows that the piece's pixels span (read, not used: same I/O as a build)."""
+def _land(piece: Piece) -> np.ndarray:
+    """Landmask values (flat) of the piece's pixels, read as whole rows."""
     h, w, _ = piece.shape
     r0, r1 = piece.start // w, -(-piece.stop // w)
     with rasterio.open(piece.landmask) as src:
-        return src.read(1, window=RioWindow(0, r0, w, r1 - r0))
+        rows = src.read(1, window=RioWindow(0, r0, w, r1 - r0)).reshape(-1)
+    return rows[piece.start - r0 * w : piece.stop - r0 * w]
 
 
 def write_floor_shard(task: FloorTask) -> int:
     """Fill one shard by contiguous copies and write it whole; return embedding bytes read."""
-    import zarr
-
     s, bands = task.shard_px, task.pieces[0].shape[2]
     if task.pixel_major:
         emb = np.zeros((s * s, bands), np.int8)
@@ -117,16 +120,23 @@ def write_floor_shard(task: FloorTask) -> int:
     scales = np.full(s * s, np.nan, np.float32)
     nbytes = 0
     for p in task.pieces:
-        n = p.stop - p.start
+        dst = slice(p.dest, p.dest + p.stop - p.start)
         rows = np.load(p.embeddings, mmap_mode="r").reshape(-1, bands)[p.start : p.stop]
+        sc = np.array(np.load(p.scales, mmap_mode="r").reshape(-1)[p.start : p.stop])
+        nodata = (_land(p) == 0) | ~np.isfinite(sc)
+        sc[nodata] = np.nan
+        scales[dst] = sc
         if task.pixel_major:
-            emb[p.dest : p.dest + n] = rows
+            emb[dst] = rows
+            emb[dst][nodata] = 0
         else:
-            emb[:, p.dest : p.dest + n] = rows.T
-        scales[p.dest : p.dest + n] = np.load(p.scales, mmap_mode="r").reshape(-1)[p.start : p.stop]
-        _read_landmask_rows(p)
+            emb[:, dst] = rows.T
+            emb[:, dst][:, nodata] = 0
         nbytes += rows.nbytes
-    out = emb.reshape(s, s, bands).transpose(2, 0, 1) if task.pixel_major else emb.reshape(bands, s, s)
+    if task.pixel_major:
+        out = emb.reshape(s, s, bands).transpose(2, 0, 1)  # as assemble() hands it to zarr
+    else:
+        out = emb.reshape(bands, s, s)
     cols = slice(task.shard * s, (task.shard + 1) * s)
     level = zarr.open_group(store=task.store, path="L0", mode="r+", zarr_format=3,
                             use_consolidated=False)
@@ -146,13 +156,13 @@ def write_floor_shard(task: FloorTask) -> int:
 @click.option("--pixel-major/--band-major", default=StoreLayout().pixel_major)
 def main(base: Path, out: Path, workers: int, **layout_opts) -> None:
     """Write the floor store OUT from archive BASE; print one JSON document."""
-    t0 = time.perf_counter()
     layout = StoreLayout(**layout_opts)
     store = out / "floor.zarr"
     out.mkdir(parents=True, exist_ok=True)
     tasks, n_shards, bands = plan(base, str(store), layout)
     s = layout.shard_px
     grid = ZoneGrid(31, 10.0, 0.0, float(s * 10), s, n_shards * s, s)
+    t0 = time.perf_counter()
     create_zone_store(store, grid, bands, layout, {"floor": True})
     bytes_in = 0
     with process_pool(workers) as pool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -31,6 +32,9 @@ from geotessera.demo import DemoSpec, write_demo_archive  # noqa: E402
 from geotessera.tiles import EMBEDDINGS_DIR  # noqa: E402
 
 SAMPLE_S = 0.02
+#: Re-list the process tree every this many samples (listing costs ~1.5 ms; reading one
+#: process's memory ~0.05 ms), so the sampler itself takes well under 1% of a core.
+REFRESH_EVERY = 10
 MB = 1e6
 MIB = 2**20
 CACHE_MARKER = "bench-archive.json"
@@ -116,6 +120,7 @@ class Measured:
     """Wall time and memory peaks (bytes) of one subprocess tree, and its stdout."""
 
     wall_s: float
+    cpu_s: float  # user + system seconds of the whole tree (robust to other load)
     peak_tree_rss: int
     peak_tree_anon: int
     peak_proc_rss: int  # the largest single process
@@ -146,6 +151,7 @@ class TreeSampler(threading.Thread):
         self.proc_rss: dict[int, int] = {}
         self.proc_anon: dict[int, int] = {}
         self.worker: dict[int, bool] = {}
+        self.procs: list[psutil.Process] = []
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -153,12 +159,13 @@ class TreeSampler(threading.Thread):
             self.stop.wait(SAMPLE_S)
 
     def sample(self) -> None:
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return
+        if self.samples % REFRESH_EVERY == 0:
+            try:
+                self.procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
         rss = anon = 0
-        for p in procs:
+        for p in self.procs:
             try:
                 m = p.memory_info()
             except psutil.Error:
@@ -171,10 +178,10 @@ class TreeSampler(threading.Thread):
         self.peak_rss, self.peak_anon = max(self.peak_rss, rss), max(self.peak_anon, anon)
         self.samples += 1
 
-    def result(self, wall: float, stdout: str) -> Measured:
+    def result(self, wall: float, cpu: float, stdout: str) -> Measured:
         workers = [pid for pid, w in self.worker.items() if w]
         return Measured(
-            wall_s=wall, peak_tree_rss=self.peak_rss, peak_tree_anon=self.peak_anon,
+            wall_s=wall, cpu_s=cpu, peak_tree_rss=self.peak_rss, peak_tree_anon=self.peak_anon,
             peak_proc_rss=max(self.proc_rss.values(), default=0),
             peak_worker_rss=max((self.proc_rss[p] for p in workers), default=0),
             peak_worker_anon=max((self.proc_anon[p] for p in workers), default=0),
@@ -184,21 +191,29 @@ class TreeSampler(threading.Thread):
 
 def run_measured(cmd: list[str], cwd: Path = REPO) -> Measured:
     """Run ``cmd`` to completion, timing it and sampling its process tree; raise on failure
-    with the child's stderr."""
+    with the child's stderr. CPU time comes from RUSAGE_CHILDREN, which includes every
+    descendant that was waited for (pool workers are, by the child)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errf:
+        cpu0 = _children_cpu()
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=errf, cwd=cwd, env=child_env())
         sampler = TreeSampler(proc.pid)
         sampler.start()
         code = proc.wait()
         wall = time.perf_counter() - t0
+        cpu = _children_cpu() - cpu0
         sampler.stop.set()
         sampler.join()
         out.seek(0)
         errf.seek(0)
         if code != 0:
             raise RuntimeError(f"exit {code}: {shlex.join(cmd)}\n{errf.read()[-4000:]}")
-        return sampler.result(wall, out.read())
+        return sampler.result(wall, cpu, out.read())
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -213,8 +228,20 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                          for i, (c, w) in enumerate(zip(r, widths)))
 
-    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
+    rule = ["-" * w for w in widths]
+    return "\n".join(line(r) for r in [cells[0], rule, *cells[1:]])
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def idle_rss(*modules: str) -> tuple[int, int]:
+    """(rss, anon) of a fresh interpreter that has imported ``modules``: the fixed cost of a
+    pool worker before it holds any shard."""
+    code = ("import importlib, sys, psutil\n"
+            "for m in sys.argv[1:]: importlib.import_module(m)\n"
+            "m = psutil.Process().memory_info(); print(m.rss, m.rss - m.shared)")
+    out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True,
+                         check=True, env=child_env(), cwd=REPO).stdout.split()
+    return int(out[0]), int(out[1])

@@ -131,6 +131,11 @@ def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZoneP
         groups.setdefault((r.year, r.zone), []).append(r)
     plans = []
     for (year, zone), recs in sorted(groups.items()):
+        sizes = {r.pixel_size: r for r in recs}
+        if len(sizes) > 1:
+            examples = "; ".join(f"{r.embeddings_path} is {p:g} m" for p, r in sorted(sizes.items()))
+            raise GridError(f"zone {zone} year {year}: tiles with different pixel sizes cannot "
+                            f"share one grid ({examples})")
         bands = {r.bands for r in recs}
         if len(bands) != 1:
             raise GridError(f"zone {zone} year {year}: tiles disagree on band count "

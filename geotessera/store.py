@@ -19,10 +19,12 @@ import zarr
 from zarr.codecs import TransposeCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from . import metadata as md
 from .assemble import PieceStat, ShardSpec, assemble
 from .errors import StoreError
+from .shardfile import stream_shard
 from .types import StoreLayout
 from .zonegrid import ZoneGrid
 
@@ -134,12 +136,28 @@ def write_shard(task: ShardTask) -> ShardResult:
     data = assemble(task.spec, task.pixel_major)
     rows, cols = task.spec.window.slices
     level = open_level(task.store)
-    level[EMBEDDINGS][:, rows, cols] = data.embeddings
+    _write_embeddings(level[EMBEDDINGS], task.spec.row, task.spec.col, data.embeddings)
     level[SCALES][rows, cols] = data.scales
     valid = int(np.isfinite(data.scales).sum())
     bytes_in = sum(c[0].height * c[0].width * p.shape[2]
                    for p in task.spec.pieces if (c := p.core) is not None)
     return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats)
+
+
+def _write_embeddings(arr: zarr.Array, row: int, col: int, block: np.ndarray) -> None:
+    """One whole-shard write: streamed chunk by chunk on a local store (see shardfile.py for
+    why), through zarr on any other store."""
+    store = arr.store_path.store
+    if type(store) is LocalStore:
+        codecs = arr.metadata.codecs[0].codecs
+        transpose = next((tuple(c.order) for c in codecs if isinstance(c, TransposeCodec)), None)
+        level = next(c.level for c in codecs if isinstance(c, ZstdCodec))
+        key = arr.metadata.encode_chunk_key((0, row, col))
+        path = Path(store.root) / arr.store_path.path / key
+        stream_shard(path, block, arr.chunks, level, transpose)
+    else:
+        s = arr.shards[1]
+        arr[:, row * s:(row + 1) * s, col * s:(col + 1) * s] = block
 
 
 def update_root_attrs(path: Path, **provenance: Any) -> None:

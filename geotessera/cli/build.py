@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -124,7 +123,7 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
               show_default=True, help="Chunk edge of scales (not sharded; chunks nest in "
                                       "shard footprints).")
 @click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True,
-              help="zstd compression level of every array.")
+              help="zstd compression level of the data arrays (embeddings, scales, rgba).")
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common
@@ -217,10 +216,8 @@ def _render(table: Table) -> str:
 
 
 @click.command("registry-schema")
-@click.option("--json", "as_json", is_flag=True, help="Print the schema document as JSON.")
-def registry_schema_cmd(as_json: bool) -> None:
-    """Print the registry schema as Markdown (the text of docs/registry.md)."""
-    if as_json:
-        click.echo(json.dumps(schema_document(), indent=2))
-    else:
-        click.echo(schema_markdown(), nl=False)
+@common
+def registry_schema_cmd(out: Output) -> None:
+    """Print the registry schema as Markdown (the text of docs/registry.md); --json prints
+    the schema document itself."""
+    out.result(schema_document(), lambda: click.echo(schema_markdown(), nl=False))

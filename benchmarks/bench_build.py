@@ -1,0 +1,180 @@
+"""zarr-build throughput and memory on real-size 10 m tiles, against a write floor.
+
+    python benchmarks/bench_build.py [--tiles 16] [--cache DIR] [--out FILE] [--quick]
+
+In one run: ``zarr-build --no-rgb --no-stac`` at -j 1 and -j 2 (wall, tiles/s, MB/s of
+embedding input, peak RSS of the whole process tree), the floor (``_floor.py``: same bytes,
+codec and processes, no mosaicking) and build/floor, memory per worker against one raw shard,
+4 vs N tiles, and a layout sweep (shard, chunk, pixel/band-major, zstd level) on the 4-tile
+archive. The CLI is ``$GEOTESSERA_CLI``, else ``geotessera-registry`` on PATH, else ``python -c``
+(see _harness.py).
+
+Other load on the machine makes single timings noisy, so the -j 2 runs are repeated
+(``--repeat``), build and floor alternating, and the fastest of each is kept; cpu seconds of
+the process tree are reported too, as they hardly depend on other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402  (also makes this checkout importable)
+import _report  # noqa: E402
+
+import numpy as np  # noqa: E402
+import zarr  # noqa: E402
+
+from geotessera.types import N_BANDS, StoreLayout  # noqa: E402
+
+FLOOR = Path(__file__).resolve().parent / "_floor.py"
+DEFAULT = StoreLayout()
+#: The embeddings pass alone: the preview pass and STAC are bench_preview.py's business.
+BUILD_FLAGS = ("--json", "-q", "--no-rgb", "--no-stac")
+#: What a pool worker imports before its first task (the idle-worker baseline).
+WORKER_MODULES = ("multiprocessing.spawn", "geotessera.store")
+
+
+def layout_args(layout: StoreLayout) -> list[str]:
+    """The CLI (and floor) options that select ``layout``."""
+    return ["--shard-px", str(layout.shard_px), "--chunk-px", str(layout.chunk_px),
+            "--scales-chunk-px", str(layout.scales_chunk_px), "--zstd-level",
+            str(layout.zstd_level), "--pixel-major" if layout.pixel_major else "--band-major"]
+
+
+def layout_name(layout: StoreLayout) -> str:
+    major = "pix" if layout.pixel_major else "band"
+    return f"{layout.shard_px}/{layout.chunk_px} {major} z{layout.zstd_level}"
+
+
+def command(kind: str, archive: Path, out: Path, workers: int, layout: StoreLayout) -> list[str]:
+    if kind == "build":
+        head = [*h.cli_prefix(), "zarr-build", str(archive), "-o", str(out), *BUILD_FLAGS]
+    else:
+        head = [sys.executable, str(FLOOR), str(archive), str(out)]
+    return [*head, "-j", str(workers), *layout_args(layout)]
+
+
+def measure(kind: str, archive: Path, workers: int, layout: StoreLayout, scratch: Path,
+            idle: int) -> dict:
+    """Run one build or floor into a fresh directory; return its labelled figures."""
+    out = scratch / f"{kind}-run"
+    shutil.rmtree(out, ignore_errors=True)
+    m = h.run_measured(command(kind, archive, out, workers, layout))
+    doc = json.loads(m.stdout)
+    store = doc["stores"][0] if kind == "build" else doc
+    files = h.embedding_files(archive)
+    bytes_in = sum(f.stat().st_size for f in files)  # the same figure for build and floor
+    fig = {
+        "kind": kind, "tiles": len(files), "workers": workers, "layout": asdict(layout),
+        "name": layout_name(layout), "wall_s": m.wall_s, "walls": [m.wall_s],
+        "store_s": store["seconds"], "bytes_in": bytes_in,
+        "reported_bytes_in": store["bytes_in"], "tiles_per_s": len(files) / m.wall_s,
+        "mb_per_s": bytes_in / m.wall_s / h.MB,
+        "shards": store["shards_written"], "store_bytes": h.du_bytes(Path(store["path"])),
+        "raw_shard_bytes": layout.shard_px**2 * (N_BANDS + 4), "idle_worker_rss": idle,
+        **{k: v for k, v in asdict(m).items() if k not in ("stdout", "wall_s")},
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    return fig
+
+
+def best_of(runs: list[dict]) -> dict:
+    """The fastest run, carrying every run's wall time."""
+    best = dict(min(runs, key=lambda r: r["wall_s"]))
+    best["walls"] = [round(r["wall_s"], 2) for r in runs]
+    return best
+
+
+def main_plan(quick: bool, repeat: int) -> list[tuple[int, StoreLayout, int]]:
+    """(workers, layout, repeats): default layout at -j 1 once, both majors at -j 2."""
+    other = replace(DEFAULT, pixel_major=not DEFAULT.pixel_major)
+    return [*([] if quick else [(1, DEFAULT, 1)]), (2, DEFAULT, repeat), (2, other, repeat)]
+
+
+def sweep_layouts(quick: bool) -> list[StoreLayout]:
+    """Shard × chunk × major at zstd 3, plus zstd 1 at the default shape."""
+    shards, chunks = ((512, 1024), (32,)) if quick else ((512, 1024, 2048), (32, 64))
+    grid = [StoreLayout(s, c, min(DEFAULT.scales_chunk_px, s), 3, pm)
+            for s in shards for c in chunks for pm in (False, True)]
+    return grid + ([] if quick else [replace(DEFAULT, zstd_level=1, pixel_major=pm)
+                                     for pm in (False, True)])
+
+
+def prepare(cache: Path, n_tiles: int) -> dict[int, Path]:
+    """Cached archives (N and 4 tiles), their registries, and a warm page cache."""
+    archives = {n: h.cached_archive(cache, n, log=log) for n in sorted({n_tiles, 4})}
+    for base in archives.values():
+        h.run_measured([*h.cli_prefix(), "scan", str(base), "--json", "-q"])
+        h.warm_page_cache(base)
+    return archives
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine(load_before: float) -> dict:
+    return {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "numpy": np.__version__, "zarr": zarr.__version__,
+            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def run_main(big: Path, n: int, plan, scratch: Path, idle: int) -> list[dict]:
+    """Build and floor for every (workers, layout) of the plan, alternating, best of repeats."""
+    results = []
+    for workers, layout, repeat in plan:
+        tries: dict[str, list[dict]] = {"build": [], "floor": []}
+        for i in range(repeat):
+            for kind in ("build", "floor") if i % 2 == 0 else ("floor", "build"):
+                log(f"{kind} {layout_name(layout)} -j {workers} on {n} tiles ({i + 1}/{repeat})")
+                tries[kind].append(measure(kind, big, workers, layout, scratch, idle))
+        results += [best_of(tries["build"]), best_of(tries["floor"])]
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiles", type=int, default=16, help="tiles in the main archive")
+    ap.add_argument("--cache", type=Path, default=h.REPO / ".bench")
+    ap.add_argument("--out", type=Path, default=None, help="JSON figures [CACHE/build.json]")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each -j 2 build and floor")
+    ap.add_argument("--quick", action="store_true", help="-j 2 only, smaller sweep, 1 repeat")
+    args = ap.parse_args(argv)
+    load_before = os.getloadavg()[0]  # before any of our own work
+    repeat = 1 if args.quick else max(1, args.repeat)
+    scratch = args.cache / "runs"
+    archives = prepare(args.cache, args.tiles)
+    idle = h.idle_rss(*WORKER_MODULES)[0]
+    main_runs = run_main(archives[args.tiles], args.tiles, main_plan(args.quick, repeat),
+                         scratch, idle)
+    log("build on 4 tiles (memory vs tiles)")
+    small = measure("build", archives[4], 2, DEFAULT, scratch, idle)
+    sweep = []
+    for layout in sweep_layouts(args.quick):
+        log(f"sweep {layout_name(layout)} -j 2 on 4 tiles")
+        sweep.append(measure("build", archives[4], 2, layout, scratch, idle))
+    big = next(r for r in main_runs if r["kind"] == "build" and r["workers"] == 2
+               and r["name"] == layout_name(DEFAULT))
+    checks = _report.targets(main_runs, small, big)
+    info = machine(load_before)
+    _report.print_report(info, main_runs, small, sweep, checks)
+    out_path = args.out or args.cache / "build.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps({
+        "machine": info, "cli": h.cli_prefix(), "default_layout": asdict(DEFAULT),
+        "idle_worker_rss": idle, "main": main_runs, "small": small, "sweep": sweep,
+        "targets": checks,
+    }, indent=1))
+    print(f"\nfigures written to {out_path}")
+
+
+if __name__ == "__main__":
+    main()
