@@ -43,7 +43,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _harness import embedding_files  # noqa: E402  (also makes this checkout importable)
 
 from geotessera.parallel import imap_unordered, process_pool  # noqa: E402
-from geotessera.store import EMBEDDINGS, SCALES, create_zone_store  # noqa: E402
+from geotessera.store import (  # noqa: E402
+    EMBEDDINGS,
+    SCALES,
+    create_zone_store,
+    write_embeddings_shard,
+)
 from geotessera.tiles import tile_paths  # noqa: E402
 from geotessera.types import StoreLayout  # noqa: E402
 from geotessera.zonegrid import ZoneGrid  # noqa: E402
@@ -140,7 +145,7 @@ def write_floor_shard(task: FloorTask) -> int:
     cols = slice(task.shard * s, (task.shard + 1) * s)
     level = zarr.open_group(store=task.store, path="L0", mode="r+", zarr_format=3,
                             use_consolidated=False)
-    level[EMBEDDINGS][:, :, cols] = out
+    write_embeddings_shard(level[EMBEDDINGS], 0, task.shard, out)  # the build's own writer
     level[SCALES][:, cols] = scales.reshape(s, s)
     return nbytes
 

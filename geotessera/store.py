@@ -136,7 +136,8 @@ def write_shard(task: ShardTask) -> ShardResult:
     data = assemble(task.spec, task.pixel_major)
     rows, cols = task.spec.window.slices
     level = open_level(task.store)
-    _write_embeddings(level[EMBEDDINGS], task.spec.row, task.spec.col, data.embeddings)
+    write_embeddings_shard(level[EMBEDDINGS], task.spec.row, task.spec.col,
+                           data.embeddings)
     level[SCALES][rows, cols] = data.scales
     valid = int(np.isfinite(data.scales).sum())
     bytes_in = sum(c[0].height * c[0].width * p.shape[2]
@@ -144,7 +145,8 @@ def write_shard(task: ShardTask) -> ShardResult:
     return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats)
 
 
-def _write_embeddings(arr: zarr.Array, row: int, col: int, block: np.ndarray) -> None:
+def write_embeddings_shard(arr: zarr.Array, row: int, col: int,
+                           block: np.ndarray) -> None:
     """One whole-shard write: streamed chunk by chunk on a local store (see shardfile.py for
     why), through zarr on any other store."""
     store = arr.store_path.store

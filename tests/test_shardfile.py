@@ -7,7 +7,7 @@ import pytest
 import zarr
 from zarr.codecs import TransposeCodec, ZstdCodec
 
-from geotessera.store import _write_embeddings
+from geotessera.store import write_embeddings_shard
 
 
 @pytest.mark.parametrize("transpose", [False, True])
@@ -29,7 +29,7 @@ def test_streamed_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty):
                                 filters=[TransposeCodec(order=(1, 2, 0))] if transpose else None)
         arrays.append(arr)
     arrays[0][:, 64:, :64] = block
-    _write_embeddings(arrays[1], 1, 0, block)
+    write_embeddings_shard(arrays[1], 1, 0, block)
     a, b = (tmp_path / n / "c/0/1/0" for n in ("zarr", "ours"))
     assert a.exists() == b.exists() == (empty != "all")
     if empty != "all":
@@ -42,8 +42,8 @@ def test_an_all_fill_shard_removes_an_old_object(tmp_path):
     arr = zarr.create_array(str(tmp_path / "a"), shape=(4, 32, 32), dtype="int8",
                             chunks=(4, 16, 16), shards=(4, 32, 32), fill_value=0,
                             compressors=ZstdCodec(level=3))
-    _write_embeddings(arr, 0, 0, np.ones((4, 32, 32), np.int8))
+    write_embeddings_shard(arr, 0, 0, np.ones((4, 32, 32), np.int8))
     assert (tmp_path / "a/c/0/0/0").exists()
-    _write_embeddings(arr, 0, 0, np.zeros((4, 32, 32), np.int8))
+    write_embeddings_shard(arr, 0, 0, np.zeros((4, 32, 32), np.int8))
     assert not (tmp_path / "a/c/0/0/0").exists()
     assert not arr[:].any()
