@@ -16,7 +16,6 @@ stretch equals the new one is left as it is (unless ``force``).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from concurrent.futures import Executor
@@ -43,8 +42,7 @@ from .overviews import (
 )
 from .store import EMBEDDINGS, SCALES, consolidate, open_level
 from .stretch import MODES, Stretch, fit_stretch  # noqa: F401  (re-exported for the CLI)
-
-STORE_RE = re.compile(r"^utm(\d{2})_(\d{4})\.zarr$")
+from .zonestore import STORE_RE, store_paths  # noqa: F401  (STORE_RE re-exported)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +87,7 @@ def find_stores(output_dir: Path, years: Iterable[int] | None = None) -> list[St
 
     Raises StoreError for a store whose build did not complete.
     """
-    years = set(years) if years else None
-    found = []
-    for p in sorted(Path(output_dir).glob("utm??_????.zarr")):
-        m = STORE_RE.match(p.name)
-        if m and (years is None or int(m.group(2)) in years):
-            found.append(_store_info(p))
+    found = [_store_info(p) for p, _, _ in store_paths(output_dir, years)]
     return sorted(found, key=lambda s: (s.year, s.zone))
 
 

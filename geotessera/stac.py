@@ -14,26 +14,41 @@ and so are collections left without items. Only ``build_complete`` stores are ca
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyproj
 import pystac
-import zarr
-from pyproj import Transformer
 from pystac.validation import JsonSchemaSTACValidator
-from zarr.core.sync import sync
 
-from .errors import CatalogValidationError, StoreError, StoreNotFoundError
-from .types import Window
+from .errors import CatalogValidationError, StoreError
+from .footprint import (  # noqa: F401  (moved from here; re-exported for callers)
+    DENSIFY_M,
+    MASK_READ_MAX_PX,
+    MAX_SEGMENTS,
+    Footprint,
+    data_footprint,
+    footprint_geojson,
+    stored_chunks,
+)
+from .zonestore import (  # noqa: F401  (moved from here; re-exported for callers)
+    STORE_GLOB,
+    Affine6,
+    Level,
+    StoreMeta,
+    Variable,
+    describe_store,
+    find_stores,
+    open_root,
+    read_meta,
+    store_size,
+)
 
 ZARR_TYPE = "application/vnd.zarr; version=3"
 MULTISCALES_TYPE = f"{ZARR_TYPE}; profile=multiscales"
@@ -44,280 +59,9 @@ EXT = {
 }
 SCHEMA_DIR = Path(__file__).parent / "data" / "schemas"
 CATALOG_ID = "geotessera"
-STORE_GLOB = "utm[0-9][0-9]_[0-9][0-9][0-9][0-9].zarr"
 _COLLECTION_DIR = re.compile(r"^geotessera-\d{4}$")
 #: Spec-allowed licence value; the embeddings' terms are stated by their publisher.
 LICENSE = "other"
-
-
-Affine6 = tuple[float, float, float, float, float, float]
-#: The footprint reads the finest level whose ``scales`` has at most this many pixels (16 MB);
-#: when no level is that small, it lists the coarsest level's stored chunks instead.
-MASK_READ_MAX_PX = 1 << 22
-#: Footprint edges are densified every kilometre, with at most this many segments an edge.
-DENSIFY_M, MAX_SEGMENTS = 1000.0, 256
-
-
-# --- store metadata (attributes and consolidated metadata only) -------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Level:
-    """One ``multiscales.layout`` entry: group path, affine (rasterio order), shape (y, x)."""
-
-    path: str
-    transform: Affine6
-    shape: tuple[int, int]
-
-    @property
-    def pixel_size(self) -> float:
-        return abs(self.transform[0])
-
-    @property
-    def bbox(self) -> tuple[float, float, float, float]:
-        a, _, c, _, e, f = self.transform
-        return (c, f + e * self.shape[0], c + a * self.shape[1], f)
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """A data array (≥ 2-D) of the finest level."""
-
-    name: str
-    dims: tuple[str, ...]
-    shape: tuple[int, ...]
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoreMeta:
-    """What readers and the catalog need from a store, read from its metadata alone."""
-
-    href: str
-    zone: int
-    year: int
-    epsg: int
-    bands: int
-    levels: tuple[Level, ...]  # finest first
-    variables: tuple[Variable, ...]
-    consolidated: bool
-    passes: dict[str, bool] = field(default_factory=dict)  # "build" → build_complete, …
-    provenance: dict[str, Any] = field(default_factory=dict)
-    build_time: str | None = None
-    tiles: tuple[str, ...] = ()
-    tiles_skipped: tuple[str, ...] = ()
-
-
-def open_root(href: str | Path | zarr.abc.store.Store) -> zarr.Group:
-    """Open a store's root group read-only (consolidated metadata when present); ``href`` is
-    a path, a URL or a zarr Store object."""
-    store = str(href) if isinstance(href, str | Path) else href
-    try:
-        return zarr.open_group(store=store, mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
-        raise StoreNotFoundError(href, "not a zarr v3 group") from e
-
-
-def read_meta(root: zarr.Group, href: str) -> StoreMeta:
-    """Parse a zone store's root attributes; StoreError if it is not one."""
-    attrs = root.attrs.asdict()
-    need = ("multiscales", "proj:code", "geotessera:zone", "geotessera:year")
-    if missing := [k for k in need if k not in attrs]:
-        raise StoreError(href, f"not a geotessera zone store (missing {', '.join(missing)})")
-    levels = tuple(sorted(
-        (Level(e["asset"], tuple(map(float, e["spatial:transform"][:6])),
-               tuple(map(int, e["spatial:shape"]))) for e in attrs["multiscales"]["layout"]),
-        key=lambda lv: lv.pixel_size))
-    finest = root[levels[0].path]
-    variables = tuple(
-        Variable(name, tuple(a.metadata.dimension_names or ()), a.shape,
-                 str(a.attrs.get("long_name", "")))
-        for name, a in sorted(finest.arrays(), key=lambda kv: kv[0]) if a.ndim >= 2)
-    geo = {k[len("geotessera:"):]: v for k, v in attrs.items() if k.startswith("geotessera:")}
-    passes = {k[: -len("_complete")]: bool(v) for k, v in geo.items() if k.endswith("_complete")}
-    keep = ("zone", "year", "tiles_written", "version")
-    return StoreMeta(
-        href=href, zone=int(geo["zone"]), year=int(geo["year"]),
-        epsg=int(str(attrs["proj:code"]).split(":")[-1]),
-        bands=int(attrs.get("geoemb:dimensions", 0)), levels=levels, variables=variables,
-        consolidated=root.metadata.consolidated_metadata is not None, passes=passes,
-        provenance={k: geo[k] for k in keep if k in geo}
-        | {f"{k}_complete": v for k, v in sorted(passes.items())},
-        build_time=geo.get("build_time"), tiles=tuple(geo.get("tiles", ())),
-        tiles_skipped=tuple(str(t.get("name", t)) if isinstance(t, dict) else str(t)
-                            for t in geo.get("tiles_skipped", ())),
-    )
-
-
-def store_size(root: zarr.Group) -> tuple[int, int]:
-    """(bytes, objects) of every key in the store, through the store API."""
-
-    async def total() -> tuple[int, int]:
-        n = size = 0
-        async for key in root.store.list():
-            size += await root.store.getsize(key)
-            n += 1
-        return size, n
-
-    return sync(total())
-
-
-def describe_store(href: str | Path) -> dict[str, Any]:
-    """What ``info`` shows about a store: metadata, footprint level, levels, passes, size."""
-    root = open_root(str(href))
-    meta = read_meta(root, str(href))
-    fp = data_footprint(root, meta)
-    size, objects = store_size(root)
-    lv0 = meta.levels[0]
-    bbox = footprint_geojson(meta.zone, fp.utm_bbox)[1] if fp.window else None
-    return {
-        "store": str(href), "zone": meta.zone, "year": meta.year, "epsg": meta.epsg,
-        "bands": meta.bands, "shape": list(lv0.shape), "pixel_size": lv0.pixel_size,
-        "bbox_utm": list(lv0.bbox), "tiles": len(meta.tiles),
-        "tiles_skipped": len(meta.tiles_skipped),
-        "coverage": {"fraction": round(fp.coverage, 6), "method": fp.method,
-                     "level": fp.level.path, "bbox_wgs84": bbox},
-        "levels": [{"level": lv.path, "shape": list(lv.shape), "pixel_size": lv.pixel_size}
-                   for lv in meta.levels],
-        "passes": meta.passes, "size_bytes": size, "objects": objects,
-        "build_time": meta.build_time, "version": meta.provenance.get("version"),
-    }
-
-
-# --- footprint ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Footprint:
-    """The pixels of ``level`` that hold every valid pixel (None: no valid pixel at all).
-
-    ``method`` is "pixels" (from the level's ``scales``: exact at that level's resolution)
-    or "chunks" (the union of its stored chunks: a cover). ``coverage`` is the share of the
-    level's pixels (or chunks) that hold data.
-    """
-
-    level: Level
-    window: Window | None
-    method: str
-    coverage: float
-
-    @property
-    def utm_bbox(self) -> tuple[float, float, float, float] | None:
-        if self.window is None:
-            return None
-        a, _, c, _, e, f = self.level.transform
-        w = self.window
-        return (c + a * w.col0, f + e * w.row1, c + a * w.col1, f + e * w.row0)
-
-
-def _bounding_window(mask: np.ndarray) -> Window | None:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return Window(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
-
-
-def _decode_key(enc: Any, key: str) -> tuple[int, ...]:
-    """Chunk coordinates of a key (zarr 3.1's own decoder mis-strips the ``c/`` prefix)."""
-    if enc.name == "default":
-        key = key[2:] if key.startswith("c" + enc.separator) else key
-    return tuple(int(k) for k in key.split(enc.separator))
-
-
-def stored_chunks(arr: zarr.Array) -> np.ndarray:
-    """Boolean grid of the array's stored objects (shards, or chunks when unsharded).
-
-    Listed through the zarr store API, so it works on any store that can list.
-    """
-    unit = arr.shards or arr.chunks
-    grid = np.zeros([math.ceil(n / u) for n, u in zip(arr.shape, unit)], bool)
-    prefix = f"{arr.path}/"
-
-    async def keys() -> list[str]:
-        return [k async for k in arr.store.list_prefix(prefix)]
-
-    for key in sync(keys()):
-        rel = key[len(prefix):]
-        if rel != "zarr.json":
-            grid[_decode_key(arr.metadata.chunk_key_encoding, rel)] = True
-    return grid
-
-
-def data_footprint(root: zarr.Group, meta: StoreMeta, max_read_px: int = MASK_READ_MAX_PX
-                   ) -> Footprint:
-    """Where the store has data: the finest level whose ``scales`` has at most
-    ``max_read_px`` pixels, read whole (an overview pixel is valid when any child is, so
-    coarser levels give a cover); if none is that small, the stored chunks of the coarsest."""
-    fits = [lv for lv in meta.levels if math.prod(lv.shape) <= max_read_px]
-    if fits:
-        mask = np.isfinite(root[f"{fits[0].path}/scales"][...])
-        return Footprint(fits[0], _bounding_window(mask), "pixels", float(mask.mean()))
-    level = meta.levels[-1]
-    arr = root[f"{level.path}/scales"]
-    grid = stored_chunks(arr)
-    win = _bounding_window(grid)
-    if win is not None:
-        u0, u1 = arr.shards or arr.chunks
-        h, w = arr.shape
-        win = Window(win.row0 * u0, min(win.row1 * u0, h), win.col0 * u1, min(win.col1 * u1, w))
-    return Footprint(level, win, "chunks", float(grid.mean()))
-
-
-def _segments(length: float) -> int:
-    return min(max(math.ceil(length / DENSIFY_M), 1), MAX_SEGMENTS)
-
-
-def _lonlat_ring(zone: int, utm_bbox: tuple[float, float, float, float]) -> np.ndarray:
-    """The rectangle's densified, closed, counter-clockwise ring in lon/lat, longitudes
-    unwrapped around the zone's central meridian (so they may run past ±180°)."""
-    x0, y0, x1, y1 = utm_bbox
-    xs = np.linspace(x0, x1, _segments(x1 - x0) + 1)
-    ys = np.linspace(y0, y1, _segments(y1 - y0) + 1)
-    x = np.concatenate([xs, np.full(len(ys) - 1, x1), xs[-2::-1], np.full(len(ys) - 1, x0)])
-    y = np.concatenate([np.full(len(xs), y0), ys[1:], np.full(len(xs) - 1, y1), ys[-2::-1]])
-    lon, lat = Transformer.from_crs(32600 + zone, 4326, always_xy=True).transform(x, y)
-    cm = 6.0 * zone - 183.0
-    lon = cm + (np.asarray(lon) - cm + 180.0) % 360.0 - 180.0
-    if np.abs(lon).min() > 180.0:  # wholly past ±180°: wrap it back
-        lon -= np.copysign(360.0, lon[0])
-    return np.round(np.column_stack([lon, lat]), 7)
-
-
-def _clip(ring: np.ndarray, limit: float, keep_below: bool) -> np.ndarray:
-    """Sutherland–Hodgman against one meridian: the part of a closed ring with
-    lon ≤ limit (``keep_below``) or lon ≥ limit, closed again."""
-    inside = ring[:, 0] <= limit if keep_below else ring[:, 0] >= limit
-    out: list[list[float]] = []
-    for i in range(len(ring) - 1):
-        (x0, y0), (x1, y1) = ring[i], ring[i + 1]
-        if inside[i]:
-            out.append([x0, y0])
-        if inside[i] != inside[i + 1]:
-            out.append([limit, y0 + (limit - x0) / (x1 - x0) * (y1 - y0)])
-    return np.round(np.array(out + out[:1]), 7)
-
-
-def footprint_geojson(zone: int, utm_bbox: tuple[float, float, float, float]
-                      ) -> tuple[dict[str, Any], list[float]]:
-    """(GeoJSON geometry, bbox) in WGS84 of a rectangle in canonical EPSG:326ZZ metres.
-
-    Edges are densified (≤ 1 km, ≤ 256 segments each) before reprojection; negative
-    northings give southern latitudes. A ring that crosses ±180° is split into a
-    MultiPolygon, and its bbox has west > east (RFC 7946 §5.2). Coordinates are rounded to
-    1e-7°, so the output is stable.
-    """
-    ring = _lonlat_ring(zone, utm_bbox)
-    (w, s), (e, n) = ring.min(axis=0), ring.max(axis=0)
-    if w >= -180.0 and e <= 180.0:
-        return {"type": "Polygon", "coordinates": [ring.tolist()]}, [float(v) for v in (w, s, e, n)]
-    edge = 180.0 if e > 180.0 else -180.0
-    inner = _clip(ring, edge, keep_below=edge > 0)
-    outer = _clip(ring, edge, keep_below=edge < 0) - [2 * edge, 0.0]
-    near_plus, near_minus = (inner, outer) if edge > 0 else (outer, inner)
-    bbox = [near_plus[:, 0].min(), s, near_minus[:, 0].max(), n]
-    return ({"type": "MultiPolygon",
-             "coordinates": [[near_plus.tolist()], [near_minus.tolist()]]},
-            [float(v) for v in bbox])
 
 
 def collection_id(year: int) -> str:
@@ -465,11 +209,6 @@ def build_root(collections: dict[int, str]) -> dict:
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-
-def find_stores(stores_dir: Path) -> list[Path]:
-    """Zone stores directly under ``stores_dir`` (``utmZZ_YYYY.zarr``), sorted by name."""
-    return sorted(p for p in Path(stores_dir).glob(STORE_GLOB) if p.is_dir())
 
 
 def _store_href(store: Path, item_dir: Path, href_base: str | None) -> str:
