@@ -6,8 +6,6 @@ image library is added. The file is written atomically (temporary file, then ren
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
+from .atomic import atomic_path
 from .errors import StoreError
 from .overviews import RGBA
 from .store import open_root
@@ -62,15 +61,8 @@ def encode_png(rgba: np.ndarray) -> bytes:
 def write_png(path: Path, rgba: np.ndarray) -> None:
     """Encode ``rgba`` and write it to ``path`` atomically."""
     data = encode_png(rgba)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_quicklook(store: Path, output: Path, *, level: int | None = None,

@@ -8,8 +8,6 @@ from it, so code, file and docs cannot drift apart. Never reads pixels, never to
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib import resources
@@ -19,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomic import atomic_path
 from .errors import ArchiveError
 from .types import TileGrid, TileKey
 
@@ -147,20 +146,12 @@ def from_table(table: pa.Table) -> list[TileRecord]:
 
 def save(records: list[TileRecord], path: Path) -> None:
     """Write the registry atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
+    table = to_table(records)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with atomic_path(Path(path)) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
     except OSError as e:
         raise ArchiveError(path, f"cannot write registry: {e.strerror or e}") from e
-    os.close(fd)
-    try:
-        pq.write_table(to_table(records), tmp, compression="zstd")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: Path) -> list[TileRecord]:

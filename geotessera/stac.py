@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +26,7 @@ import pyproj
 import pystac
 from pystac.validation import JsonSchemaSTACValidator
 
+from .atomic import atomic_path
 from .errors import CatalogValidationError, StoreError
 from .footprint import (  # noqa: F401  (moved from here; re-exported for callers)
     DENSIFY_M,
@@ -254,16 +254,8 @@ def dumps(doc: dict) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _stale(output: Path, keep: set[Path]) -> list[Path]:

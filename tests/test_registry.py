@@ -95,7 +95,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", boom)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(ArchiveError, match=r"registry.parquet: cannot write registry: No space"):
         save(_records()[:1], path)
     assert path.read_bytes() == before
     assert len(load(path)) == 3
