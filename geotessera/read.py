@@ -4,11 +4,11 @@ One dequantisation rule everywhere: ``value = int8 embedding × float32 scale``,
 scale is NaN (no data). Points and pixels are routed to the store of their UTM zone
 (canonical EPSG:326ZZ northings, negative south of the equator), as the builder placed them.
 
-Zone seams: each store holds only its own zone's tiles, and tiles are snapped to the zone's
-pixel lattice, so a zone's data can stop up to a pixel short of the zone edge. Within 1.5
-pixels of a zone edge a location whose pixel is empty takes the nearest valid pixel of the
-3 × 3 around it (the cross-zone analogue of the builder's "covering tile" rule); elsewhere a
-NaN stays NaN.
+Zone seams: a location reads the store of its own UTM zone (the zone of its longitude), and
+another zone's store only where its own has no data there. Each store holds data for all the
+ground of its zone where its tiles exist, except a crack of under a pixel along the zone
+edge meridian; ``sources.crack_pixels`` closes it with the owner tile's edge pixel, the rule
+the builder uses for cracks inside a zone. No other value is filled in: NaN stays NaN.
 
 xarray is needed for ``open_store``, ``open_item``, ``read_region`` and DataArray results
 (the ``read`` extra); ``sample`` works with the core dependencies. Finding and opening the
@@ -33,18 +33,16 @@ from rasterio.warp import Resampling, reproject
 from .metadata import gdal_geotransform
 from .sources import (  # noqa: F401  (moved from here; re-exported for callers)
     M_PER_DEG,
-    SEAM_PX,
     Reader,
     Source,
     StoreSet,
     ZoneStore,
+    crack_pixels,
     dequantise,
-    first_valid,
-    near_zone_edge,
-    neighbours,
     parse_points,
     stores_of,
     transformer,
+    zone_edges,
     zones_of,
 )
 from .tiles import utm_zone
@@ -196,11 +194,6 @@ class _Part:
         vals = np.take(self.emb.reshape(self.emb.shape[0], -1), flat, axis=1)
         return dequantise(vals, self.sc.ravel()[flat])
 
-    def fractional(self, grid: Grid, rows: np.ndarray, cols: np.ndarray):
-        x, y = grid.to(f"EPSG:{32600 + self.zone}", rows, cols)
-        a, _, c, _, e, f = self.transform
-        return (y - f) / e, (x - c) / a
-
 
 def _source_window(level: Level, epsg: int, grid: Grid) -> tuple[slice, slice] | None:
     a, _, c, _, e, f = grid.transform
@@ -239,21 +232,62 @@ def _part(zs: ZoneStore, grid: Grid, resolution_m: float) -> _Part | None:
               src_transform=Affine(*t), src_crs=RioCRS.from_epsg(zs.meta.epsg),
               dst_transform=Affine(*grid.transform), dst_crs=RioCRS.from_wkt(grid.crs.to_wkt()),
               dst_nodata=-1.0, resampling=Resampling.nearest)
-    return _Part(zs.meta.zone, level, t, emb_arr[(slice(None), *win)], sc,
-                 idx.astype(np.int64))
+    idx = idx.astype(np.int64)
+    _close_cracks(zs, level, (win[0].start, win[1].start), sc, idx, grid)
+    return _Part(zs.meta.zone, level, t, emb_arr[(slice(None), *win)], sc, idx)
 
 
-def _touches(mask: np.ndarray) -> np.ndarray:
-    """Pixels with a True pixel among their 8 neighbours (or themselves)."""
-    h, w = mask.shape
-    p = np.pad(mask, 1)
-    return np.logical_or.reduce([p[i:i + h, j:j + w] for i in range(3) for j in range(3)])
+def _edge_band(zs: ZoneStore, level: Level, origin: tuple[int, int], shape: tuple[int, int]
+               ) -> np.ndarray:
+    """(h, w) window pixels within a pixel of the store zone's edge meridians (a pre-filter
+    for the crack rule: only these can be its pixels)."""
+    h, w = shape
+    a, _, c, _, e, f = level.transform
+    ys = f + (origin[0] + np.arange(h) + 0.5) * e
+    x0 = c + origin[1] * a
+    band = np.zeros(shape, bool)
+    to_lonlat = transformer(f"EPSG:{zs.meta.epsg}", "EPSG:4326")
+    _, lat = to_lonlat.transform(np.full(2, x0 + w * a / 2), ys[[0, -1]])
+    lats = np.linspace(max(min(lat) - 0.5, -89.9), min(max(lat) + 0.5, 89.9), max(256, 4 * h))
+    for edge in zone_edges(zs.meta.zone):  # the meridian, sampled densely, at each row
+        mx, my = transformer("EPSG:4326", f"EPSG:{zs.meta.epsg}").transform(
+            np.full(lats.size, edge), lats)
+        col = np.floor((np.interp(ys, np.asarray(my), np.asarray(mx)) - x0) / a).astype(int)
+        for d in (-1, 0, 1):
+            ok = (col + d >= 0) & (col + d < w)
+            band[np.flatnonzero(ok), col[ok] + d] = True
+    return band
+
+
+def _close_cracks(zs: ZoneStore, level: Level, origin: tuple[int, int], sc: np.ndarray,
+                  idx: np.ndarray, grid: Grid) -> None:
+    """Point output pixels at the zone-edge crack (``crack_pixels``) to the owner tile's
+    edge pixel, in place. ``idx`` (H, W) holds flat indices into the window ``sc``."""
+    band = _edge_band(zs, level, origin, sc.shape)
+    if not band.any():
+        return
+    flat = idx.reshape(-1)
+    where = np.where(flat >= 0, flat, 0)
+    cand = np.flatnonzero((flat >= 0) & band.reshape(-1)[where]
+                          & ~np.isfinite(sc.reshape(-1)[where]))
+    if cand.size == 0:
+        return
+    w = sc.shape[1]
+    r, c = np.divmod(flat[cand], w)
+    lon, lat = grid.to("EPSG:4326", *np.divmod(cand, grid.shape[1]))
+    r, c, ok = crack_pixels(zs, level, r + origin[0], c + origin[1], lon, lat)
+    r, c = r - origin[0], c - origin[1]
+    ok &= (r >= 0) & (r < sc.shape[0]) & (c >= 0) & (c < w)
+    flat[cand[ok]] = r[ok] * w + c[ok]
 
 
 def _mosaic(parts: list[_Part], grid: Grid, bands: int) -> np.ndarray:
-    """Each pixel from the store that has data there; where two do, the store of the
-    pixel's own UTM zone (as ``sample`` routes it); then the zone-seam rule."""
+    """Each pixel from the store of its own UTM zone (the zone of its centre's longitude,
+    as ``sample`` routes a point); from another zone's store only where its own has no data
+    there (no store for that zone, outside it, or NaN)."""
     out = np.full((bands, *grid.shape), np.nan, np.float32)
+    if not parts:
+        return out
     owner = np.full(grid.shape, -1, np.int16)
     valid = [p.valid for p in parts]
     for k, v in enumerate(valid):
@@ -268,33 +302,7 @@ def _mosaic(parts: list[_Part], grid: Grid, bands: int) -> np.ndarray:
     for k, p in enumerate(parts):
         pos = np.flatnonzero(owner.ravel() == k)
         flat[:, pos] = p.gather(p.idx.ravel()[pos])
-    _fill_seams(flat, owner, parts, grid)
     return out
-
-
-def _fill_seams(out: np.ndarray, owner: np.ndarray, parts: list[_Part], grid: Grid) -> None:
-    """Empty pixels next to data and within SEAM_PX of a zone edge take the nearest valid
-    pixel of the 3 × 3 around them: in their own zone's store first, then any other.
-    ``out`` is (band, H·W)."""
-    rr, cc = np.nonzero((owner < 0) & _touches(owner >= 0))
-    if rr.size == 0:
-        return
-    lon, lat = grid.to("EPSG:4326", rr, cc)
-    zones = zones_of(lon, lat)
-    todo = np.ones(rr.size, bool)
-    for own in (True, False):
-        for p in parts:
-            sel = todo & ((zones == p.zone) == own) & near_zone_edge(
-                lon, lat, zones, p.level.pixel_size)
-            if not sel.any():
-                continue
-            rows, cols, inb = neighbours(*p.fractional(grid, rr[sel], cc[sel]), p.sc.shape)
-            pick = first_valid(inb & np.isfinite(p.sc[rows, cols]))
-            ok = pick >= 0
-            i = np.flatnonzero(sel)[ok]
-            src = rows[ok, pick[ok]] * p.sc.shape[1] + cols[ok, pick[ok]]
-            out[:, rr[i] * grid.shape[1] + cc[i]] = p.gather(src)
-            todo[i] = False
 
 
 def _target(bbox, crs: Any, resolution: float | None, finest_m: float):

@@ -5,9 +5,9 @@ object) or the URL of a stores directory. Points are routed to the store of thei
 (canonical EPSG:326ZZ northings, negative south of the equator), as the builder placed them.
 
 One dequantisation rule everywhere: ``value = int8 embedding × float32 scale``, NaN where the
-scale is NaN (no data). Zone seams: within SEAM_PX pixels of a zone edge a location whose
-pixel is empty takes the nearest valid pixel of the 3 × 3 around it; elsewhere a NaN stays
-NaN. ``read`` builds its public API and its region mosaic on these. No xarray here.
+scale is NaN (no data). A location takes its own zone's store; another zone's store only
+where its own has no data there. One exception closes the crack at a zone edge
+(``crack_pixels``). ``read`` builds its public API and its region mosaic on these. No xarray.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ from pyproj import Transformer
 
 from .errors import StoreError, StoreNotFoundError
 from .store import store_name
-from .tiles import utm_zone
+from .tiles import parse_tile_name, tile_grid, utm_zone
+from .types import TileKey
+from .zonegrid import HALO_PX, ZoneGrid, placement
 from .zonestore import Level, StoreMeta, open_root, read_meta, store_paths
 
 Source = str | Path | pystac.Catalog
-#: Within this many pixels of a zone edge, an empty pixel takes its nearest valid neighbour.
-SEAM_PX = 1.5
 M_PER_DEG = 111_320.0
+#: A tile's raster reaches less than this beyond its zone's edge meridian (the slant of a
+#: 0.1° cell in UTM adds under 600 m below 84° latitude; placement adds a pixel).
+NEIGHBOUR_REACH_M = 2_000.0
 
 
 
@@ -146,16 +149,14 @@ class ZoneStore:
             return out
         r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
         sc = sc_arr.vindex[r, c]
-        seam = ~np.isfinite(sc) & near_zone_edge(lon[inside], lat[inside], self.meta.zone,
-                                                  level.pixel_size)
-        if seam.any():
-            rows, cols, inb = neighbours(fr[inside][seam], fc[inside][seam], level.shape)
-            pick = first_valid(inb & np.isfinite(
-                sc_arr.vindex[rows.ravel(), cols.ravel()]).reshape(rows.shape))
-            ok = pick >= 0
-            idx = np.flatnonzero(seam)[ok]
-            r[idx], c[idx] = rows[ok, pick[ok]], cols[ok, pick[ok]]
-            sc[idx] = sc_arr.vindex[r[idx], c[idx]]
+        empty = np.flatnonzero(~np.isfinite(sc))
+        if empty.size:
+            r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[inside][empty],
+                                         lat[inside][empty])
+            if crack.any():
+                i = empty[crack]
+                r[i], c[i] = r2[crack], c2[crack]
+                sc[i] = sc_arr.vindex[r[i], c[i]]
         have = np.isfinite(sc)  # read embeddings only where there is data
         if have.any():
             bands = np.arange(emb_arr.shape[0])
@@ -169,32 +170,96 @@ def _inside(fr: np.ndarray, fc: np.ndarray, shape: tuple[int, int]) -> np.ndarra
         return (fr >= 0) & (fr < shape[0]) & (fc >= 0) & (fc < shape[1])
 
 
-def near_zone_edge(lon: np.ndarray, lat: np.ndarray, zone: Any, pixel_size: float
-                   ) -> np.ndarray:
-    """True within SEAM_PX pixels (approximate metres on the sphere) of the zone's edges;
-    ``zone`` is one zone or one per point."""
-    west = -180.0 + 6.0 * (np.asarray(zone) - 1)
-    deg = np.minimum(np.abs(lon - west), np.abs(west + 6.0 - lon))
-    return deg * M_PER_DEG * np.cos(np.radians(lat)) < SEAM_PX * pixel_size
+def zone_edges(zone: Any) -> tuple[Any, Any]:
+    """(west, east) longitudes of a UTM zone (or of an array of zones)."""
+    west = -180.0 + 6.0 * (zone - 1)
+    return west, west + 6.0
 
 
-def neighbours(fr: np.ndarray, fc: np.ndarray, shape: tuple[int, int]):
-    """(k, 9) rows, cols and in-grid mask of the 3 × 3 pixels around each fractional
-    position, nearest first (out-of-grid ones are clipped and masked)."""
-    d = np.array([-1, 0, 1])
-    rows = np.floor(fr)[:, None] + np.repeat(d, 3)[None, :]
-    cols = np.floor(fc)[:, None] + np.tile(d, 3)[None, :]
-    d2 = (rows + 0.5 - fr[:, None]) ** 2 + (cols + 0.5 - fc[:, None]) ** 2
-    order = np.argsort(d2, axis=1, kind="stable")
-    rows, cols = np.take_along_axis(rows, order, 1), np.take_along_axis(cols, order, 1)
-    inb = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
-    rows = np.clip(rows, 0, shape[0] - 1).astype(np.int64)
-    return rows, np.clip(cols, 0, shape[1] - 1).astype(np.int64), inb
+def edge_distance_m(lon: np.ndarray, lat: np.ndarray, zone: Any) -> np.ndarray:
+    """Approximate metres (on the sphere) from each point to the nearer edge meridian of
+    ``zone`` (one zone, or one per point)."""
+    west, east = zone_edges(np.asarray(zone))
+    deg = np.minimum(np.abs(lon - west), np.abs(east - lon))
+    return deg * M_PER_DEG * np.cos(np.radians(lat))
 
 
-def first_valid(valid: np.ndarray) -> np.ndarray:
-    """Index of the first True in each row of ``valid``; -1 where none."""
-    return np.where(valid.any(axis=1), valid.argmax(axis=1), -1)
+# --- the crack at a zone edge ------------------------------------------------------------------
+#
+# A store gives a pixel a value by the owner rule of its centre (format.md §4). A pixel whose
+# centre lies just beyond the zone's edge meridian belongs to the neighbouring zone, so it holds
+# data only where one of this zone's rasters happens to cover it (step 4), never through the
+# owner's one-pixel halo (step 5). Where the edge tile was placed toward the zone's inside, the
+# ground between the meridian and the tile's first placed column therefore falls in an empty
+# pixel of this store, though the tile's own raster covers it. ``crack_pixels`` applies the
+# builder's halo rule to such a location on behalf of its owner tile.
+
+
+@lru_cache(maxsize=16)
+def _store_cells(tiles: tuple[str, ...]) -> frozenset[tuple[int, int]]:
+    """The 0.1° cells of a store's tiles (its ``geotessera:tiles`` names)."""
+    return frozenset(k.cell for name in tiles if (k := parse_tile_name(name)) is not None)
+
+
+@lru_cache(maxsize=4096)
+def _placed(cell: tuple[int, int], l0: Level) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) at L0 of the raster of the tile of ``cell`` as the builder
+    placed it (its grid recomputed from the name, nearest-pixel placement)."""
+    tile = tile_grid(TileKey(lat_i=10 * cell[1] + 5, lon_i=10 * cell[0] + 5), l0.pixel_size)
+    a, _, c, _, _, f = l0.transform
+    w = placement(ZoneGrid(tile.zone, a, c, f, 1, 1, 1), tile)
+    return w.row0, w.row1, w.col0, w.col1
+
+
+def _window_at(cell: tuple[int, int], l0: Level, k: int) -> tuple[int, int, int, int]:
+    """``_placed`` in the pixels of a level ``k`` times coarser (same origin), outward."""
+    r0, r1, c0, c1 = _placed(cell, l0)
+    return r0 // k, -(-r1 // k), c0 // k, -(-c1 // k)
+
+
+def crack_pixels(zs: ZoneStore, level: Level, rows: np.ndarray, cols: np.ndarray,
+                 lon: np.ndarray, lat: np.ndarray):
+    """The zone-edge crack rule for empty pixels (``rows``, ``cols``) of ``level``, looked up
+    for locations (``lon``, ``lat``): returns (rows, cols, applies).
+
+    The rule applies where all of these hold: the pixel's centre lies beyond the zone's edge
+    meridian; no tile of the store whose cell is among the 3 × 3 around the location's covers
+    the pixel; the location's owner tile (the tile of its 0.1° cell) is in the store, and its
+    placed raster widened by HALO_PX reaches the pixel. The location then reads the owner's
+    nearest edge pixel instead, as the builder does for a crack inside a zone (format.md §4,
+    step 5). Elsewhere rows and cols are returned unchanged.
+    """
+    rows, cols = np.array(rows, np.int64), np.array(cols, np.int64)
+    applies = np.zeros(rows.shape, bool)
+    l0 = zs.meta.levels[0]
+    west, east = zone_edges(zs.meta.zone)
+    near = np.flatnonzero(  # a cheap pre-filter: the crack is within a pixel of the edge
+        edge_distance_m(lon, lat, zs.meta.zone) < 2 * (HALO_PX + 1) * level.pixel_size)
+    if near.size == 0:
+        return rows, cols, applies
+    a, _, c, _, e, f = level.transform
+    centre_lon, _ = transformer(f"EPSG:{zs.meta.epsg}", "EPSG:4326").transform(
+        c + (cols[near] + 0.5) * a, f + (rows[near] + 0.5) * e)
+    centre_lon = np.asarray(centre_lon)
+    near = near[(centre_lon < west) | (centre_lon >= east)]
+    present = _store_cells(zs.meta.tiles)
+    k = round(level.pixel_size / l0.pixel_size)
+    cells = np.stack([np.floor(lon[near] * 10), np.floor(lat[near] * 10)], 1).astype(int)
+    for cell in {tuple(v) for v in cells.tolist()} & present:
+        i = near[(cells == cell).all(axis=1)]
+        r, q = rows[i], cols[i]
+        covered = np.zeros(i.size, bool)
+        for nb in ((cell[0] + dx, cell[1] + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
+            if nb in present:
+                r0, r1, c0, c1 = _window_at(nb, l0, k)
+                covered |= (r >= r0) & (r < r1) & (q >= c0) & (q < c1)
+        r0, r1, c0, c1 = _window_at(cell, l0, k)
+        h = HALO_PX
+        hit = ~covered & (r >= r0 - h) & (r < r1 + h) & (q >= c0 - h) & (q < c1 + h)
+        rows[i[hit]] = np.clip(r[hit], r0, r1 - 1)
+        cols[i[hit]] = np.clip(q[hit], c0, c1 - 1)
+        applies[i[hit]] = True
+    return rows, cols, applies
 
 
 # --- points ------------------------------------------------------------------------------------
@@ -244,8 +309,9 @@ class Reader:
                                              f"(tried zones {sorted(self._open)})")
 
     def sample(self, points: Any) -> np.ndarray:
-        """(n, bands) float32 vectors at lon/lat ``points``; NaN rows where there is no data
-        (water, outside every store, or a zone without a store)."""
+        """(n, bands) float32 vectors at lon/lat ``points``, each from its own zone's store
+        (with the zone-edge crack rule), else from an adjacent zone's store that has data
+        there; NaN rows where none has (water, outside every store)."""
         lon, lat = parse_points(points)
         zones = zones_of(lon, lat)
         parts = []
@@ -257,4 +323,20 @@ class Reader:
                       np.float32)
         for sel, vals in parts:
             out[sel] = vals
+        self._from_neighbours(out, lon, lat, zones)
         return out
+
+    def _from_neighbours(self, out: np.ndarray, lon: np.ndarray, lat: np.ndarray,
+                         zones: np.ndarray) -> None:
+        """Rows still without data, within NEIGHBOUR_REACH_M of their zone's edge, take the
+        adjacent zones' stores where those have data (their tiles' rasters reach a little
+        beyond their own zone's edge)."""
+        todo = np.isnan(out[:, 0]) & (zones > 0)
+        todo[todo] = edge_distance_m(lon[todo], lat[todo], zones[todo]) < NEIGHBOUR_REACH_M
+        for z in sorted(set(zones[todo].tolist())):
+            for other in ((z - 2) % 60 + 1, z % 60 + 1):
+                sel = np.flatnonzero(todo & (zones == z) & np.isnan(out[:, 0]))
+                if sel.size and (zs := self.zone(other)) is not None:
+                    vals = zs.sample(lon[sel], lat[sel])
+                    have = ~np.isnan(vals[:, 0])
+                    out[sel[have]] = vals[have]

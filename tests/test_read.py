@@ -77,6 +77,47 @@ class Tiles:
             out[sel] = vals
         return out
 
+    def land_around(self, lon, lat):
+        """True where the owner tile is present and each of its pixels in the 3 × 3 around
+        the point that lies on its raster is land with a finite scale. Tiles sit on the zone
+        lattice to half a pixel, so the store pixel holding a point carries one of these (at
+        a zone-edge crack, the owner's edge pixel): there the output must have data."""
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        out = np.zeros(len(lon), bool)
+        cells = np.stack([np.floor(lon * 10), np.floor(lat * 10)], 1).astype(int)
+        for cell in {tuple(c) for c in cells}:
+            sel = (cells == cell).all(1)
+            if self.tile(*cell) is None:
+                continue
+            _, _, mask, _, scales = self.tile(*cell)
+            h, w = mask.shape
+            r, c = self.pixel(cell, lon[sel], lat[sel])
+            ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    rr, cc = r + dr, c + dc
+                    on = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+                    rr, cc = np.clip(rr, 0, h - 1), np.clip(cc, 0, w - 1)
+                    ok &= ~on | ((mask[rr, cc] != 0) & np.isfinite(scales[rr, cc]))
+            out[sel] = ok
+        return out
+
+    def reached(self, lon, lat):
+        """True where a present tile among the 3 × 3 cells around the point has its raster,
+        widened by one pixel, over the point: no value can come from farther (placement
+        moves a tile by half a pixel, a nearest look-up by another half)."""
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        out = np.zeros(len(lon), bool)
+        cells = np.stack([np.floor(lon * 10), np.floor(lat * 10)], 1).astype(int)
+        for cx, cy in {tuple(c) for c in cells}:
+            sel = (cells == (cx, cy)).all(1)
+            for cell in ((cx + dx, cy + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
+                if self.tile(*cell) is not None:
+                    h, w = self.tile(*cell)[2].shape
+                    r, c = self.pixel(cell, lon[sel], lat[sel])
+                    out[sel] |= (r >= -1) & (r <= h) & (c >= -1) & (c <= w)
+        return out
+
     def near(self, lon, lat):
         """(k, 81, bands): the 3 × 3 tile pixels around each point in its owner tile (the
         first 9) and in the 8 neighbouring tiles (NaN where a tile is absent): the
@@ -151,8 +192,7 @@ def test_points_at_the_zone_boundary_are_not_lost(built, tiles24):
         lon = np.full_like(lat, off * PX_DEG)
         got = read.sample(np.column_stack([lon, lat]), 2024, built)
         near = tiles24.near(lon, lat)
-        inner = [0, 1, 3, 4, 6, 7] if off < 0 else [1, 2, 4, 5, 7, 8]  # toward the zone
-        land = np.isfinite(near[:, inner, 0]).all(axis=1)  # owner tile land around the point
+        land = tiles24.land_around(lon, lat)
         assert land.sum() > 50
         assert np.isfinite(got[land]).all(), f"gap at lon offset {off} px"
         # a tile pixel next to the point (tiles sit on the zone lattice to half a pixel)
@@ -273,22 +313,49 @@ def test_region_equals_the_tiles_in_its_own_zone_and_is_nearest_across(region, t
     assert np.isnan(vals[other][water]).all()
 
 
-@pytest.mark.parametrize("crs", [None, "EPSG:32630"])  # zone 31's lattice, then zone 30's
-def test_region_across_the_zone_boundary_has_no_gap(built, tiles24, crs):
-    region = read.read_region((-0.1, 0.02, 0.1, 0.18), 2024, built, crs=crs)
+def _check_seam(region, tiles: Tiles, px_deg: float) -> None:
+    """No gap where the owner tile has land all around; every value is a tile pixel near the
+    point; NaN where no tile has data near it or no raster reaches it (nothing made up)."""
     lon, lat = _centres(region)
-    band = np.abs(lon) < 3 * PX_DEG  # the columns either side of 0°
+    band = np.abs(lon) < 3 * px_deg / np.cos(np.radians(lat))  # the columns either side of 0°
     assert band.sum(axis=1).min() >= 4
-    near = tiles24.near(lon[band], lat[band])
+    near = tiles.near(lon[band], lat[band])
     got = region.values[:, band].T
-    east = lon[band] >= 0
-    inner = np.where(east[:, None], [1, 2, 4, 5, 7, 8], [0, 1, 3, 4, 6, 7])
-    land = np.isfinite(np.take_along_axis(near[..., 0], inner, 1)).all(1)
-    assert land.sum() > 100
+    land = tiles.land_around(lon[band], lat[band])
+    assert land.sum() > 200
     gaps = land & ~np.isfinite(got).all(1)
     assert not gaps.any(), f"{gaps.sum()} gap pixel(s) at lon {lon[band][gaps][:5]}"
     hit = (near == got[:, None, :]).all(axis=2).any(axis=1)  # from a neighbouring tile pixel
-    assert hit[land].all()
+    assert hit[land].all() and hit[np.isfinite(got[:, 0])].all()
+    nothing = np.isnan(near[..., 0]).all(axis=1) | ~tiles.reached(lon[band], lat[band])
+    assert nothing.sum() > 20 and np.isnan(got[nothing]).all()
+
+
+@pytest.mark.parametrize("year", [2024, 2025])  # 2025 lacks zone 30's tile at (-0.05, -0.15)
+@pytest.mark.parametrize("crs", [None, "EPSG:32630"])  # zone 31's lattice, then zone 30's
+def test_region_across_the_zone_boundary_has_no_gap(built, archive, crs, year):
+    region = read.read_region((-0.1, -0.18, 0.1, 0.18), year, built, crs=crs)
+    _check_seam(region, Tiles(archive, year), PX_DEG)
+
+
+@pytest.mark.parametrize("crs", [None, "EPSG:32630", "EPSG:3857"])
+def test_region_across_a_slanted_zone_boundary_has_no_gap(north_built, north_archive, crs):
+    """At 60°N the zone edge meridian runs askew to both zones' lattices."""
+    region = read.read_region((-0.2, 60.02, 0.2, 60.28), 2025, north_built, crs=crs,
+                              resolution=60.0)
+    _check_seam(region, Tiles(north_archive, 2025), 60.0 / 111_320.0)
+
+
+def test_region_copies_no_neighbouring_pixel(built):
+    """On a store's own lattice each pixel of its zone is that store's pixel, NaN included,
+    right up to the zone edge."""
+    store = built / "utm31_2025.zarr"
+    region = read.read_region((0.0, -0.18, 0.1, 0.18), 2025, store)
+    stored = read.dequantise_dataset(read.open_store(store)).sel(x=region.x, y=region.y)
+    own = _centres(region)[0] >= 0
+    assert (~own).any()
+    np.testing.assert_array_equal(region.values[:, own], stored.values[:, own])
+    assert np.isnan(region.values[0][own & (_centres(region)[0] < 2 * PX_DEG)]).sum() > 10
 
 
 def test_region_resolution_picks_nearest_store_pixels(built, region):
