@@ -12,7 +12,7 @@ where its own has no data there. One exception closes the crack at a zone edge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from .store import store_name
 from .tiles import parse_tile_name, tile_grid, utm_zone
 from .types import TileKey
 from .zonegrid import HALO_PX, ZoneGrid, placement
+from .pointread import PointReader
 from .zonestore import Level, StoreMeta, open_root, read_meta, store_paths
 
 Source = str | Path | pystac.Catalog
@@ -117,6 +118,7 @@ class ZoneStore:
 
     meta: StoreMeta
     root: zarr.Group
+    _readers: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def open(cls, href: Any, allow_incomplete: bool = False) -> ZoneStore:
@@ -159,10 +161,19 @@ class ZoneStore:
                 sc[i] = sc_arr.vindex[r[i], c[i]]
         have = np.isfinite(sc)  # read embeddings only where there is data
         if have.any():
-            bands = np.arange(emb_arr.shape[0])
-            emb = emb_arr.vindex[bands[:, None], r[have][None, :], c[have][None, :]]
-            out[np.flatnonzero(inside)[have]] = dequantise(emb.T, sc[have][:, None])
+            vectors = self._vectors(level, emb_arr, r[have], c[have])
+            out[np.flatnonzero(inside)[have]] = dequantise(vectors, sc[have][:, None])
         return out
+
+    def _vectors(self, level: Level, emb_arr: zarr.Array, r: np.ndarray,
+                 c: np.ndarray) -> np.ndarray:
+        """(n, bands) int8: the direct point reader on local stores (kept, so shard indexes
+        are read once per store), zarr's coordinate selection elsewhere."""
+        if PointReader.supports(emb_arr):
+            reader = self._readers.setdefault(level.path, PointReader(emb_arr))
+            return reader.vectors(r, c)
+        bands = np.arange(emb_arr.shape[0])
+        return emb_arr.vindex[bands[:, None], r[None, :], c[None, :]].T
 
 
 def _inside(fr: np.ndarray, fc: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
