@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +22,25 @@ TEST_SPEC = DemoSpec(pixel_size=160.0, bands=8, years=(2024, 2025), missing_frac
 #: several pixels, so the overlap rule is really exercised.
 NORTH_SPEC = DemoSpec(lon_min=-0.2, lon_max=0.2, lat_min=60.0, lat_max=60.3, pixel_size=60.0,
                       bands=8, years=(2024, 2025), missing_fraction=0.2, seed=3)
+
+
+def archive_fixtures(spec: DemoSpec, dirname: str, copy_name: str = "base"):
+    """Two fixtures for a test module: ``pristine``, the archive of ``spec`` written once per
+    module, and ``copy_name``, a private copy per test that the test may damage."""
+
+    @pytest.fixture(scope="module", name="pristine")
+    def _pristine(tmp_path_factory) -> Path:
+        base = tmp_path_factory.mktemp(dirname)
+        write_demo_archive(base, spec)
+        return base
+
+    @pytest.fixture(name=copy_name)
+    def _copy(pristine, tmp_path) -> Path:
+        dst = tmp_path / "archive"
+        shutil.copytree(pristine, dst)
+        return dst
+
+    return _pristine, _copy
 
 
 def scan(base: Path, bands: int = TEST_SPEC.bands):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
-import pytest
 import zarr
 from click.testing import CliRunner
+from conftest import archive_fixtures
 
 from geotessera.cli import cli
-from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.demo import DemoSpec
 
 SPEC = DemoSpec(lon_min=-0.1, lon_max=0.1, lat_min=50.0, lat_max=50.2, pixel_size=200.0,
                 bands=4, years=(2024,))
@@ -20,18 +19,7 @@ ARGS = ["--bands", "4", "--shard-px", "32", "--chunk-px", "16", "--scales-chunk-
 TILE = "grid_0.05_50.05"
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bad")
-    write_demo_archive(base, SPEC)
-    return base
-
-
-@pytest.fixture
-def base(pristine, tmp_path):
-    dst = tmp_path / "archive"
-    shutil.copytree(pristine, dst)
-    return dst
+pristine, base = archive_fixtures(SPEC, "bad", "base")
 
 
 def _scales_path(base, name=TILE):

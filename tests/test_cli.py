@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import archive_fixtures
 
 from geotessera.cli import cli
-from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.demo import DemoSpec
 from geotessera.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.tiles import tile_paths
 
@@ -25,18 +25,7 @@ BUILD = ["--bands", "4", "-j", "1", "--shard-px", "32", "--chunk-px", "16",
 BAD_TILE = "grid_0.05_0.05"  # zone 31
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("cli_archive")
-    write_demo_archive(base, SPEC)
-    return base
-
-
-@pytest.fixture
-def archive(pristine, tmp_path) -> Path:
-    dst = tmp_path / "archive"
-    shutil.copytree(pristine, dst)
-    return dst
+pristine, archive = archive_fixtures(SPEC, "cli_archive", "archive")
 
 
 @pytest.fixture

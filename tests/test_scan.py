@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import archive_fixtures
 from rasterio.crs import CRS
 
-from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.demo import DemoSpec
 from geotessera.errors import ArchiveError
 from geotessera.scan import scan_archive, update_registry
 from geotessera.tiles import EMBEDDINGS_DIR, LANDMASKS_DIR, parse_tile_name, tile_grid, tile_paths
@@ -24,19 +25,7 @@ NAMES = ["grid_-0.05_-0.05", "grid_-0.05_0.05", "grid_0.05_-0.05", "grid_0.05_0.
 TILE = "grid_0.05_0.05"  # the tile the problem tests damage
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("scan_archive")
-    write_demo_archive(base, SPEC)
-    return base
-
-
-@pytest.fixture
-def base(pristine, tmp_path) -> Path:
-    """A private copy of the pristine archive that a test may damage."""
-    dst = tmp_path / "archive"
-    shutil.copytree(pristine, dst)
-    return dst
+pristine, base = archive_fixtures(SPEC, "scan_archive", "base")
 
 
 def scan(base: Path, **kw):
