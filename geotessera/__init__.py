@@ -21,7 +21,28 @@ from .errors import (  # noqa: E402
 )
 from .types import StoreLayout, TileGrid, TileKey, Window  # noqa: E402
 
+#: Public functions, imported on first use so that ``import geotessera`` stays light (the read
+#: side needs xarray, which is an optional extra).
+_LAZY = {
+    "scan_archive": "scan", "update_registry": "scan",
+    "build_stores": "build", "plan_zones": "build", "parse_zones": "build",
+    "verify_store": "verify", "run_preview_pass": "preview",
+    "write_catalog": "stac", "validate_catalog": "stac",
+    "open_store": "read", "sample": "read", "read_region": "read", "open_item": "read",
+    "write_demo_archive": "demo", "DemoSpec": "demo",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'geotessera' has no attribute {name!r}")
+
+
 __all__ = [
+    *sorted(_LAZY),
     "ArchiveError",
     "GeoTesseraError",
     "NoTilesError",

@@ -199,3 +199,4 @@ def test_installed_package_finds_its_schema(tmp_path):
     assert "site-packages" in file
     assert ncols == len(schema_document()["columns"]) and is_file
     assert resources.files(registry.__package__).joinpath("data/registry_schema.json").is_file()
+
