@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 from pyproj import Transformer
-from zarr.core.sync import sync
 
+from .store import stored_chunks
 from .types import Window
 
 if TYPE_CHECKING:  # zonestore imports this module (describe_store)
@@ -57,32 +57,6 @@ def _bounding_window(mask: np.ndarray) -> Window | None:
     if rows.size == 0:
         return None
     return Window(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
-
-
-def _decode_key(enc: Any, key: str) -> tuple[int, ...]:
-    """Chunk coordinates of a key (zarr 3.1's own decoder mis-strips the ``c/`` prefix)."""
-    if enc.name == "default":
-        key = key[2:] if key.startswith("c" + enc.separator) else key
-    return tuple(int(k) for k in key.split(enc.separator))
-
-
-def stored_chunks(arr: zarr.Array) -> np.ndarray:
-    """Boolean grid of the array's stored objects (shards, or chunks when unsharded).
-
-    Listed through the zarr store API, so it works on any store that can list.
-    """
-    unit = arr.shards or arr.chunks
-    grid = np.zeros([math.ceil(n / u) for n, u in zip(arr.shape, unit)], bool)
-    prefix = f"{arr.path}/"
-
-    async def keys() -> list[str]:
-        return [k async for k in arr.store.list_prefix(prefix)]
-
-    for key in sync(keys()):
-        rel = key[len(prefix):]
-        if rel != "zarr.json":
-            grid[_decode_key(arr.metadata.chunk_key_encoding, rel)] = True
-    return grid
 
 
 def data_footprint(root: zarr.Group, meta: StoreMeta, max_read_px: int = MASK_READ_MAX_PX

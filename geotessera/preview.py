@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
 from . import metadata as md
 from .errors import NoStoresError, SelectionError, StoreError
@@ -40,7 +39,7 @@ from .overviews import (
     shard_windows,
     strip_rows,
 )
-from .store import EMBEDDINGS, SCALES, consolidate, open_level
+from .store import EMBEDDINGS, SCALES, consolidate, open_level, stored_chunks
 from .stretch import MODES, Stretch, fit_stretch  # noqa: F401  (re-exported for the CLI)
 from .zonestore import STORE_RE, store_paths  # noqa: F401  (STORE_RE re-exported)
 
@@ -110,17 +109,9 @@ def nonempty_shards(root: zarr.Group, shard_px: int, chunk_px: int) -> tuple[tup
     fill value) is never stored, so every shard with a valid pixel is listed; a listed shard
     may still prove empty when read."""
 
-    async def keys() -> list[str]:
-        return [k async for k in root.store.list_prefix(f"{root.path}/L0/scales/c/".lstrip("/"))]
-
     per = shard_px // chunk_px
-    shards = set()
-    for key in sync(keys()):
-        parts = key.rsplit("/", 2)
-        if not (parts[-1].isdigit() and parts[-2].isdigit()):
-            raise StoreError(root.store, f"unexpected scales chunk key {key!r}")
-        shards.add((int(parts[-2]) // per, int(parts[-1]) // per))
-    return tuple(sorted(shards))
+    chunks = np.argwhere(stored_chunks(root["L0"][SCALES]))
+    return tuple(sorted({(int(r) // per, int(c) // per) for r, c in chunks}))
 
 
 def _is_current(path: str, stretch: Stretch) -> bool:

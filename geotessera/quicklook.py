@@ -19,7 +19,7 @@ from rasterio.io import MemoryFile
 from .atomic import atomic_path
 from .errors import StoreError
 from .overviews import RGBA
-from .store import open_root
+from .zonestore import open_root
 
 DEFAULT_SIZE = 1024
 #: Refuse to draw a level larger than this (4 bytes per pixel in memory).

@@ -9,6 +9,7 @@ CF ``spatial_ref``. Every shard is written whole, exactly once, by one task.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,38 @@ def consolidate(path: Path) -> None:
         zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
+def _decode_key(enc: Any, key: str) -> tuple[int, ...]:
+    """Chunk coordinates of a key (zarr 3.1's own decoder mis-strips the ``c/`` prefix)."""
+    if enc.name == "default":
+        key = key[2:] if key.startswith("c" + enc.separator) else key
+    return tuple(int(k) for k in key.split(enc.separator))
+
+
+def stored_chunks(arr: zarr.Array) -> np.ndarray:
+    """Boolean grid of the array's stored objects (shards, or chunks when unsharded).
+
+    Listed through the zarr store API, so it works on any store that can list. All-fill
+    chunks are never stored, so a False cell holds no data; a key that is not a chunk of
+    this array is a StoreError.
+    """
+    unit = arr.shards or arr.chunks
+    grid = np.zeros([math.ceil(n / u) for n, u in zip(arr.shape, unit)], bool)
+    prefix = f"{arr.path}/"
+
+    async def keys() -> list[str]:
+        return [k async for k in arr.store.list_prefix(prefix)]
+
+    for key in sync(keys()):
+        rel = key[len(prefix):]
+        if rel == "zarr.json":
+            continue
+        try:
+            grid[_decode_key(arr.metadata.chunk_key_encoding, rel)] = True
+        except (ValueError, IndexError) as e:
+            raise StoreError(arr.store, f"unexpected chunk key {key!r}") from e
+    return grid
+
+
 def layout_of(level: zarr.Group) -> StoreLayout:
     """The StoreLayout a level's arrays were created with (read back from their metadata)."""
     emb, scales = level[EMBEDDINGS], level[SCALES]
@@ -184,10 +217,3 @@ def layout_of(level: zarr.Group) -> StoreLayout:
     return StoreLayout(shard_px=emb.shards[1], chunk_px=emb.chunks[1],
                        scales_chunk_px=scales.chunks[0],
                        zstd_level=zstd[0].level if zstd else 0, pixel_major=pixel_major)
-
-
-def open_root(path: Path) -> zarr.Group:
-    try:
-        return zarr.open_group(store=str(path), mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
-        raise StoreError(path, "not a zarr v3 group") from e

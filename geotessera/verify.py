@@ -20,7 +20,7 @@ from .build import plan_zones, shard_tasks
 from .parallel import imap_unordered
 from .registry import TileRecord
 from .scan import InspectTask, inspect_tile
-from .store import EMBEDDINGS, SCALES, ShardTask, layout_of
+from .store import EMBEDDINGS, SCALES, ShardTask, layout_of, stored_chunks
 from .assemble import assemble
 from .errors import GeoTesseraError
 from .tiles import parse_tile_name
@@ -141,11 +141,11 @@ def _check_shard_objects(store: Path, root: zarr.Group, plan) -> list[str]:
     scales data has an embeddings shard object, and their count matches the build's."""
     s = plan.grid.shard_px
     planned = {(e.row, e.col) for e in plan.shards}
-    emb_keys = _chunk_keys(store, f"L0/{EMBEDDINGS}")
-    emb_shards = {(k[1], k[2]) for k in emb_keys}
+    emb_grid = stored_chunks(root["L0"][EMBEDDINGS])[0]
+    emb_shards = {(int(r), int(c)) for r, c in np.argwhere(emb_grid)}
     chunk = root["L0"][SCALES].chunks
-    scale_shards = {(k[0] * chunk[0] // s, k[1] * chunk[1] // s)
-                    for k in _chunk_keys(store, f"L0/{SCALES}")}
+    scale_shards = {(int(r) * chunk[0] // s, int(c) * chunk[1] // s)
+                    for r, c in np.argwhere(stored_chunks(root["L0"][SCALES]))}
     problems = [f"{store}: unexpected embeddings shard {rc} (no tile covers it)"
                 for rc in sorted(emb_shards - planned)]
     problems += [f"{store}: shard {rc} has scales data but no embeddings shard object"
@@ -155,15 +155,6 @@ def _check_shard_objects(store: Path, root: zarr.Group, plan) -> list[str]:
         problems.append(f"{store}: {len(scale_shards)} shard footprints hold data, the build "
                         f"recorded {expected}")
     return problems
-
-
-def _chunk_keys(store: Path, array: str) -> list[tuple[int, ...]]:
-    """Chunk (or shard) grid indices of the objects present for ``array``."""
-    base = store / array / "c"
-    if not base.exists():
-        return []
-    return [tuple(int(p) for p in f.relative_to(base).parts) for f in base.rglob("*")
-            if f.is_file()]
 
 
 def check_metadata(store: Path, root: zarr.Group) -> list[str]:
