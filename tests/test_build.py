@@ -138,21 +138,32 @@ def test_same_result_for_workers_and_tile_order(north_archive, north_built, tmp_
 
 
 def test_southern_and_zone_edge_tiles_land_where_pyproj_says(built, archive):
-    """A southern tile and the westmost tile of zone 31 sit at their pyproj positions."""
+    """A southern tile and a tile on the zone's west edge sit where pyproj puts them: the
+    store pixel at the tile's pyproj position (rounded) holds the tile's own centre pixel."""
     store = built / "utm31_2024.zarr"
     root = zarr.open_group(str(store), mode="r")
     a, _, left, _, e, top = root["L0"].attrs["spatial:transform"]
+    scales = root["L0"]["scales"][:]
+    checked = 0
     for name in ("grid_0.05_-0.15", "grid_0.05_0.15"):
+        d = archive / "global_0.1_degree_representation/2024" / name
         with rasterio.open(archive / "global_0.1_degree_tiff_all" / f"{name}.tiff") as src:
-            epsg, t = src.crs.to_epsg(), src.transform
-        x0, y0 = Transformer.from_crs(4326, epsg, always_xy=True).transform(0.0, float(name.split("_")[2]) + 0.05)
-        canon = y0 - (10_000_000 if epsg // 100 == 327 else 0)
-        col, row = (x0 - left) / a, (top - canon) / -e
+            epsg, t, land = src.crs.to_epsg(), src.transform, src.read(1)
         assert epsg == (32731 if "-" in name.split("_")[2] else 32631)
-        # the cell's north-west corner is inside the placed tile raster, half a pixel at most
-        tcol, trow = (x0 - t.c) / t.a, (t.f - y0) / -t.e
-        assert abs((col - tcol) - round(col - tcol)) <= 0.5 + 1e-9
-        assert 0 <= row < root["L0"]["scales"].shape[0]
+        lat = float(name.split("_")[2])
+        x0, y0 = Transformer.from_crs(4326, epsg, always_xy=True).transform(0.0, lat + 0.05)
+        canon = y0 - (10_000_000 if epsg // 100 == 327 else 0)
+        # where tile pixel (0, 0) lies in zone pixels: the cell corner's zone position minus
+        # its tile position
+        dcol = (x0 - left) / a - (x0 - t.c) / t.a
+        drow = (top - canon) / -e - (t.f - y0) / -t.e
+        tile_scales = np.load(d / f"{name}_scales.npy")
+        h, w = tile_scales.shape
+        r, c = h // 2, w // 2
+        want = tile_scales[r, c] if land[r, c] and np.isfinite(tile_scales[r, c]) else np.nan
+        np.testing.assert_array_equal(scales[round(drow) + r, round(dcol) + c], want)
+        checked += bool(np.isfinite(want))
+    assert checked >= 1  # at least one of the two centres is land with data
     assert root.attrs["proj:code"] == "EPSG:32631"
 
 
