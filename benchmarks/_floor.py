@@ -36,19 +36,13 @@ from pathlib import Path
 import click
 import numpy as np
 import rasterio
-import zarr
 from rasterio.windows import Window as RioWindow
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import embedding_files  # noqa: E402  (also makes this checkout importable)
 
 from geotessera.parallel import imap_unordered, process_pool  # noqa: E402
-from geotessera.store import (  # noqa: E402
-    EMBEDDINGS,
-    SCALES,
-    create_zone_store,
-    write_embeddings_shard,
-)
+from geotessera.store.zone import create_zone_store, write_shard_arrays  # noqa: E402
 from geotessera.tiles import tile_paths  # noqa: E402
 from geotessera.types import StoreLayout  # noqa: E402
 from geotessera.zonegrid import ZoneGrid  # noqa: E402
@@ -142,11 +136,8 @@ def write_floor_shard(task: FloorTask) -> int:
         out = emb.reshape(s, s, bands).transpose(2, 0, 1)  # as assemble() hands it to zarr
     else:
         out = emb.reshape(bands, s, s)
-    cols = slice(task.shard * s, (task.shard + 1) * s)
-    level = zarr.open_group(store=task.store, path="L0", mode="r+", zarr_format=3,
-                            use_consolidated=False)
-    write_embeddings_shard(level[EMBEDDINGS], 0, task.shard, out)  # the build's own writer
-    level[SCALES][:, cols] = scales.reshape(s, s)
+    write_shard_arrays(task.store, 0, task.shard, embeddings=out,  # the build's own writer
+                       scales=scales.reshape(s, s))
     return nbytes
 
 
@@ -168,7 +159,7 @@ def main(base: Path, out: Path, workers: int, **layout_opts) -> None:
     s = layout.shard_px
     grid = ZoneGrid(31, 10.0, 0.0, float(s * 10), s, n_shards * s, s)
     t0 = time.perf_counter()
-    create_zone_store(store, grid, bands, layout, {"floor": True})
+    create_zone_store(store, grid.pixels, bands, layout, {"floor": True})
     bytes_in = 0
     with process_pool(workers) as pool:
         for _, n in imap_unordered(write_floor_shard, tasks, pool, max_in_flight=workers + 1):

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # an installed geotessera still wins; else use this checkout
     sys.path.append(str(REPO))
 
-from geotessera.demo import DemoSpec, write_demo_archive  # noqa: E402
+from geotessera.archive.demo import DemoSpec, write_demo_archive  # noqa: E402
 from geotessera.tiles import EMBEDDINGS_DIR  # noqa: E402
 
 SAMPLE_S = 0.02

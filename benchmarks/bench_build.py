@@ -39,7 +39,7 @@ DEFAULT = StoreLayout()
 #: The embeddings pass alone: the preview pass and STAC are bench_preview.py's business.
 BUILD_FLAGS = ("--json", "-q", "--no-rgb", "--no-stac")
 #: What a pool worker imports before its first task (the idle-worker baseline).
-WORKER_MODULES = ("multiprocessing.spawn", "geotessera.store")
+WORKER_MODULES = ("multiprocessing.spawn", "geotessera.store.zone")
 
 
 def layout_args(layout: StoreLayout) -> list[str]:

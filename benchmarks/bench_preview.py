@@ -32,8 +32,8 @@ import _harness as h  # noqa: E402  (also makes this checkout importable)
 import zarr  # noqa: E402
 from zarr.storage import LocalStore  # noqa: E402
 
-from geotessera.overviews import build_overviews  # noqa: E402
-from geotessera.preview import colour_level0, find_stores, year_stretch  # noqa: E402
+from geotessera.preview.overviews import build_overviews  # noqa: E402
+from geotessera.preview.run import colour_level0, find_stores, year_stretch  # noqa: E402
 
 TARGET_GROWTH = 1.25  # peak RSS, N tiles / 4 tiles ("does not grow", with noise)
 

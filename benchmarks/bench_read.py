@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+import contextlib
 import time
 from pathlib import Path
 
@@ -26,10 +27,9 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 import zarr  # noqa: E402
 from pyproj import Transformer  # noqa: E402
-from zarr.abc.store import RangeByteRequest  # noqa: E402
-from zarr.storage import LocalStore, WrapperStore  # noqa: E402
 
 from geotessera import read  # noqa: E402
+from geotessera.store.location import Location  # noqa: E402
 from geotessera.tiles import tile_paths  # noqa: E402
 from geotessera.types import TileKey  # noqa: E402
 
@@ -37,29 +37,27 @@ YEAR = 2024
 WARM_REPEATS = 50
 
 
-class CountingStore(WrapperStore):
-    """Records every read: (key, "range" | "suffix" | "whole", bytes)."""
+@contextlib.contextmanager
+def counting_reads():
+    """Record every byte read through ``Location``: (key, "range" | "suffix" | "whole", n)."""
+    reads: list[tuple[str, str, int]] = []
+    orig = {n: getattr(Location, n) for n in ("read", "read_range", "read_suffix")}
 
-    def __init__(self, store) -> None:
-        super().__init__(store)
-        self.reads: list[tuple[str, str, int]] = []
+    def wrap(name, kind):
+        def fn(self, key, *args):
+            data = orig[name](self, key, *args)
+            reads.append((key, kind, len(data)))
+            return data
+        return fn
 
-    def _note(self, key: str, byte_range, buf) -> None:
-        kind = ("whole" if byte_range is None else
-                "range" if isinstance(byte_range, RangeByteRequest) else "suffix")
-        self.reads.append((key, kind, 0 if buf is None else len(buf)))
-
-    async def get(self, key, prototype, byte_range=None):
-        buf = await self._store.get(key, prototype, byte_range)
-        self._note(key, byte_range, buf)
-        return buf
-
-    async def get_partial_values(self, prototype, key_ranges):
-        key_ranges = list(key_ranges)
-        bufs = await self._store.get_partial_values(prototype, key_ranges)
-        for (key, rng), buf in zip(key_ranges, bufs):
-            self._note(key, rng, buf)
-        return bufs
+    Location.read = wrap("read", "whole")
+    Location.read_range = wrap("read_range", "range")
+    Location.read_suffix = wrap("read_suffix", "suffix")
+    try:
+        yield reads
+    finally:
+        for n, f in orig.items():
+            setattr(Location, n, f)
 
 
 def built_stores(archive: Path, cache: Path) -> Path:
@@ -77,29 +75,30 @@ def built_stores(archive: Path, cache: Path) -> Path:
 
 def random_points(store: Path, n: int, seed: int) -> np.ndarray:
     """``n`` lon/lat points uniformly inside the store's valid-data bounding box."""
-    from geotessera.stac import data_footprint, footprint_geojson, open_root, read_meta
+    from geotessera.catalog.footprint import data_footprint, footprint_geojson
+    from geotessera.store.meta import open_root, read_meta
 
-    root = open_root(str(store))
+    root = open_root(store)
     meta = read_meta(root, str(store))
-    w, s, e, nn = footprint_geojson(meta.zone, data_footprint(root, meta).utm_bbox)[1]
+    fp = data_footprint(Location.parse(store), root, meta)
+    w, s, e, nn = footprint_geojson(meta.zone, fp.utm_bbox)[1]
     rng = np.random.default_rng(seed)
     return np.column_stack([rng.uniform(w, e, n), rng.uniform(s, nn, n)])
 
 
 def one_pixel_bytes(store: Path, point: np.ndarray) -> dict:
-    counting = CountingStore(LocalStore(str(store), read_only=True))
-    zs = read.ZoneStore.open(counting)
-    counting.reads.clear()  # metadata is read once per open; count the lookup alone
-    zs.sample(point[:1, 0], point[:1, 1])
-    emb = [r for r in counting.reads if "/embeddings/" in r[0]]
+    zs = read.ZoneStore.open(store)
+    with counting_reads() as reads:  # metadata is read once per open; count the lookup alone
+        zs.sample(point[:1, 0], point[:1, 1])
+    emb = [r for r in reads if "/embeddings/" in r[0]]
     chunks = [r for r in emb if r[1] == "range"]
     arr = zs.arrays(zs.meta.levels[0])[0]
     inner = int(np.prod(arr.chunks))  # int8: bytes of one decoded inner chunk
-    return {"reads": counting.reads, "emb_chunk_reads": len(chunks),
+    return {"reads": reads, "emb_chunk_reads": len(chunks),
             "emb_chunk_bytes": sum(r[2] for r in chunks),
             "emb_index_bytes": sum(r[2] for r in emb if r[1] != "range"),
             "inner_chunk_decoded_bytes": inner,
-            "other_bytes": sum(r[2] for r in counting.reads if "/embeddings/" not in r[0])}
+            "other_bytes": sum(r[2] for r in reads if "/embeddings/" not in r[0])}
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -24,12 +24,12 @@ from .types import StoreLayout, TileGrid, TileKey, Window  # noqa: E402
 #: Public functions, imported on first use so that ``import geotessera`` stays light (the read
 #: side needs xarray, which is an optional extra).
 _LAZY = {
-    "scan_archive": "scan", "update_registry": "scan",
-    "build_stores": "build", "plan_zones": "build", "parse_zones": "build",
-    "verify_store": "verify", "run_preview_pass": "preview",
-    "write_catalog": "stac", "validate_catalog": "stac",
-    "open_store": "read", "sample": "read", "read_region": "read", "open_item": "read",
-    "write_demo_archive": "demo", "DemoSpec": "demo",
+    "scan_archive": "archive.scan", "update_registry": "archive.scan",
+    "build_stores": "build.run", "plan_zones": "build.plan", "parse_zones": "build.plan",
+    "verify_store": "build.verify", "run_preview_pass": "preview.run",
+    "write_catalog": "catalog.stac", "validate_catalog": "catalog.validate",
+    "open_store": "read", "sample": "read", "read_region": "read",
+    "open_item": "read", "write_demo_archive": "archive.demo", "DemoSpec": "archive.demo",
 }
 
 

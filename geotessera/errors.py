@@ -6,18 +6,32 @@ print it as the one line a user sees. Nothing here imports from the rest of the 
 
 from __future__ import annotations
 
+import pickle
+
 
 class GeoTesseraError(Exception):
-    """Base class of every error the library raises on purpose."""
+    """Base class of every error the library raises on purpose.
+
+    Every subclass pickles and unpickles to an equal message, so an error raised in a worker
+    process or on a dask worker reaches the parent intact (tested for every class).
+    """
+
+    def __reduce__(self):  # rebuild from the constructor's own arguments
+        return (type(self), getattr(self, "_args", self.args))
 
 
-class ArchiveError(GeoTesseraError):
-    """A file of the input archive is missing, unreadable or inconsistent."""
+class _WhereError(GeoTesseraError):
+    """An error about one place: ``path`` (a file, store or URL) and the ``problem``."""
 
     def __init__(self, path: object, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
+        self._args = (self.path, problem)
         super().__init__(f"{self.path}: {problem}")
+
+
+class ArchiveError(_WhereError):
+    """A file of the input archive is missing, unreadable or inconsistent."""
 
 
 class TileProblemsError(GeoTesseraError):
@@ -25,6 +39,7 @@ class TileProblemsError(GeoTesseraError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
+        self._args = (problems,)
         first_path, first_problem = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         super().__init__(f"{first_path}: {first_problem}{more}")
@@ -39,18 +54,14 @@ class ShardWriteError(GeoTesseraError):
 
     def __init__(self, store: object, shard: tuple[int, int], cause: BaseException) -> None:
         self.store = str(store)
-        self.shard = shard
-        self.cause = cause
-        super().__init__(f"{self.store}: shard {shard} failed: {cause}")
+        self.shard = tuple(shard)
+        self.cause = portable(cause)
+        self._args = (self.store, self.shard, self.cause)
+        super().__init__(f"{self.store}: shard {self.shard} failed: {cause}")
 
 
-class StoreError(GeoTesseraError):
+class StoreError(_WhereError):
     """A zone store is missing, unreadable or not what the library wrote."""
-
-    def __init__(self, path: object, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 class GridError(GeoTesseraError, ValueError):
@@ -65,14 +76,50 @@ class NoStoresError(GeoTesseraError):
     """The output directory holds no complete zone store of the selection."""
 
 
-class CatalogValidationError(GeoTesseraError):
+class CatalogValidationError(_WhereError):
     """A STAC object fails validation against the core or a declared extension schema."""
 
-    def __init__(self, where: object, problem: str) -> None:
-        self.where = str(where)
-        self.problem = problem
-        super().__init__(f"{self.where}: {problem}")
+    @property
+    def where(self) -> str:
+        return self.path
 
 
 class StoreNotFoundError(StoreError, FileNotFoundError):
     """No zarr group at the path or URL (as opposed to a store that is there but unusable)."""
+
+
+class LockedError(StoreError):
+    """Another live process is building the same store."""
+
+
+class LocationError(_WhereError, ValueError):
+    """A path or URL cannot be used: bad scheme, a name that would leave its parent, a write
+    to a read-only location."""
+
+
+class LocationNotFoundError(LocationError, FileNotFoundError):
+    """No object or file at the location."""
+
+
+class VerifyFailed(GeoTesseraError):
+    """verify found problems (already listed in its report)."""
+
+
+class TaskFailed(GeoTesseraError):
+    """A task raised: ``task`` is the input that failed, ``cause`` the (portable) error."""
+
+    def __init__(self, task: object, cause: BaseException) -> None:
+        self.task = task
+        self.cause = portable(cause)
+        self._args = (task, self.cause)
+        super().__init__(f"{cause}")
+
+
+def portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives a pickle round trip, else a RuntimeError with its type and message
+    (so a foreign exception from a worker never breaks the pool that reports it)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # any failure to pickle: keep the text, lose nothing the user sees
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc

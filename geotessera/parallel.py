@@ -1,7 +1,8 @@
 """The one helper that runs tasks on an executor. Knows nothing of tiles, zarr or terminals.
 
 Tasks are small picklable values; ``fn`` is a module-level function, so the same code runs on
-a thread pool, a spawn process pool or a dask.distributed executor.
+a thread pool, a spawn process pool or a dask.distributed executor (its ``concurrent.futures``
+interface). Progress is one event type, ``Progress``, reported through one optional callback.
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import TypeVar
+
+from geotessera.errors import TaskFailed
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class TaskFailed(Exception):
-    """A task raised; ``task`` is the input that failed and ``__cause__`` the error."""
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """``done`` of ``total`` items of ``label`` (a scan, a store, a level)."""
 
-    def __init__(self, task: object, cause: BaseException) -> None:
-        self.task = task
-        super().__init__(f"{cause}")
+    label: str
+    done: int
+    total: int
+
+
+ProgressFn = Callable[[Progress], None]
 
 
 def imap_unordered(
@@ -30,7 +38,8 @@ def imap_unordered(
     """Yield ``(task, fn(task))`` as tasks finish, with at most ``max_in_flight`` submitted.
 
     The first failure cancels every task not yet started, waits for the running ones and
-    raises ``TaskFailed`` chained to the original error. Nothing is skipped silently.
+    raises ``TaskFailed`` (its ``task`` the input, chained to the original error). Nothing is
+    skipped silently.
     """
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -59,6 +68,24 @@ def imap_unordered(
 
 
 _END = object()
+
+
+def run_tasks(
+    fn: Callable[[T], R], tasks: Iterable[T], executor: Executor, *, label: str,
+    total: int | None = None, done: int = 0, max_in_flight: int = 8,
+    on_progress: ProgressFn | None = None,
+) -> Iterator[tuple[T, R]]:
+    """``imap_unordered`` that reports ``Progress(label, done, total)`` before the first task
+    and after each one; ``done`` counts items finished earlier (a resumed build)."""
+    tasks = list(tasks)
+    total = done + len(tasks) if total is None else total
+    if on_progress:
+        on_progress(Progress(label, done, total))
+    for task, res in imap_unordered(fn, tasks, executor, max_in_flight=max_in_flight):
+        done += 1
+        yield task, res
+        if on_progress:
+            on_progress(Progress(label, done, total))
 
 
 def default_workers() -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyproj import Transformer
 
-from .types import TileGrid, TileKey
+from geotessera.types import TileGrid, TileKey
 
 EMBEDDINGS_DIR = "global_0.1_degree_representation"
 LANDMASKS_DIR = "global_0.1_degree_tiff_all"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: False northing of the southern UTM projections (EPSG:327ZZ).
@@ -137,3 +138,133 @@ class StoreLayout:
                 raise ValueError(f"{name}={v} must be positive and divide shard_px={self.shard_px}")
         if not 0 <= self.zstd_level <= 22:
             raise ValueError(f"zstd_level={self.zstd_level} outside 0..22")
+
+
+Affine6 = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PixelGrid:
+    """A north-up regular pixel grid: ``crs`` (``"EPSG:n"`` or WKT), ``transform`` (rasterio
+    order ``(a, 0, c, 0, e, f)``, origin at the outer top-left corner) and ``shape`` (rows,
+    cols). The one grid record: zone grids, levels and read targets are all PixelGrids.
+    """
+
+    crs: str
+    transform: Affine6
+    shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        a, b, _, d, e, _ = self.transform
+        if b or d or a <= 0 or e >= 0:
+            raise ValueError(f"not a north-up grid: transform {self.transform}")
+        if min(self.shape) < 0:
+            raise ValueError(f"negative shape {self.shape}")
+
+    @classmethod
+    def of(cls, epsg: int, pixel_size: float, left: float, top: float,
+           shape: tuple[int, int]) -> PixelGrid:
+        """Square pixels of ``pixel_size`` from the corner (``left``, ``top``) in EPSG:``epsg``."""
+        return cls(f"EPSG:{epsg}", (float(pixel_size), 0.0, float(left), 0.0,
+                                    -float(pixel_size), float(top)),
+                   (int(shape[0]), int(shape[1])))
+
+    @property
+    def epsg(self) -> int | None:
+        """The EPSG code when ``crs`` is ``EPSG:n``, else None."""
+        head, _, code = self.crs.partition(":")
+        return int(code) if head.upper() == "EPSG" and code.isdigit() else None
+
+    @property
+    def pixel_size(self) -> float:
+        return self.transform[0]
+
+    @property
+    def left(self) -> float:
+        return self.transform[2]
+
+    @property
+    def top(self) -> float:
+        return self.transform[5]
+
+    @property
+    def height(self) -> int:
+        return self.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.shape[1]
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """Outer edges (xmin, ymin, xmax, ymax)."""
+        a, _, c, _, e, f = self.transform
+        return (c, f + e * self.shape[0], c + a * self.shape[1], f)
+
+    def xy(self, rows, cols):
+        """Pixel-centre coordinates of (rows, cols) (scalars or numpy arrays)."""
+        a, _, c, _, e, f = self.transform
+        return c + (cols + 0.5) * a, f + (rows + 0.5) * e
+
+    def rowcol(self, x, y):
+        """Fractional (row, col) of points (pixel (r, c) covers [r, r+1) × [c, c+1))."""
+        a, _, c, _, e, f = self.transform
+        return (y - f) / e, (x - c) / a
+
+    def coarser(self, factor: int = 2) -> PixelGrid:
+        """Pixels ``factor`` times larger, same origin, shape divided rounding up."""
+        a, _, c, _, e, f = self.transform
+        return PixelGrid(self.crs, (a * factor, 0.0, c, 0.0, e * factor, f),
+                         (-(-self.shape[0] // factor), -(-self.shape[1] // factor)))
+
+    def window_of(self, bbox: tuple[float, float, float, float]) -> Window | None:
+        """The pixels whose area meets ``bbox`` (xmin, ymin, xmax, ymax), clipped to the grid;
+        None when nothing is inside."""
+        r0, c0 = self.rowcol(bbox[0], bbox[3])
+        r1, c1 = self.rowcol(bbox[2], bbox[1])
+        win = Window(max(0, math.floor(r0)), min(self.height, math.ceil(r1)),
+                     max(0, math.floor(c0)), min(self.width, math.ceil(c1)))
+        return win if win.height > 0 and win.width > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One level of a store: its group ``path`` (``L0``, ``L1``, …) and its pixel grid."""
+
+    path: str
+    grid: PixelGrid
+
+    @property
+    def index(self) -> int:
+        return int(self.path.rsplit("L", 1)[-1])
+
+    @property
+    def transform(self) -> Affine6:
+        return self.grid.transform
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grid.shape
+
+    @property
+    def pixel_size(self) -> float:
+        return self.grid.pixel_size
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return self.grid.bbox
+
+    @property
+    def epsg(self) -> int | None:
+        return self.grid.epsg
+
+    def coarser(self) -> Level:
+        """The next overview level: pixel size doubled, shape halved rounding up."""
+        return Level(f"L{self.index + 1}", self.grid.coarser())
+
+    @classmethod
+    def of_attrs(cls, path: str, attrs: dict) -> Level:
+        """From a level's ``proj:code``, ``spatial:transform`` and ``spatial:shape``."""
+        t = tuple(float(v) for v in attrs["spatial:transform"][:6])
+        return cls(path, PixelGrid(str(attrs["proj:code"]), t,
+                                   tuple(int(v) for v in attrs["spatial:shape"])))

@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import GridError
-from .types import TileGrid, TileKey, Window
+from geotessera.errors import GridError
+from geotessera.types import PixelGrid, TileGrid, TileKey, Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +41,15 @@ class ZoneGrid:
         return (self.pixel_size, 0.0, self.left, 0.0, -self.pixel_size, self.top)
 
     @property
+    def pixels(self) -> PixelGrid:
+        """The grid as a PixelGrid in EPSG:326ZZ."""
+        return PixelGrid.of(self.epsg, self.pixel_size, self.left, self.top,
+                            (self.height, self.width))
+
+    @property
     def bbox(self) -> tuple[float, float, float, float]:
         """Outer edges (xmin, ymin, xmax, ymax) in canonical metres."""
-        return (
-            self.left,
-            self.top - self.height * self.pixel_size,
-            self.left + self.width * self.pixel_size,
-            self.top,
-        )
+        return self.pixels.bbox
 
     @property
     def shards_shape(self) -> tuple[int, int]:
@@ -87,8 +88,9 @@ def _pad(n: int, m: int) -> int:
     return max(m, -(-n // m) * m)
 
 
-def placement(grid: ZoneGrid, tile: TileGrid) -> Window:
-    """Zone pixel window that a tile's raster occupies (nearest-pixel placement).
+def placement(grid: ZoneGrid | PixelGrid, tile: TileGrid) -> Window:
+    """Zone pixel window that a tile's raster occupies (nearest-pixel placement) on a grid
+    with the zone grid's origin and pixel size.
 
     Guarantee: tile pixel (r, c) lands on zone pixel (window.row0 + r, window.col0 + c).
     """

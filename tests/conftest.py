@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from geotessera.build import build_stores
-from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.build.run import build_stores
+from geotessera.archive.demo import DemoSpec, write_demo_archive
 from geotessera.parallel import process_pool
-from geotessera.scan import scan_archive
+from geotessera.archive.scan import scan_archive
 from geotessera.types import StoreLayout
 
 #: Small shards so that tiles straddle many shard edges.

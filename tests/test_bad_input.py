@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import archive_fixtures
 
 from geotessera.cli import cli
-from geotessera.demo import DemoSpec
+from geotessera.archive.demo import DemoSpec
 
 SPEC = DemoSpec(lon_min=-0.1, lon_max=0.1, lat_min=50.0, lat_max=50.2, pixel_size=200.0,
                 bands=4, years=(2024,))

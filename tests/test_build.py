@@ -186,7 +186,7 @@ def test_zone_selection_builds_only_those_zones(archive, tmp_path, zones):
 def test_no_cracks_between_neighbouring_tiles(tmp_path):
     """With every input pixel valid, every zone pixel whose centre lies in a present tile's
     cell has data: rounding must not leave a one-pixel crack between neighbours."""
-    from geotessera.demo import DemoSpec, write_demo_archive
+    from geotessera.archive.demo import DemoSpec, write_demo_archive
 
     spec = DemoSpec(lon_min=0.0, lon_max=0.3, lat_min=-0.2, lat_max=0.1, pixel_size=100.0,
                     bands=4, years=(2024,))

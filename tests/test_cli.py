@@ -12,8 +12,8 @@ from click.testing import CliRunner, Result
 from conftest import archive_fixtures
 
 from geotessera.cli import cli
-from geotessera.demo import DemoSpec
-from geotessera.registry import REGISTRY_FILENAME, schema_document, schema_markdown
+from geotessera.archive.demo import DemoSpec
+from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.tiles import tile_paths
 
 CLI = str(Path(sys.executable).parent / "geotessera-registry")

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
-from geotessera.demo import (
+from geotessera.archive.demo import (
     DemoSpec,
     DemoSummary,
     demo_tiles,
@@ -33,7 +33,7 @@ DEFAULT_COARSE = DemoSpec(pixel_size=PX, bands=8, years=(2024,))
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary, list]:
     base = tmp_path_factory.mktemp("small")
     calls: list[tuple[int, int]] = []
-    summary = write_demo_archive(base, SMALL, on_progress=lambda d, t: calls.append((d, t)))
+    summary = write_demo_archive(base, SMALL, on_progress=lambda p: calls.append((p.done, p.total)))
     return base, summary, calls
 
 

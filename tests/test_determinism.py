@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geotessera.build import build_stores
-from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.build.run import build_stores
+from geotessera.archive.demo import DemoSpec, write_demo_archive
 from geotessera.types import StoreLayout
 
 from conftest import scan

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from geotessera.cli import cli
-from geotessera.demo import DemoSpec, write_demo_archive
+from geotessera.archive.demo import DemoSpec, write_demo_archive
 
 SPEC = DemoSpec(lon_min=0.0, lon_max=0.2, lat_min=0.0, lat_max=0.1, pixel_size=400.0,
                 bands=4, years=(2024,))

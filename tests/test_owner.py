@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Transformer
 
-from geotessera.owner import NO_SOURCE, choose_sources, pixel_lonlat
+from geotessera.build.owner import NO_SOURCE, choose_sources, pixel_lonlat
 from geotessera.tiles import tile_grid
 from geotessera.zonegrid import shard_index, zone_grid
 

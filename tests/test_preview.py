@@ -17,18 +17,12 @@ from click.testing import CliRunner
 
 from geotessera.cli import cli
 from geotessera.errors import NoStoresError, SelectionError, ShardWriteError, StoreError
-from geotessera.overviews import overview_shard
+from geotessera.preview.overviews import overview_shard
 from geotessera.parallel import process_pool
-from geotessera.preview import (
-    SampleSpec,
-    SampleTask,
-    fit_stretch,
-    find_stores,
-    run_preview_pass,
-    sample_shard,
-    year_stretch,
-)
-from geotessera.store import update_root_attrs
+from geotessera.preview.run import find_stores, run_preview_pass
+from geotessera.preview.sample import SampleSpec, SampleTask, sample_shard, year_stretch
+from geotessera.preview.stretch import fit_stretch
+from geotessera.store.zone import update_root_attrs
 
 _CACHE: dict[str, tuple[Path, object]] = {}
 
@@ -95,7 +89,7 @@ def test_sample_holds_dequantised_values_of_valid_pixels(built):
     task = SampleTask(info.path, info.zone, r, c, (4, 1, 6), 7, 2, 50)
     got = sample_shard(task)
     assert got.shape == (100, 3) and np.array_equal(got, sample_shard(task))
-    l0 = zarr.open_group(info.path, mode="r")["L0"]
+    l0 = zarr.open_group(str(info.path), mode="r")["L0"]
     s = 64  # TEST_LAYOUT.shard_px
     emb, scales = l0["embeddings"][:, r * s:(r + 1) * s, c * s:(c + 1) * s], \
         l0["scales"][r * s:(r + 1) * s, c * s:(c + 1) * s]

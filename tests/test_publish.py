@@ -18,11 +18,11 @@ import pytest
 import zarr
 from zarr.storage import LocalStore, WrapperStore
 
-import geotessera.store as store_mod
-from geotessera.build import build_stores
-from geotessera.demo import DemoSpec, write_demo_archive
+import geotessera.store.zone as store_mod
+from geotessera.build.run import build_stores
+from geotessera.archive.demo import DemoSpec, write_demo_archive
 from geotessera.errors import ShardWriteError, StoreError
-from geotessera.publish import StorePaths
+from geotessera.store.publish import StorePaths
 
 from conftest import scan
 
@@ -177,9 +177,10 @@ def test_disk_full_fails_keeps_the_old_store_and_resumes(small_archive, tmp_path
     paths = StorePaths(out / "utm31_2024.zarr")
     before = _arrays(paths.final)
     budget = [25]
-    monkeypatch.setattr(store_mod, "open_level", lambda store, path="L0": zarr.open_group(
-        store=DiskFull(LocalStore(store), budget), path=path, mode="r+", zarr_format=3,
-        use_consolidated=False))
+    monkeypatch.setattr(store_mod, "open_level", lambda store, path="L0", write=True:
+                        zarr.open_group(store=DiskFull(LocalStore(str(store)), budget),
+                                        path=path, mode="r+", zarr_format=3,
+                                        use_consolidated=False))
     with pytest.raises(ShardWriteError) as info:
         _build(small_archive, out)
     assert "No space left on device" in str(info.value) and str(paths.final) in str(info.value)

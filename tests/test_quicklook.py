@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from geotessera.cli import cli
 from geotessera.errors import StoreError
-from geotessera.quicklook import choose_level, encode_png, read_png, write_png, write_quicklook
+from geotessera.preview.quicklook import choose_level, encode_png, read_png, write_png, write_quicklook
 from test_preview import previewed_stores
 
 

@@ -16,7 +16,10 @@ import xarray as xr
 import zarr
 from pyproj import Transformer
 
-from geotessera import read, stac
+from geotessera import read
+from geotessera.read import region as region_mod
+from geotessera.catalog import footprint, stac, validate
+from geotessera.store import meta, naming
 from geotessera.errors import StoreError
 
 PX = 160.0
@@ -380,7 +383,7 @@ def test_region_in_wgs84(built):
 
 
 def test_region_refuses_an_oversized_read_with_a_hint(built, monkeypatch):
-    monkeypatch.setattr(read, "MAX_READ_BYTES", 10_000)
+    monkeypatch.setattr(region_mod, "MAX_READ_BYTES", 10_000)
     with pytest.raises(ValueError, match=r"utm30_2025.zarr.*GiB from level L0.*overview"):
         read.read_region((-0.05, 0.05, 0.05, 0.1), 2025, built)
 
@@ -414,7 +417,7 @@ def test_region_reads_the_overview_level_matching_the_resolution(built, tmp_path
         "geotessera:levels"] == {"utm30": "L1", "utm31": "L1"}
     assert read.read_region(bbox, 2024, tmp_path, resolution=300).attrs[
         "geotessera:levels"] == {"utm30": "L0", "utm31": "L0"}
-    levels = stac.read_meta(zarr.open_group(str(tmp_path / "utm30_2024.zarr")), "x").levels
-    assert [read.choose_level(levels, r).path for r in (10, 160, 319, 320, 5000)] == [
+    levels = meta.read_meta(zarr.open_group(str(tmp_path / "utm30_2024.zarr")), "x").levels
+    assert [region_mod.choose_level(levels, r).path for r in (10, 160, 319, 320, 5000)] == [
         "L0", "L0", "L0", "L1", "L1"]
     assert read.open_store(tmp_path / "utm30_2024.zarr", level=1).sizes["x"] == 128

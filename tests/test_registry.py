@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from geotessera import registry
+from geotessera.archive import registry
 from geotessera.errors import ArchiveError
-from geotessera.registry import (
+from geotessera.archive.registry import (
     TileRecord,
     arrow_schema,
     load,
@@ -155,7 +155,7 @@ class _Block:
         if name.split(".")[0] == "pandas":
             raise ImportError("pandas blocked for this test")
 sys.meta_path.insert(0, _Block())
-from geotessera.registry import load, save
+from geotessera.archive.registry import load, save
 from test_registry import _records
 save(_records(), sys.argv[1])
 got = load(sys.argv[1])
@@ -189,7 +189,7 @@ def test_packaged_schema_equals_registry_schema_json():
 def test_installed_package_finds_its_schema(tmp_path):
     """Run from an unrelated directory, so the schema comes from the installed package."""
     code = ("import geotessera, json; from importlib import resources; "
-            "from geotessera.registry import schema_document, arrow_schema; "
+            "from geotessera.archive.registry import schema_document, arrow_schema; "
             "print(json.dumps([geotessera.__file__, len(arrow_schema()), "
             "resources.files('geotessera').joinpath('data/registry_schema.json').is_file()]))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
@@ -198,5 +198,5 @@ def test_installed_package_finds_its_schema(tmp_path):
     file, ncols, is_file = json.loads(proc.stdout)
     assert "site-packages" in file
     assert ncols == len(schema_document()["columns"]) and is_file
-    assert resources.files(registry.__package__).joinpath("data/registry_schema.json").is_file()
+    assert resources.files("geotessera").joinpath("data/registry_schema.json").is_file()
 

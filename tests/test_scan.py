@@ -13,9 +13,9 @@ import rasterio
 from conftest import archive_fixtures
 from rasterio.crs import CRS
 
-from geotessera.demo import DemoSpec
+from geotessera.archive.demo import DemoSpec
 from geotessera.errors import ArchiveError
-from geotessera.scan import scan_archive, update_registry
+from geotessera.archive.scan import scan_archive, update_registry
 from geotessera.tiles import EMBEDDINGS_DIR, LANDMASKS_DIR, parse_tile_name, tile_grid, tile_paths
 
 #: Four tiles (zones 30 and 31, both hemispheres), 4 bands, about 28 x 28 pixels each.

@@ -15,7 +15,8 @@ import zarr
 from pyproj import Transformer
 
 from conftest import build, scan
-from geotessera import stac
+from geotessera.catalog import footprint, stac, validate
+from geotessera.store import meta, naming
 from geotessera.errors import CatalogValidationError, StoreError
 
 PX_DEG = 160.0 / 111_320.0  # one test pixel in degrees (near the equator)
@@ -32,8 +33,8 @@ def catalog(built, tmp_path_factory) -> Path:
 def stores(built, tmp_path) -> Path:
     """A private copy of the session stores that a test may rebuild or delete."""
     dst = tmp_path / "stores"
-    for s in stac.find_stores(built):
-        shutil.copytree(s, dst / s.name)
+    for ref in naming.find_stores(built):
+        shutil.copytree(ref.location.path, dst / ref.name)
     return dst
 
 
@@ -80,20 +81,20 @@ def test_every_object_validates_offline(catalog, monkeypatch):
 
     monkeypatch.setattr(pystac.StacIO, "read_text", no_network)
     monkeypatch.setattr(pystac.stac_io.DefaultStacIO, "read_text_from_href", no_network)
-    assert stac.validate_catalog(catalog) == 7  # catalog, 2 collections, 4 items
+    assert validate.validate_catalog(catalog) == 7  # catalog, 2 collections, 4 items
 
 
 def test_validation_rejects_a_broken_item(catalog):
     path = next(catalog.parent.glob("*/*/*.json"))
     doc = json.loads(path.read_text())
-    stac.validate_dict(doc)
+    validate.validate_dict(doc)
     doc["assets"]["embeddings"]["proj:shape"] = [4096]
     with pytest.raises(CatalogValidationError, match="proj:shape|4096|too short"):
-        stac.validate_dict(doc, str(path))
+        validate.validate_dict(doc, str(path))
     del doc["assets"]["embeddings"]["proj:shape"]
     doc["assets"]["embeddings"]["cube:dimensions"]["x"]["type"] = "spatial-ish"
     with pytest.raises(CatalogValidationError):
-        stac.validate_dict(doc)
+        validate.validate_dict(doc)
 
 
 def test_asset_matches_the_store_and_opens_with_plain_xarray(catalog, built):
@@ -140,9 +141,10 @@ def test_footprint_holds_every_valid_pixel_and_little_else(catalog, built, name)
 
 def test_chunk_listing_footprint_covers_the_pixel_footprint(built):
     root = zarr.open_group(str(built / "utm31_2025.zarr"), mode="r")
-    meta = stac.read_meta(root, "x")
-    exact = stac.data_footprint(root, meta)
-    listed = stac.data_footprint(root, meta, max_read_px=0)
+    info = meta.read_meta(root, "x")
+    where = built / "utm31_2025.zarr"
+    exact = footprint.data_footprint(where, root, info)
+    listed = footprint.data_footprint(where, root, info, max_read_px=0)
     assert exact.method == "pixels" and listed.method == "chunks"
     e, c = exact.window, listed.window
     assert c.row0 <= e.row0 and c.col0 <= e.col0 and c.row1 >= e.row1 and c.col1 >= e.col1
@@ -152,7 +154,7 @@ def test_chunk_listing_footprint_covers_the_pixel_footprint(built):
 
 
 def test_southern_rectangle_maps_to_southern_latitudes():
-    geom, bbox = stac.footprint_geojson(31, (400_000.0, -2_000_000.0, 600_000.0, -1_000_000.0))
+    geom, bbox = footprint.footprint_geojson(31, (400_000.0, -2_000_000.0, 600_000.0, -1_000_000.0))
     assert geom["type"] == "Polygon"
     assert -18.2 < bbox[1] < -17.9 and -9.1 < bbox[3] < -8.9 and 0.9 < bbox[0] < bbox[2] < 5.0
 
@@ -160,7 +162,7 @@ def test_southern_rectangle_maps_to_southern_latitudes():
 @pytest.mark.parametrize(("zone", "x0", "x1"), [(60, 600_000.0, 700_000.0),
                                                 (1, 300_000.0, 400_000.0)])
 def test_a_footprint_across_the_antimeridian_is_split(zone, x0, x1):
-    geom, bbox = stac.footprint_geojson(zone, (x0, 6_000_000.0, x1, 7_000_000.0))
+    geom, bbox = footprint.footprint_geojson(zone, (x0, 6_000_000.0, x1, 7_000_000.0))
     assert geom["type"] == "MultiPolygon" and len(geom["coordinates"]) == 2
     assert bbox[0] > bbox[2] and bbox[0] > 170 and bbox[2] < -170  # west > east (RFC 7946)
     for poly in geom["coordinates"]:
@@ -168,7 +170,7 @@ def test_a_footprint_across_the_antimeridian_is_split(zone, x0, x1):
         assert np.array_equal(ring[0], ring[-1]) and np.abs(ring[:, 0]).max() <= 180
     item = pystac.Item("x", geom, bbox, None, {}, start_datetime=pystac.utils.str_to_datetime(
         "2024-01-01T00:00:00Z"), end_datetime=pystac.utils.str_to_datetime("2024-12-31T00:00:00Z"))
-    stac.validate_dict(item.to_dict(include_self_link=False))
+    validate.validate_dict(item.to_dict(include_self_link=False))
 
 
 def test_rerun_is_byte_identical_and_rewrites_nothing(stores):
@@ -197,7 +199,7 @@ def test_rebuilding_one_zone_updates_only_its_item_and_collection(stores, archiv
     new_extent = json.loads(coll.read_text())["extent"]["spatial"]["bbox"][0]
     assert new_extent[0] > old_extent[0] + 0.09  # the westmost column of tiles is gone
     assert new_extent[1:] == old_extent[1:]
-    assert stac.validate_catalog(report.catalog) == 7
+    assert validate.validate_catalog(report.catalog) == 7
 
 
 def test_removed_stores_disappear_with_their_empty_collections(stores):
@@ -213,7 +215,7 @@ def test_removed_stores_disappear_with_their_empty_collections(stores):
     assert not (out / "geotessera-2025").exists()
     assert [c.id for c in pystac.Catalog.from_file(str(report.catalog)).get_children()] == [
         "geotessera-2024"]
-    assert stac.validate_catalog(report.catalog) == 4
+    assert validate.validate_catalog(report.catalog) == 4
 
 
 def test_incomplete_stores_are_skipped_and_said_so(stores):
@@ -233,7 +235,7 @@ def test_href_base_makes_asset_hrefs_absolute(built, tmp_path):
         item["assets"]["embeddings"]["href"]]
     assert item["links"][0] == {"href": "../../catalog.json", "rel": "root",
                                 "type": "application/json"}
-    assert stac.validate_catalog(report.catalog) == 7
+    assert validate.validate_catalog(report.catalog) == 7
     with pytest.raises(ValueError, match="URL"):
         stac.write_catalog(built, tmp_path / "bad", href_base="bucket/tessera")
 
@@ -245,7 +247,7 @@ def test_a_directory_without_stores_is_an_error(tmp_path):
 
 
 def test_after_the_preview_pass_items_gain_a_preview_asset_and_keep_their_footprint(stores):
-    preview = pytest.importorskip("geotessera.preview")
+    preview = pytest.importorskip("geotessera.preview.run")
     from concurrent.futures import ThreadPoolExecutor
 
     before = stac.write_catalog(stores)
@@ -253,7 +255,7 @@ def test_after_the_preview_pass_items_gain_a_preview_asset_and_keep_their_footpr
     with ThreadPoolExecutor(2) as pool:
         preview.run_preview_pass(stores, pool, years=[2024])
     report = stac.write_catalog(stores)
-    assert stac.validate_catalog(report.catalog) == 7
+    assert validate.validate_catalog(report.catalog) == 7
     for path, was in old.items():
         item = json.loads(path.read_text())
         if item["properties"]["geotessera:year"] != 2024:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from geotessera.verify import verify_store
+from geotessera.build.verify import verify_store
 
 CLI = str(Path(sys.executable).parent / "geotessera-registry")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
-from .build import registry_schema_cmd, scan_cmd, zarr_build_cmd
-from .demo import demo_data_cmd
-from .preview import quicklook_cmd, rgb_cmd
-from .stac import info_cmd, sample_cmd, stac_cmd
-from .verify import verify_cmd
+from geotessera import __version__
+from geotessera.cli.build import registry_schema_cmd, scan_cmd, zarr_build_cmd
+from geotessera.cli.demo import demo_data_cmd
+from geotessera.cli.preview import quicklook_cmd, rgb_cmd
+from geotessera.cli.stac import info_cmd, sample_cmd, stac_cmd
+from geotessera.cli.verify import verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

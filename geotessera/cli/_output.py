@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..errors import GeoTesseraError
+from geotessera.errors import GeoTesseraError
 
 log = logging.getLogger("geotessera")
 err = Console(stderr=True)
@@ -46,16 +46,17 @@ class Output:
 
     @contextmanager
     def progress(self):
-        """A progress sink: ``update(label, done, total)``; draws nothing when quiet/JSON."""
+        """A progress sink taking ``geotessera.parallel.Progress`` events; draws nothing when
+        quiet or JSON."""
         bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err,
                         disable=self.quiet or self.as_json)
         tasks: dict[str, Any] = {}
 
-        def update(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bars.add_task(label, total=total)
-            bars.update(tasks[label], completed=done, total=total)
+        def update(event) -> None:
+            if event.label not in tasks:
+                tasks[event.label] = bars.add_task(event.label, total=event.total)
+            bars.update(tasks[event.label], completed=event.done, total=event.total)
 
         with bars:
             yield update

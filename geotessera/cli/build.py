@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from ..build import BuildReport, build_stores, parse_zones
-from ..errors import SelectionError
-from ..parallel import default_workers, process_pool
-from ..registry import REGISTRY_FILENAME, schema_document, schema_markdown
-from ..scan import ScanResult, update_registry
-from ..types import N_BANDS, StoreLayout
-from ..stac import write_catalog
-from ._output import Output, common, err
-from .preview import preview_doc, print_preview, rgb_options, run_preview
-from .stac import catalog_doc, print_catalog
+from geotessera.build.plan import parse_zones
+from geotessera.build.run import BuildReport
+from geotessera.errors import SelectionError
+from geotessera.parallel import default_workers, process_pool
+from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
+from geotessera.archive.scan import ScanResult
+from geotessera.types import N_BANDS, StoreLayout
+from geotessera.pipeline import PreviewOptions, scan, zarr_build
+from geotessera.cli._output import Output, common, err
+from geotessera.cli.preview import preview_doc, print_preview, rgb_options
+from geotessera.cli.stac import catalog_doc, print_catalog
 
-SCAN_THREADS = 16
 _DEFAULT = StoreLayout()
 
 
@@ -28,19 +27,13 @@ def _registry_path(base: Path, registry: Path | None) -> Path:
     return registry if registry is not None else base / REGISTRY_FILENAME
 
 
-def _scan(out: Output, update, base: Path, registry: Path | None, years, bands: int) -> ScanResult:
-    with ThreadPoolExecutor(SCAN_THREADS) as pool:
-        result = update_registry(
-            base, _registry_path(base, registry), pool, years=years or None,
-            expected_bands=bands, on_progress=lambda d, t: update("scan", d, t),
-        )
+def _report_ignored(out: Output, result: ScanResult, base: Path) -> None:
     if result.ignored:
         err.print(f"ignored {len(result.ignored)} unparsable name(s) under {base}"
                   + ("" if out.verbose else " (-v lists them)"), highlight=False)
         if out.verbose:
             for name in result.ignored:
                 err.print(f"  ignored: {name}", markup=False, highlight=False)
-    return result
 
 
 def _scan_doc(result: ScanResult, path: Path) -> dict[str, Any]:
@@ -71,7 +64,9 @@ bands_opt = click.option("--bands", type=click.IntRange(1, 4096), default=N_BAND
 def scan_cmd(out: Output, base_dir: Path, registry: Path | None, years, bands: int) -> None:
     """Scan BASE_DIR into the registry (headers only; incremental)."""
     with out.progress() as update:
-        result = _scan(out, update, base_dir, registry, years, bands)
+        result = scan(base_dir, _registry_path(base_dir, registry), years=years,
+                      expected_bands=bands, on_progress=update)
+    _report_ignored(out, result, base_dir)
     doc = _scan_doc(result, _registry_path(base_dir, registry))
 
     def human() -> None:
@@ -142,22 +137,22 @@ def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: 
     except SelectionError as e:
         raise click.BadParameter(str(e), param_hint="--zones") from e
     workers = workers or default_workers()
-    doc: dict[str, Any] = {"status": "ok", "dry_run": dry_run, "workers": workers}
+    preview = None if (no_rgb or dry_run) else PreviewOptions(
+        rgb_opts["mode"], rgb_opts["rgb_bands"], rgb_opts["rgb_seed"], rgb_opts["rgb_force"])
     with out.progress() as update, process_pool(workers) as pool:
-        if not rgb_only:
-            scan = _scan(out, update, base_dir, registry, years, bands)
-            report = build_stores(
-                base_dir.resolve(), output_dir, scan.records, pool, years=years or None,
-                zones=zone_set, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
-                max_in_flight=workers + 1, on_progress=lambda p: update(p.label, p.done, p.total),
-            )
-            doc.update(_build_doc(report, scan, _registry_path(base_dir, registry)))
-        if not (dry_run or no_rgb):
-            doc["preview"] = preview_doc(run_preview(
-                update, output_dir, years=years, zones=zone_set, workers=workers,
-                executor=pool, **rgb_opts))
-    if not (dry_run or no_stac):
-        doc["stac"] = catalog_doc(write_catalog(output_dir))
+        report = zarr_build(
+            base_dir, output_dir, pool, years=years, zones=zone_set, layout=layout,
+            registry=registry, expected_bands=bands, dry_run=dry_run, resume=resume,
+            skip_bad=skip_bad, preview=preview, catalog=not (dry_run or no_stac),
+            build=not rgb_only, max_in_flight=workers + 1, on_progress=update)
+    doc: dict[str, Any] = {"status": "ok", "dry_run": dry_run, "workers": workers}
+    if report.build is not None:
+        _report_ignored(out, report.scan, base_dir)
+        doc.update(_build_doc(report.build, report.scan, report.registry))
+    if report.preview is not None:
+        doc["preview"] = preview_doc(report.preview)
+    if report.catalog is not None:
+        doc["stac"] = catalog_doc(report.catalog)
     out.result(doc, lambda: _print_build(doc))
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..demo import DemoSpec, write_demo_archive
-from ._output import Output, common
+from geotessera.archive.demo import DemoSpec, write_demo_archive
+from geotessera.cli._output import Output, common
 
 _D = DemoSpec()
 
@@ -37,7 +37,7 @@ def demo_data_cmd(out: Output, **opts) -> None:
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
     with out.progress() as update:
-        summary = write_demo_archive(target, spec, on_progress=lambda d, t: update("tiles", d, t))
+        summary = write_demo_archive(target, spec, on_progress=update)
     doc = {"status": "ok", **asdict(summary)}
     out.result(doc, lambda: click.echo(
         f"wrote {summary.files} tile-years ({summary.tiles} tiles, zones "

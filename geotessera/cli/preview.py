@@ -12,13 +12,14 @@ from typing import Any
 
 import click
 
-from ..build import parse_zones
-from ..errors import SelectionError
-from ..parallel import default_workers, process_pool
-from ..preview import PreviewReport, run_preview_pass
-from ..stretch import MODES
-from ..quicklook import DEFAULT_SIZE, write_quicklook
-from ._output import Output, common
+from geotessera.build.plan import parse_zones
+from geotessera.errors import SelectionError
+from geotessera.parallel import default_workers, process_pool
+from geotessera.pipeline import PreviewOptions, zarr_build
+from geotessera.preview.run import PreviewReport
+from geotessera.preview.stretch import MODES
+from geotessera.preview.quicklook import DEFAULT_SIZE, write_quicklook
+from geotessera.cli._output import Output, common
 
 
 def _parse_bands(ctx, param, value: str) -> tuple[int, ...]:
@@ -46,21 +47,6 @@ def rgb_options(fn: Callable) -> Callable:
     ]):
         fn = option(fn)
     return fn
-
-
-def run_preview(
-    update: Callable[[str, int, int], None], output_dir: Path, *, years: Iterable[int] | None,
-    zones: Iterable[int] | None, workers: int, mode: str = "bands",
-    rgb_bands: tuple[int, ...] = (0, 1, 2), rgb_seed: int = 0, rgb_force: bool = False,
-    executor: Executor | None = None,
-) -> PreviewReport:
-    """Run the preview pass with ``executor`` (or a fresh spawn pool of ``workers``)."""
-    kw = dict(years=years or None, zones=zones, mode=mode, bands=rgb_bands, seed=rgb_seed,
-              force=rgb_force, max_in_flight=workers + 1, on_progress=update)
-    if executor is not None:
-        return run_preview_pass(output_dir, executor, **kw)
-    with process_pool(workers) as pool:
-        return run_preview_pass(output_dir, pool, **kw)
 
 
 def preview_doc(report: PreviewReport) -> dict[str, Any]:
@@ -117,9 +103,12 @@ def rgb_cmd(out: Output, output_dir: Path, years, zones: str | None, workers: in
     One stretch per year, fitted across all of that year's stores.
     """
     zone_set = _zones(zones)
-    with out.progress() as update:
-        report = run_preview(update, output_dir, years=years, zones=zone_set,
-                             workers=workers or default_workers(), **opts)
+    workers = workers or default_workers()
+    opts = PreviewOptions(opts["mode"], opts["rgb_bands"], opts["rgb_seed"], opts["rgb_force"])
+    with out.progress() as update, process_pool(workers) as pool:
+        report = zarr_build(Path(), output_dir, pool, years=years, zones=zone_set,
+                            preview=opts, catalog=False, build=False,
+                            max_in_flight=workers + 1, on_progress=update).preview
     doc = preview_doc(report)
     out.result({"status": "ok", **doc}, lambda: print_preview(doc))
 

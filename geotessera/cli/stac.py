@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._output import Output, common
+from geotessera.cli._output import Output, common
 
 stores_dir_arg = click.argument(
     "stores_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -27,7 +27,8 @@ stores_dir_arg = click.argument(
 def stac_cmd(out: Output, stores_dir: Path, output: Path | None, href_base: str | None,
              validate: bool) -> None:
     """Regenerate the STAC catalog of STORES_DIR from the stores' metadata."""
-    from ..stac import validate_catalog, write_catalog
+    from geotessera.catalog.stac import write_catalog
+    from geotessera.catalog.validate import validate_catalog
 
     if href_base is not None and "://" not in href_base:
         raise click.BadParameter(f"{href_base!r} is not a URL", param_hint="--href-base")
@@ -62,7 +63,7 @@ def print_catalog(doc: dict[str, Any]) -> None:
 @common
 def info_cmd(out: Output, store: Path) -> None:
     """Describe one zone STORE: grid, tiles, coverage, levels, passes, size."""
-    from ..stac import describe_store
+    from geotessera.catalog.info import describe_store
 
     doc = describe_store(store)
     out.result({"status": "ok", **doc}, lambda: click.echo(_info_text(doc)))
@@ -102,7 +103,7 @@ def sample_cmd(out: Output, source: str, lon: tuple[float, ...], lat: tuple[floa
                year: int, allow_incomplete: bool) -> None:
     """Print the dequantised vector at each --lon/--lat from SOURCE (a stores directory, a
     store, a STAC catalog or a URL). No data prints as "no data" (null in --json)."""
-    from ..read import sample
+    from geotessera.read.api import sample
 
     if len(lon) != len(lat):
         raise click.BadParameter(f"{len(lon)} --lon but {len(lat)} --lat")

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import GeoTesseraError
-from ..parallel import default_workers, process_pool
-from ..verify import verify_store
-from ._output import Output, common
-
-
-class VerifyFailed(GeoTesseraError):
-    """verify found problems (already listed in the report)."""
+from geotessera.errors import VerifyFailed
+from geotessera.parallel import default_workers, process_pool
+from geotessera.build.verify import verify_store
+from geotessera.cli._output import Output, common
 
 
 @click.command("verify")

@@ -18,37 +18,16 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pyproj
 import pystac
-from pystac.validation import JsonSchemaSTACValidator
 
-from .atomic import atomic_path
-from .errors import CatalogValidationError, StoreError
-from .footprint import (  # noqa: F401  (moved from here; re-exported for callers)
-    DENSIFY_M,
-    MASK_READ_MAX_PX,
-    MAX_SEGMENTS,
-    Footprint,
-    data_footprint,
-    footprint_geojson,
-    stored_chunks,
-)
-from .zonestore import (  # noqa: F401  (moved from here; re-exported for callers)
-    STORE_GLOB,
-    Affine6,
-    Level,
-    StoreMeta,
-    Variable,
-    describe_store,
-    find_stores,
-    open_root,
-    read_meta,
-    store_size,
-)
+from geotessera.atomic import atomic_path
+from geotessera.errors import StoreError
+from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geojson
+from geotessera.store.meta import StoreMeta, open_root, read_meta
+from geotessera.store.naming import find_stores
 
 ZARR_TYPE = "application/vnd.zarr; version=3"
 MULTISCALES_TYPE = f"{ZARR_TYPE}; profile=multiscales"
@@ -57,7 +36,6 @@ EXT = {
     "cube": "https://stac-extensions.github.io/datacube/v2.3.0/schema.json",
     "zarr": "https://stac-extensions.github.io/zarr/v1.1.0/schema.json",
 }
-SCHEMA_DIR = Path(__file__).parent / "data" / "schemas"
 CATALOG_ID = "geotessera"
 _COLLECTION_DIR = re.compile(r"^geotessera-\d{4}$")
 #: Spec-allowed licence value; the embeddings' terms are stated by their publisher.
@@ -223,13 +201,14 @@ def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
     files: dict[Path, dict] = {}
     skipped: list[tuple[str, str]] = []
     by_year: dict[int, list[tuple[dict, str]]] = {}
-    for store in find_stores(stores_dir):
-        root = open_root(str(store))
+    for ref in find_stores(stores_dir):
+        store = ref.location.path
+        root = open_root(ref.location)
         meta = read_meta(root, str(store))
         if not meta.passes.get("build"):
             skipped.append((str(store), "build not complete"))
             continue
-        fp = data_footprint(root, meta)
+        fp = data_footprint(ref.location, root, meta)
         if fp.window is None:
             skipped.append((str(store), "no valid pixels"))
             continue
@@ -280,7 +259,7 @@ def write_catalog(stores_dir: Path, output: Path | None = None,
     if href_base is not None and "://" not in href_base:
         raise ValueError(f"href_base must be a URL such as https://… or s3://…, got {href_base!r}")
     if not find_stores(stores_dir):
-        raise StoreError(stores_dir, f"no zone stores ({STORE_GLOB}) to catalogue")
+        raise StoreError(stores_dir, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
     files, skipped = plan_catalog(stores_dir, output, href_base)
     written, unchanged = [], []
     # items first, then collections, then the root: a link never points at a missing file
@@ -301,79 +280,3 @@ def write_catalog(stores_dir: Path, output: Path | None = None,
     items = tuple(sorted(d["id"] for d in files.values() if d.get("type") == "Feature"))
     return CatalogReport(output / "catalog.json", items, tuple(written), tuple(unchanged),
                          tuple(removed), tuple(skipped))
-
-
-# --- offline validation ------------------------------------------------------------------------
-
-
-class _OfflineValidator(JsonSchemaSTACValidator):
-    """pystac's JSON-schema validator that never fetches: unknown schema URIs are errors."""
-
-    def _get_schema(self, schema_uri: str) -> dict[str, Any]:
-        if schema_uri not in self.schema_cache:
-            raise CatalogValidationError(schema_uri, "schema not vendored (validation is offline)")
-        return self.schema_cache[schema_uri]
-
-
-@cache
-def _vendored_schemas() -> dict[str, dict[str, Any]]:
-    """Our extension schemas, plus the PROJJSON schema that PROJ ships inside pyproj (the
-    datacube schema's ``reference_system`` is a oneOf that resolves it)."""
-    files = sorted(SCHEMA_DIR.glob("*.json"))
-    files += [p for p in [Path(pyproj.datadir.get_data_dir()) / "projjson.schema.json"]
-              if p.exists()]
-    docs = (json.loads(p.read_text()) for p in files)
-    return {d["$id"].rstrip("#"): d for d in docs}  # zarr v1.1.0's $id ends in "#"
-
-
-def offline_validator() -> JsonSchemaSTACValidator:
-    """A validator seeded with pystac's core schemas and geotessera's vendored extensions."""
-    v = _OfflineValidator()
-    v.schema_cache.update(_vendored_schemas())
-    return v
-
-
-def _deepest(errors: list) -> Any:
-    """The error deepest in the document, looking inside oneOf/anyOf branches."""
-    flat, todo = [], list(errors)
-    while todo:
-        err = todo.pop()
-        flat.append(err)
-        todo += err.context or []
-    return max(flat, key=lambda err: len(err.absolute_path), default=None)
-
-
-def validate_dict(doc: dict, href: str = "", validator: JsonSchemaSTACValidator | None = None
-                  ) -> None:
-    """Validate one STAC object (core and declared extensions); raise CatalogValidationError."""
-    v = validator or offline_validator()
-    kind = pystac.serialization.identify_stac_object(doc).object_type
-    try:
-        v.validate(doc, kind, doc["stac_version"], list(doc.get("stac_extensions", [])), href)
-    except pystac.STACValidationError as e:
-        schema = str(e).splitlines()[0].rpartition(" against schema at ")[2]
-        best = _deepest(e.source or [])
-        where = "/".join(map(str, best.absolute_path)) if best else ""
-        problem = f"{best.message[:200]} at {where or '/'}" if best else str(e)
-        raise CatalogValidationError(href or doc.get("id"), f"{problem} ({schema})") from e
-
-
-def validate_catalog(catalog: Path) -> int:
-    """Validate every object reachable from ``catalog`` through child/item links, offline.
-
-    Returns how many objects were validated; raises CatalogValidationError on the first bad one.
-    """
-    v, seen, todo = offline_validator(), set(), [Path(catalog).resolve()]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise CatalogValidationError(path, f"unreadable: {e}") from e
-        validate_dict(doc, str(path), v)
-        todo += [(path.parent / link["href"]).resolve() for link in doc.get("links", [])
-                 if link["rel"] in ("child", "item") and "://" not in link["href"]]
-    return len(seen)

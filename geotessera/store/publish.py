@@ -25,7 +25,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
+from geotessera.errors import LockedError, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +50,6 @@ class StorePaths:
     @property
     def old(self) -> Path:
         return self._sibling("old")
-
-
-class LockedError(StoreError):
-    """Another live process is building the same store."""
 
 
 def _pid_alive(pid: int) -> bool:

@@ -16,10 +16,10 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
-from .atomic import atomic_path
-from .errors import StoreError
-from .overviews import RGBA
-from .zonestore import open_root
+from geotessera.atomic import atomic_path
+from geotessera.errors import StoreError
+from geotessera.store.zone import RGBA
+from geotessera.store.meta import open_root
 
 DEFAULT_SIZE = 1024
 #: Refuse to draw a level larger than this (4 bytes per pixel in memory).

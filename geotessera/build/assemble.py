@@ -16,10 +16,10 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
-from .errors import ArchiveError
-from .owner import choose_sources
-from .types import TileKey, Window
-from .zonegrid import ZoneGrid, core_windows
+from geotessera.errors import ArchiveError
+from geotessera.build.owner import choose_sources
+from geotessera.types import TileKey, Window
+from geotessera.zonegrid import ZoneGrid, core_windows
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import zarr
 from pyproj import Transformer
 
-from .store import stored_chunks
-from .types import Window
-
-if TYPE_CHECKING:  # zonestore imports this module (describe_store)
-    from .zonestore import Level, StoreMeta
+from geotessera.store.location import Location
+from geotessera.store.meta import StoreMeta
+from geotessera.store.zone import stored_chunks
+from geotessera.types import Level, Window
 
 #: The footprint reads the finest level whose ``scales`` has at most this many pixels (16 MB);
 #: when no level is that small, it lists the coarsest level's stored chunks instead.
@@ -47,9 +45,10 @@ class Footprint:
     def utm_bbox(self) -> tuple[float, float, float, float] | None:
         if self.window is None:
             return None
-        a, _, c, _, e, f = self.level.transform
         w = self.window
-        return (c + a * w.col0, f + e * w.row1, c + a * w.col1, f + e * w.row0)
+        x0, y1 = self.level.grid.xy(w.row0 - 0.5, w.col0 - 0.5)
+        x1, y0 = self.level.grid.xy(w.row1 - 0.5, w.col1 - 0.5)
+        return (x0, y0, x1, y1)
 
 
 def _bounding_window(mask: np.ndarray) -> Window | None:
@@ -59,8 +58,8 @@ def _bounding_window(mask: np.ndarray) -> Window | None:
     return Window(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
 
 
-def data_footprint(root: zarr.Group, meta: StoreMeta, max_read_px: int = MASK_READ_MAX_PX
-                   ) -> Footprint:
+def data_footprint(store: Location, root: Any, meta: StoreMeta,
+                   max_read_px: int = MASK_READ_MAX_PX) -> Footprint:
     """Where the store has data: the finest level whose ``scales`` has at most
     ``max_read_px`` pixels, read whole (an overview pixel is valid when any child is, so
     coarser levels give a cover); if none is that small, the stored chunks of the coarsest."""
@@ -70,7 +69,7 @@ def data_footprint(root: zarr.Group, meta: StoreMeta, max_read_px: int = MASK_RE
         return Footprint(fits[0], _bounding_window(mask), "pixels", float(mask.mean()))
     level = meta.levels[-1]
     arr = root[f"{level.path}/scales"]
-    grid = stored_chunks(arr)
+    grid = stored_chunks(store, arr)
     win = _bounding_window(grid)
     if win is not None:
         u0, u1 = arr.shards or arr.chunks

@@ -16,7 +16,6 @@ strip of its children. Reductions (docs/format.md):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -24,58 +23,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import zarr
 
-from . import metadata as md
-from .errors import ShardWriteError
-from .parallel import TaskFailed, imap_unordered
-from .store import EMBEDDINGS, SCALES, create_coords, open_level
+from geotessera.errors import ShardWriteError, TaskFailed
+from geotessera.parallel import ProgressFn, run_tasks
+from geotessera.store.location import Location
+from geotessera.store.zone import (
+    EMBEDDINGS,
+    RGBA,
+    SCALES,
+    create_level,
+    open_level,
+    write_shard_arrays,
+)
+from geotessera.types import Level
 
-#: ``on_progress(label, done, total)``: the library reports, the CLI draws.
-ProgressFn = Callable[[str, int, int], None]
-
-RGBA = "rgba"
-CHANNEL = "channel"
 QMAX = 127
-#: Float32 working set of one strip of a task; strips are whole inner-chunk rows, at least one.
+#: Working set of one strip of a task; strips are whole inner-chunk rows, at least one.
 STRIP_BYTES = 32 * 2**20
 
 
-@dataclass(frozen=True, slots=True)
-class LevelGeometry:
-    """The pixel grid of one level: ``left``/``top`` are the outer corner of pixel (0, 0)."""
-
-    level: int
-    epsg: int
-    pixel_size: float
-    left: float
-    top: float
-    height: int
-    width: int
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.height, self.width)
-
-    @property
-    def transform(self) -> tuple[float, float, float, float, float, float]:
-        return (self.pixel_size, 0.0, self.left, 0.0, -self.pixel_size, self.top)
-
-    def coarser(self) -> LevelGeometry:
-        """The next level: pixel size doubled, shape halved rounding up, same origin."""
-        return LevelGeometry(self.level + 1, self.epsg, self.pixel_size * 2, self.left,
-                             self.top, -(-self.height // 2), -(-self.width // 2))
-
-    @classmethod
-    def of_level(cls, level: int, attrs: dict[str, Any]) -> LevelGeometry:
-        """From a level group's ``proj:code``/``spatial:transform``/``spatial:shape``."""
-        a, _, c, _, _, f = attrs["spatial:transform"]
-        h, w = attrs["spatial:shape"]
-        epsg = int(str(attrs["proj:code"]).split(":")[1])
-        return cls(level, epsg, float(a), float(c), float(f), int(h), int(w))
-
-
-def pyramid(l0: LevelGeometry, shard_px: int) -> list[LevelGeometry]:
+def pyramid(l0: Level, shard_px: int) -> list[Level]:
     """L0…Ln, where Ln is the first level whose both sides are ≤ ``shard_px`` (n may be 0)."""
     levels = [l0]
     while max(levels[-1].shape) > shard_px:
@@ -160,53 +127,6 @@ def reduce_rgba(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-# --- arrays of a level -------------------------------------------------------------------------
-
-
-def create_rgba(level: zarr.Group, geom: LevelGeometry) -> None:
-    """(Re)create the empty ``rgba`` uint8 (channel, y, x) array, chunked and compressed like
-    the level's ``scales`` (unsharded, so GDAL < 3.13 reads it; chunks nest in the shard
-    footprint), and its ``channel`` coordinate 0..3."""
-    like = level[SCALES]
-    chunk = like.chunks[0]
-    level.create_array(
-        RGBA, shape=(4, *geom.shape), dtype="uint8", chunks=(4, chunk, chunk),
-        compressors=like.compressors, fill_value=0, overwrite=True,
-        dimension_names=(CHANNEL, "y", "x"),
-        attributes=md.data_array_attrs(
-            geom.epsg, geom.transform, geom.shape,
-            long_name="RGBA preview; alpha 255 exactly where scales are finite",
-        ),
-    )
-    chan = level.create_array(CHANNEL, shape=(4,), dtype="int32", chunks=(4,), overwrite=True,
-                              dimension_names=(CHANNEL,), attributes=md.channel_coord_attrs())
-    chan[:] = np.arange(4, dtype=np.int32)
-
-
-def create_level(root: zarr.Group, geom: LevelGeometry, l0: zarr.Group) -> zarr.Group:
-    """(Re)create empty level group ``L{k}`` with the arrays and codecs of ``l0``."""
-    emb0, sc0 = l0[EMBEDDINGS], l0[SCALES]
-    bands, shard, chunk, sc_chunk = emb0.shape[0], emb0.shards[1], emb0.chunks[1], sc0.chunks[0]
-    level = root.create_group(f"L{geom.level}", overwrite=True,
-                              attributes=md.level_attrs(geom.epsg, geom.transform, geom.shape))
-    attrs = {EMBEDDINGS: dict(emb0.attrs), SCALES: dict(sc0.attrs)}
-    for name in attrs:
-        attrs[name].update(md.data_array_attrs(geom.epsg, geom.transform, geom.shape))
-    level.create_array(
-        EMBEDDINGS, shape=(bands, *geom.shape), dtype="int8", chunks=(bands, chunk, chunk),
-        shards=(bands, shard, shard), compressors=emb0.compressors, filters=emb0.filters,
-        fill_value=0, dimension_names=("band", "y", "x"), attributes=attrs[EMBEDDINGS],
-    )
-    level.create_array(
-        SCALES, shape=geom.shape, dtype="float32", chunks=(sc_chunk, sc_chunk),
-        compressors=sc0.compressors, fill_value=np.nan, dimension_names=("y", "x"),
-        attributes=attrs[SCALES],
-    )
-    create_rgba(level, geom)
-    create_coords(level, geom, bands)
-    return level
-
-
 # --- one overview shard ------------------------------------------------------------------------
 
 
@@ -214,7 +134,7 @@ def create_level(root: zarr.Group, geom: LevelGeometry, l0: zarr.Group) -> zarr.
 class OverviewTask:
     """Compute shard (row, col) of level ``level`` ≥ 1 of ``store`` from level − 1."""
 
-    store: str
+    store: Location
     level: int
     row: int
     col: int
@@ -222,9 +142,8 @@ class OverviewTask:
 
 def overview_shard(task: OverviewTask) -> int:
     """Write one whole output shard of every array; return its valid pixel count."""
-    src = zarr.open_group(store=task.store, path=f"L{task.level - 1}", mode="r",
-                          use_consolidated=False)
-    dst = open_level(task.store, f"L{task.level}")
+    src = open_level(task.store, f"L{task.level - 1}", write=False)
+    dst = open_level(task.store, f"L{task.level}", write=False)
     s_emb, s_sc, s_rgba = src[EMBEDDINGS], src[SCALES], src[RGBA]
     d_emb = dst[EMBEDDINGS]
     shard = d_emb.shards[1]
@@ -247,9 +166,8 @@ def overview_shard(task: OverviewTask) -> int:
         out_sc[o0:o0 + s.shape[0], : s.shape[1]] = s
         c = reduce_rgba(rgba_in[:, a:b])
         out_rgba[:, o0:o0 + c.shape[1], : c.shape[2]] = c
-    d_emb[:, rows, cols] = out_emb
-    dst[SCALES][rows, cols] = out_sc
-    dst[RGBA][:, rows, cols] = out_rgba
+    write_shard_arrays(task.store, task.row, task.col, embeddings=out_emb, scales=out_sc,
+                       rgba=out_rgba, level=f"L{task.level}")
     return int(np.isfinite(out_sc).sum())
 
 
@@ -267,16 +185,12 @@ def run_shard_tasks(fn: Callable, tasks: list, executor: Executor, *, max_in_fli
 
     Raises ShardWriteError naming the store, level and shard of the first failure.
     """
-    results: dict[Any, Any] = {}
     try:
-        for task, res in imap_unordered(fn, tasks, executor, max_in_flight=max_in_flight):
-            results[task] = res
-            if on_progress:
-                on_progress(label, len(results), len(tasks))
+        return dict(run_tasks(fn, tasks, executor, label=label, max_in_flight=max_in_flight,
+                              on_progress=on_progress))
     except TaskFailed as e:
         t = e.task
-        raise ShardWriteError(f"{t.store}/L{t.level}", (t.row, t.col), e.__cause__) from e.__cause__
-    return results
+        raise ShardWriteError(f"{t.store}/L{t.level}", (t.row, t.col), e.cause) from e.cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,34 +204,34 @@ class LevelReport:
     seconds: float
 
 
-def drop_overviews(root: zarr.Group) -> None:
-    """Delete every overview group ``L1``, ``L2``, … (L0 is never touched)."""
-    for name in list(root.group_keys()):
-        if re.fullmatch(r"L[1-9]\d*", name):
-            del root[name]
-
-
 def build_overviews(
-    store: str, executor: Executor, l0_shards: Iterable[tuple[int, int]], *,
+    store: Location, executor: Executor, l0_shards: Iterable[tuple[int, int]], *,
     max_in_flight: int = 4, label: str = "", on_progress: ProgressFn | None = None,
-) -> tuple[list[LevelGeometry], list[LevelReport]]:
+) -> tuple[list[Level], list[LevelReport]]:
     """Create and fill L1…Ln from L0 (which must already hold ``rgba``), level by level.
 
     ``l0_shards`` are L0's non-empty shards; only their parents are computed, the rest of
     every level stays at the fill values (NaN scales, alpha 0). Returns every level's
     geometry (L0 first) and a report per overview level.
     """
-    root = zarr.open_group(store=store, mode="r+", use_consolidated=False)
-    l0 = root["L0"]
-    geoms = pyramid(LevelGeometry.of_level(0, dict(l0.attrs)), l0[EMBEDDINGS].shards[1])
+    l0 = open_level(store, write=False)
+    levels = pyramid(Level.of_attrs("L0", dict(l0.attrs)), l0[EMBEDDINGS].shards[1])
     reports, children = [], set(l0_shards)
-    for geom in geoms[1:]:
+    for level in levels[1:]:
         t0 = time.perf_counter()
-        create_level(root, geom, l0)
-        tasks = [OverviewTask(store, geom.level, r, c) for r, c in parent_shards(children)]
+        create_level(store, level)
+        tasks = [OverviewTask(store, level.index, r, c) for r, c in parent_shards(children)]
         done = run_shard_tasks(overview_shard, tasks, executor, max_in_flight=max_in_flight,
-                               label=f"{label} L{geom.level}", on_progress=on_progress)
+                               label=f"{label} {level.path}", on_progress=on_progress)
         children = {(t.row, t.col) for t, valid in done.items() if valid}
-        reports.append(LevelReport(geom.level, geom.shape, len(tasks), sum(done.values()),
+        reports.append(LevelReport(level.index, level.shape, len(tasks), sum(done.values()),
                                    time.perf_counter() - t0))
-    return geoms, reports
+    return levels, reports
+
+
+def read_bands(emb: Any, bands: tuple[int, ...], rows: slice, cols: slice) -> np.ndarray:
+    """int8 block (len(bands), rows, cols) of an embeddings array. Inner chunks hold every
+    band, so all bands are read (a plain slice, zarr's fastest path) and the chosen ones taken
+    in memory."""
+    block = emb[:, rows, cols]
+    return block if bands == tuple(range(emb.shape[0])) else block[list(bands)]

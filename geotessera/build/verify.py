@@ -14,16 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from .build import plan_zones, shard_tasks
-from .parallel import imap_unordered
-from .registry import TileRecord
-from .scan import InspectTask, inspect_tile
-from .store import EMBEDDINGS, SCALES, ShardTask, layout_of, stored_chunks
-from .assemble import assemble
-from .errors import GeoTesseraError
-from .tiles import parse_tile_name
+from geotessera.archive.registry import TileRecord
+from geotessera.archive.scan import InspectTask, inspect_tile
+from geotessera.build.assemble import assemble
+from geotessera.build.plan import plan_zones, shard_tasks
+from geotessera.build.tasks import ShardTask
+from geotessera.errors import GeoTesseraError
+from geotessera.parallel import imap_unordered
+from geotessera.store.location import Location
+from geotessera.store.zone import (
+    EMBEDDINGS,
+    SCALES,
+    layout_of,
+    open_level,
+    open_root,
+    stored_chunks,
+)
+from geotessera.tiles import parse_tile_name
 
 
 @dataclass
@@ -58,8 +66,7 @@ def compare_shard(task: ShardTask) -> Comparison:
     except GeoTesseraError as e:
         return Comparison(task.spec.row, task.spec.col, 0, 0, None, f"source: {e}")
     try:
-        level = zarr.open_group(store=task.store, path="L0", mode="r", zarr_format=3,
-                                use_consolidated=False)
+        level = open_level(task.store, write=False)
         emb, scales = level[EMBEDDINGS][:, rows, cols], level[SCALES][rows, cols]
     except Exception as e:  # noqa: BLE001 - any decode failure is reported, with its cause
         return Comparison(task.spec.row, task.spec.col, 0, 0, None,
@@ -79,8 +86,8 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     store, base = Path(store), Path(base)
     report = VerifyReport(str(store))
     try:
-        root = zarr.open_group(str(store), mode="r", zarr_format=3, use_consolidated=False)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as e:
+        root = open_root(store)
+    except (FileNotFoundError, ValueError) as e:
         report.problems.append(f"{store}: not a zarr v3 store ({e})")
         return report
     report.problems += check_metadata(store, root)
@@ -90,7 +97,7 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     if plan is None:
         return report
     report.problems += _check_shard_objects(store, root, plan)
-    tasks = shard_tasks(plan, base, store, layout_of(root["L0"]))
+    tasks = shard_tasks(plan, base, Location.parse(store), layout_of(store))
     if not full:
         tasks = sorted(random.Random(seed).sample(tasks, min(sample, len(tasks))),
                        key=lambda t: (t.spec.row, t.spec.col))
@@ -107,7 +114,7 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     return report
 
 
-def _plan(store: Path, base: Path, root: zarr.Group, report: VerifyReport):
+def _plan(store: Path, base: Path, root, report: VerifyReport):
     """The plan the store should have been built from, re-derived from the source tiles."""
     zone, year = root.attrs["geotessera:zone"], root.attrs["geotessera:year"]
     emb = root["L0"][EMBEDDINGS]
@@ -122,7 +129,7 @@ def _plan(store: Path, base: Path, root: zarr.Group, report: VerifyReport):
         if not records:
             report.problems.append(f"{store}: lists no source tiles (geotessera:tiles)")
         return None
-    (plan,) = plan_zones(records, layout_of(root["L0"]))
+    (plan,) = plan_zones(records, layout_of(store))
     level = root["L0"].attrs
     if list(plan.grid.transform) != level["spatial:transform"] or \
             [plan.grid.height, plan.grid.width] != level["spatial:shape"]:
@@ -136,16 +143,16 @@ def _plan(store: Path, base: Path, root: zarr.Group, report: VerifyReport):
     return plan
 
 
-def _check_shard_objects(store: Path, root: zarr.Group, plan) -> list[str]:
+def _check_shard_objects(store: Path, root, plan) -> list[str]:
     """Every embeddings shard object belongs to a planned shard, every shard footprint with
     scales data has an embeddings shard object, and their count matches the build's."""
     s = plan.grid.shard_px
     planned = {(e.row, e.col) for e in plan.shards}
-    emb_grid = stored_chunks(root["L0"][EMBEDDINGS])[0]
+    emb_grid = stored_chunks(store, root["L0"][EMBEDDINGS])[0]
     emb_shards = {(int(r), int(c)) for r, c in np.argwhere(emb_grid)}
     chunk = root["L0"][SCALES].chunks
     scale_shards = {(int(r) * chunk[0] // s, int(c) * chunk[1] // s)
-                    for r, c in np.argwhere(stored_chunks(root["L0"][SCALES]))}
+                    for r, c in np.argwhere(stored_chunks(store, root["L0"][SCALES]))}
     problems = [f"{store}: unexpected embeddings shard {rc} (no tile covers it)"
                 for rc in sorted(emb_shards - planned)]
     problems += [f"{store}: shard {rc} has scales data but no embeddings shard object"
@@ -157,7 +164,7 @@ def _check_shard_objects(store: Path, root: zarr.Group, plan) -> list[str]:
     return problems
 
 
-def check_metadata(store: Path, root: zarr.Group) -> list[str]:
+def check_metadata(store: Path, root) -> list[str]:
     """Attributes, shapes, transforms and flags agree with each other and with the spec."""
     a = root.attrs
     missing = [k for k in ("geotessera:zone", "geotessera:year", "multiscales", "proj:code")
@@ -179,7 +186,7 @@ def check_metadata(store: Path, root: zarr.Group) -> list[str]:
     return problems
 
 
-def _check_level(store: Path, root: zarr.Group, entry: dict) -> list[str]:
+def _check_level(store: Path, root, entry: dict) -> list[str]:
     name = entry["asset"]
     if name not in root:
         return [f"{store}: multiscales layout names {name!r} but the group is missing"]

@@ -22,8 +22,9 @@ import rasterio
 from pyproj import Transformer
 from rasterio.crs import CRS
 
-from .tiles import tile_grid, tile_paths
-from .types import N_BANDS, TileGrid, TileKey
+from geotessera.parallel import Progress, ProgressFn
+from geotessera.tiles import tile_grid, tile_paths
+from geotessera.types import N_BANDS, TileGrid, TileKey
 
 #: Number of smooth basis fields mixed into the bands.
 N_BASIS = 8
@@ -275,9 +276,9 @@ def write_tile(base: Path, key: TileKey, year: int, spec: DemoSpec) -> int:
 
 
 def write_demo_archive(
-    base: Path, spec: DemoSpec, on_progress: Callable[[int, int], None] | None = None
+    base: Path, spec: DemoSpec, on_progress: ProgressFn | None = None
 ) -> DemoSummary:
-    """Write every tile-year of ``spec`` under ``base``; calls ``on_progress(done, total)``.
+    """Write every tile-year of ``spec`` under ``base``, reporting ``Progress("tiles", …)``.
 
     Existing files are overwritten, except landmasks (year independent), which are kept.
     """
@@ -286,7 +287,7 @@ def write_demo_archive(
     for done, (year, key) in enumerate(plan, 1):
         total += write_tile(base, key, year, spec)
         if on_progress is not None:
-            on_progress(done, len(plan))
+            on_progress(Progress("tiles", done, len(plan)))
     keys = {key for _, key in plan}
     return DemoSummary(
         base=str(base),

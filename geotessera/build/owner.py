@@ -21,8 +21,8 @@ from functools import lru_cache
 import numpy as np
 from pyproj import Transformer
 
-from .types import TileKey, Window
-from .zonegrid import ZoneGrid
+from geotessera.types import TileKey, Window
+from geotessera.zonegrid import ZoneGrid
 
 LATTICE_STEP = 16
 LATTICE_SPACING_M = 320.0

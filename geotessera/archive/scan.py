@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,10 +19,10 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from .parallel import imap_unordered
-from .registry import TileRecord
-from .errors import ArchiveError
-from .tiles import (
+from geotessera.parallel import ProgressFn, run_tasks
+from geotessera.archive.registry import TileRecord
+from geotessera.errors import ArchiveError
+from geotessera.tiles import (
     EMBEDDINGS_DIR,
     YEAR_RE,
     parse_tile_name,
@@ -31,7 +31,7 @@ from .tiles import (
     tile_paths,
     utm_zone,
 )
-from .types import N_BANDS, TileGrid, TileKey
+from geotessera.types import N_BANDS, TileGrid, TileKey
 
 #: Largest allowed distance (metres) between the landmask origin and the computed grid.
 ORIGIN_TOLERANCE_M = 0.5
@@ -202,7 +202,7 @@ def scan_archive(
     years: Iterable[int] | None = None,
     previous: Iterable[TileRecord] = (),
     expected_bands: int = N_BANDS,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> ScanResult:
     """Registry rows for every tile-year under ``base`` (optionally only ``years``).
 
@@ -221,14 +221,10 @@ def scan_archive(
             reused.append(replace(prev, duplicate_of=None))
         else:
             tasks.append(task)
-    total = len(tasks) + len(reused)
     records = list(reused)
-    if on_progress:
-        on_progress(len(records), total)
-    for _, rec in imap_unordered(inspect_tile, tasks, executor, max_in_flight=64):
+    for _, rec in run_tasks(inspect_tile, tasks, executor, label="scan", done=len(reused),
+                            max_in_flight=64, on_progress=on_progress):
         records.append(rec)
-        if on_progress:
-            on_progress(len(records), total)
     kept = [r for r in old.values() if years and r.year not in scanned_years]
     records = sorted(mark_duplicates(records) + kept,
                      key=lambda r: (r.year, r.lat_i, r.lon_i, r.name))
@@ -269,11 +265,11 @@ def update_registry(
     *,
     years: Iterable[int] | None = None,
     expected_bands: int = N_BANDS,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> ScanResult:
     """Scan incrementally against the registry at ``registry_path`` and save the result
     there atomically. An unreadable existing registry is an error, never overwritten."""
-    from . import registry
+    from geotessera.archive import registry
 
     registry_path = Path(registry_path)
     previous = registry.load(registry_path) if registry_path.exists() else []

@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
-from .errors import ArchiveError
-from .types import TileGrid, TileKey
+from geotessera.atomic import atomic_path
+from geotessera.errors import ArchiveError
+from geotessera.types import TileGrid, TileKey
 
 REGISTRY_FILENAME = "registry.parquet"
 _ARROW_TYPES = {

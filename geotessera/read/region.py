@@ -1,18 +1,8 @@
-"""Reading zone stores: lazy xarray datasets, point samples and regions, directly or via STAC.
+"""Regions: the stores under a WGS84 bbox mosaicked into one grid in any CRS.
 
-One dequantisation rule everywhere: ``value = int8 embedding × float32 scale``, NaN where the
-scale is NaN (no data). Points and pixels are routed to the store of their UTM zone
-(canonical EPSG:326ZZ northings, negative south of the equator), as the builder placed them.
-
-Zone seams: a location reads the store of its own UTM zone (the zone of its longitude), and
-another zone's store only where its own has no data there. Each store holds data for all the
-ground of its zone where its tiles exist, except a crack of under a pixel along the zone
-edge meridian; ``sources.crack_pixels`` closes it with the owner tile's edge pixel, the rule
-the builder uses for cracks inside a zone. No other value is filled in: NaN stays NaN.
-
-xarray is needed for ``open_store``, ``open_item``, ``read_region`` and DataArray results
-(the ``read`` extra); ``sample`` works with the core dependencies. Finding and opening the
-stores of a source, and point look-ups in one store, live in ``sources`` (re-exported here).
+Each store is read at its coarsest level whose pixel is ≤ the resolution; values are
+nearest-neighbour (never blended); each output pixel comes from the store of its own zone
+(``seams``), another zone's store only where its own has no data.
 """
 
 from __future__ import annotations
@@ -20,118 +10,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pystac
 from pyproj import CRS
 from rasterio.crs import CRS as RioCRS
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
-from .metadata import gdal_geotransform
-from .sources import (  # noqa: F401  (moved from here; re-exported for callers)
-    M_PER_DEG,
-    Reader,
-    Source,
-    StoreSet,
-    ZoneStore,
-    crack_pixels,
-    dequantise,
-    parse_points,
-    stores_of,
-    transformer,
-    zone_edges,
-    zones_of,
-)
-from .tiles import utm_zone
-from .zonestore import Level, StoreMeta, find_stores, open_root, read_meta  # noqa: F401
-
-try:
-    import xarray as xr
-except ImportError:  # the optional `read` extra is not installed
-    xr = None
+from geotessera.read.project import dequantise, transformer
+from geotessera.read.reader import Reader, ZoneStore, zones_of
+from geotessera.read.seams import M_PER_DEG, crack_pixels, zone_edges
+from geotessera.read.sources import Source
+from geotessera.store.attrs import gdal_geotransform
+from geotessera.tiles import utm_zone
+from geotessera.types import Level, PixelGrid
 
 #: read_region refuses to read more than this from one store (int8 bands + scales + index).
 MAX_READ_BYTES = 4 * 2**30
-
-
-def _need_xarray() -> None:
-    if xr is None:
-        raise ImportError("xarray is not installed: pip install 'geotessera[read]'")
-
-
-# --- sample ------------------------------------------------------------------------------------
-
-
-def sample(points: Any, year: int, source: Source, *, allow_incomplete: bool = False,
-           as_dataarray: bool = False):
-    """Dequantised vectors at lon/lat points, across any zones: (n, bands) float32.
-
-    ``points``: (n, 2) lon/lat pairs (or one pair). ``source``: a stores directory, one store,
-    a STAC catalog/collection (path, URL or pystac object) or a stores-directory URL. Rows
-    are NaN where there is no data, including zones the source has no store for. Raises
-    StoreError when a listable source has no store at all for ``year``, or a store's build is
-    incomplete (unless ``allow_incomplete``). ``as_dataarray`` returns an xarray.DataArray
-    with dims (point, band) and lon/lat coordinates.
-    """
-    values = Reader(source, year, allow_incomplete=allow_incomplete).sample(points)
-    if not as_dataarray:
-        return values
-    _need_xarray()
-    lon, lat = parse_points(points)
-    return xr.DataArray(values, dims=("point", "band"), name="embeddings",
-                        coords={"lon": ("point", lon), "lat": ("point", lat),
-                                "band": np.arange(values.shape[1])}, attrs={"year": year})
-
-
-# --- lazy datasets -----------------------------------------------------------------------------
-
-
-def open_store(path_or_url: str | Path, level: int = 0, *, chunks: Any = "shards",
-               allow_incomplete: bool = False):
-    """A level of a store as a lazy ``xarray.Dataset`` (int8 ``embeddings``, float32
-    ``scales``, coordinates and the CF ``spatial_ref`` grid mapping, so rioxarray/odc-geo see
-    the CRS). ``chunks="shards"`` gives one dask chunk per shard; anything else goes to
-    ``xarray.open_zarr``. Use ``dequantise_dataset`` for float32 values."""
-    _need_xarray()
-    zs = ZoneStore.open(path_or_url, allow_incomplete)
-    if not 0 <= level < len(zs.meta.levels):
-        raise ValueError(f"{path_or_url}: level {level} not in 0..{len(zs.meta.levels) - 1}")
-    lv = zs.meta.levels[level]
-    if chunks == "shards":  # the largest stored object (a shard; chunks nest inside it)
-        units = [a.shards or a.chunks for a in zs.arrays(lv)]
-        chunks = {"y": max(u[-2] for u in units), "x": max(u[-1] for u in units)}
-    ds = xr.open_zarr(zs.root.store, group=lv.path, chunks=chunks, consolidated=False)
-    if "spatial_ref" in ds.data_vars:
-        ds = ds.set_coords("spatial_ref")
-    ds.attrs.update({"geotessera:zone": zs.meta.zone, "geotessera:year": zs.meta.year,
-                     "geotessera:level": lv.path})
-    return ds
-
-
-def dequantise_dataset(ds) -> Any:
-    """Lazy float32 ``embeddings × scales`` (band, y, x) of an ``open_store`` dataset."""
-    out = ds["embeddings"].astype(np.float32) * ds["scales"].astype(np.float32)
-    return out.rename("embeddings").assign_attrs(long_name="dequantised embedding")
-
-
-def open_item(item: pystac.Item, level: int = 0, *, asset: str = "embeddings", **kw: Any):
-    """Open a STAC item's Zarr asset with ``open_store`` (catalog → item → asset → dataset)."""
-    return open_store(item.assets[asset].get_absolute_href(), level, **kw)
-
-
-def catalog_items(catalog: str | Path | pystac.Catalog, year: int | None = None
-          ) -> list[pystac.Item]:
-    """The catalog's items (optionally of one year), sorted by id."""
-    cat = catalog if isinstance(catalog, pystac.Catalog) else pystac.read_file(str(catalog))
-    found = [i for i in cat.get_items(recursive=True)
-             if year is None or i.properties.get("geotessera:year") == year]
-    return sorted(found, key=lambda i: i.id)
-
-
-# --- regions -----------------------------------------------------------------------------------
 
 
 def choose_level(levels: Iterable[Level], resolution: float) -> Level:
@@ -141,25 +37,14 @@ def choose_level(levels: Iterable[Level], resolution: float) -> Level:
     return fit[-1] if fit else levels[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Grid:
-    """A north-up output grid: CRS, affine (rasterio order), shape (y, x)."""
-
-    crs: CRS
-    transform: tuple[float, float, float, float, float, float]
-    shape: tuple[int, int]
-
-    def xy(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel-centre coordinates in ``crs``."""
-        a, _, c, _, e, f = self.transform
-        return c + (cols + 0.5) * a, f + (rows + 0.5) * e
-
-    def to(self, crs: str, rows: np.ndarray, cols: np.ndarray):
-        x, y = transformer(self.crs.to_wkt(), crs).transform(*self.xy(rows, cols))
-        return np.asarray(x), np.asarray(y)
+def to_crs(grid: PixelGrid, crs: str, rows: np.ndarray, cols: np.ndarray):
+    """Pixel-centre coordinates of (rows, cols) of ``grid`` in ``crs``."""
+    x, y = transformer(grid.crs, crs).transform(*grid.xy(rows, cols))
+    return np.asarray(x), np.asarray(y)
 
 
-def target_grid(bbox: tuple[float, float, float, float], crs: CRS, resolution: float) -> Grid:
+def target_grid(bbox: tuple[float, float, float, float], crs: CRS, resolution: float
+                ) -> PixelGrid:
     """The grid on multiples of ``resolution`` that covers the WGS84 ``bbox`` (densified
     edges) in ``crs``. With the stores' own CRS and pixel size it is their pixel lattice."""
     x0, y0, x1, y1 = transformer("EPSG:4326", crs.to_wkt()).transform_bounds(
@@ -168,7 +53,7 @@ def target_grid(bbox: tuple[float, float, float, float], crs: CRS, resolution: f
     left, right = math.floor(x0 / r) * r, math.ceil(x1 / r) * r
     bottom, top = math.floor(y0 / r) * r, math.ceil(y1 / r) * r
     shape = (max(round((top - bottom) / r), 1), max(round((right - left) / r), 1))
-    return Grid(crs, (r, 0.0, left, 0.0, -r, top), shape)
+    return PixelGrid(crs.to_wkt(), (r, 0.0, left, 0.0, -r, top), shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +80,10 @@ class _Part:
         return dequantise(vals, self.sc.ravel()[flat])
 
 
-def _source_window(level: Level, epsg: int, grid: Grid) -> tuple[slice, slice] | None:
+def _source_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, slice] | None:
     a, _, c, _, e, f = grid.transform
     h, w = grid.shape
-    x0, y0, x1, y1 = transformer(grid.crs.to_wkt(), f"EPSG:{epsg}").transform_bounds(
+    x0, y0, x1, y1 = transformer(grid.crs, f"EPSG:{epsg}").transform_bounds(
         c, f + e * h, c + a * w, f, densify_pts=21)
     la, _, lc, _, le, lf = level.transform
     r0, r1 = math.floor((y1 - lf) / le) - 2, math.ceil((y0 - lf) / le) + 2
@@ -208,7 +93,7 @@ def _source_window(level: Level, epsg: int, grid: Grid) -> tuple[slice, slice] |
     return (slice(r0, r1), slice(c0, c1)) if r0 < r1 and c0 < c1 else None
 
 
-def _part(zs: ZoneStore, grid: Grid, resolution_m: float) -> _Part | None:
+def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> _Part | None:
     """Read the window of ``zs`` under ``grid`` at the level matching the resolution and
     map every output pixel to its nearest window pixel (rasterio's nearest warp of a
     pixel-index raster: exact values, one band warped instead of 128)."""
@@ -230,7 +115,7 @@ def _part(zs: ZoneStore, grid: Grid, resolution_m: float) -> _Part | None:
     idx = np.full(grid.shape, -1.0)
     reproject(np.arange(sc.size, dtype=np.float64).reshape(sc.shape), idx,
               src_transform=Affine(*t), src_crs=RioCRS.from_epsg(zs.meta.epsg),
-              dst_transform=Affine(*grid.transform), dst_crs=RioCRS.from_wkt(grid.crs.to_wkt()),
+              dst_transform=Affine(*grid.transform), dst_crs=RioCRS.from_wkt(grid.crs),
               dst_nodata=-1.0, resampling=Resampling.nearest)
     idx = idx.astype(np.int64)
     _close_cracks(zs, level, (win[0].start, win[1].start), sc, idx, grid)
@@ -260,7 +145,7 @@ def _edge_band(zs: ZoneStore, level: Level, origin: tuple[int, int], shape: tupl
 
 
 def _close_cracks(zs: ZoneStore, level: Level, origin: tuple[int, int], sc: np.ndarray,
-                  idx: np.ndarray, grid: Grid) -> None:
+                  idx: np.ndarray, grid: PixelGrid) -> None:
     """Point output pixels at the zone-edge crack (``crack_pixels``) to the owner tile's
     edge pixel, in place. ``idx`` (H, W) holds flat indices into the window ``sc``."""
     band = _edge_band(zs, level, origin, sc.shape)
@@ -274,14 +159,14 @@ def _close_cracks(zs: ZoneStore, level: Level, origin: tuple[int, int], sc: np.n
         return
     w = sc.shape[1]
     r, c = np.divmod(flat[cand], w)
-    lon, lat = grid.to("EPSG:4326", *np.divmod(cand, grid.shape[1]))
+    lon, lat = to_crs(grid, "EPSG:4326", *np.divmod(cand, grid.shape[1]))
     r, c, ok = crack_pixels(zs, level, r + origin[0], c + origin[1], lon, lat)
     r, c = r - origin[0], c - origin[1]
     ok &= (r >= 0) & (r < sc.shape[0]) & (c >= 0) & (c < w)
     flat[cand[ok]] = r[ok] * w + c[ok]
 
 
-def _mosaic(parts: list[_Part], grid: Grid, bands: int) -> np.ndarray:
+def _mosaic(parts: list[_Part], grid: PixelGrid, bands: int) -> np.ndarray:
     """Each pixel from the store of its own UTM zone (the zone of its centre's longitude,
     as ``sample`` routes a point); from another zone's store only where its own has no data
     there (no store for that zone, outside it, or NaN)."""
@@ -294,7 +179,7 @@ def _mosaic(parts: list[_Part], grid: Grid, bands: int) -> np.ndarray:
         owner[v & (owner < 0)] = k
     rr, cc = np.nonzero(np.sum(valid, axis=0) > 1)
     if rr.size:
-        zones = zones_of(*grid.to("EPSG:4326", rr, cc))
+        zones = zones_of(*to_crs(grid, "EPSG:4326", rr, cc))
         for k, (p, v) in enumerate(zip(parts, valid)):
             mine = (zones == p.zone) & v[rr, cc]
             owner[rr[mine], cc[mine]] = k
@@ -339,6 +224,8 @@ def read_region(bbox: Any, year: int, source: Source, crs: Any = None,
     ≤ the resolution; values are nearest-neighbour (never blended). NaN where there is no
     data. Raises StoreError as ``sample`` does.
     """
+    from geotessera.read.api import _need_xarray, xr  # noqa: F401  (xarray is optional)
+
     _need_xarray()
     box = _check_bbox(bbox)
     reader = Reader(source, year, allow_incomplete=allow_incomplete)
@@ -352,14 +239,16 @@ def read_region(bbox: Any, year: int, source: Source, crs: Any = None,
     return _dataarray(out, grid, year, parts)
 
 
-def _dataarray(values: np.ndarray, grid: Grid, year: int, parts: list[_Part]):
+def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, parts: list[_Part]):
+    from geotessera.read.api import xr
     h, w = grid.shape
     x, _ = grid.xy(np.zeros(w), np.arange(w))
     _, y = grid.xy(np.arange(h), np.zeros(h))
-    wkt = grid.crs.to_wkt()
-    ref = {**grid.crs.to_cf(), "crs_wkt": wkt, "spatial_ref": wkt,
+    crs = CRS.from_wkt(grid.crs)
+    wkt = crs.to_wkt()
+    ref = {**crs.to_cf(), "crs_wkt": wkt, "spatial_ref": wkt,
            "GeoTransform": gdal_geotransform(grid.transform)}
-    epsg = grid.crs.to_epsg()
+    epsg = crs.to_epsg()
     return xr.DataArray(
         values, dims=("band", "y", "x"), name="embeddings",
         coords={"band": np.arange(values.shape[0]), "y": ("y", y, {"axis": "Y"}),

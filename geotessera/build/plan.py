@@ -1,0 +1,145 @@
+"""Planning a build: select tiles, group them by (zone, year), and derive each store's grid,
+shard index and shard tasks. Pure arithmetic over registry records; no pixel is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geotessera.archive.registry import TileRecord
+from geotessera.build.assemble import PieceSource, ShardSpec
+from geotessera.build.tasks import ShardTask
+from geotessera.errors import GridError, NoTilesError, SelectionError, TileProblemsError
+from geotessera.store.location import Location
+from geotessera.store.naming import store_name
+from geotessera.types import StoreLayout
+from geotessera.zonegrid import ShardIndexEntry, ZoneGrid, shard_index, zone_grid
+
+
+@dataclass(frozen=True, slots=True)
+class ZonePlan:
+    """Everything needed to build one store, computed without touching pixels."""
+
+    zone: int
+    year: int
+    grid: ZoneGrid
+    bands: int
+    tiles: tuple[TileRecord, ...]
+    shards: tuple[ShardIndexEntry, ...]
+
+    @property
+    def store_name(self) -> str:
+        return store_name(self.zone, self.year)
+
+    def summary(self) -> dict[str, Any]:
+        g, s = self.grid, self.grid.shard_px
+        raw = len(self.shards) * s * s * (self.bands + 4)
+        return {
+            "store": self.store_name, "zone": self.zone, "year": self.year, "epsg": g.epsg,
+            "tiles": len(self.tiles), "height_px": g.height, "width_px": g.width,
+            "height_km": g.height * g.pixel_size / 1000, "width_km": g.width * g.pixel_size / 1000,
+            "pixel_size": g.pixel_size, "shards_total": g.shards_shape[0] * g.shards_shape[1],
+            "shards_nonempty": len(self.shards), "bytes_to_write": raw,
+        }
+
+
+def parse_zones(text: str | None) -> frozenset[int] | None:
+    """``30``, ``30,31`` or ``29-34`` (and mixtures) → zone numbers; None → all zones."""
+    if text is None or not text.strip():
+        return None
+    zones: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError as e:
+            raise SelectionError(f"bad zone selection {text!r}: {part!r} is not N or N-M") from e
+        if not (1 <= a <= b <= 60):
+            raise SelectionError(f"bad zone selection {text!r}: zones run 1..60, low to high")
+        zones.update(range(a, b + 1))
+    return frozenset(zones)
+
+
+def select(
+    records: Iterable[TileRecord], years: Iterable[int] | None, zones: frozenset[int] | None,
+    skip_bad: bool = False, base: Path | None = None,
+) -> tuple[list[TileRecord], list[TileRecord]]:
+    """(usable, skipped) records of the selection. Raises TileProblemsError listing every
+    problem in the selection (paths joined to ``base``) unless ``skip_bad``, and
+    NoTilesError when nothing is left."""
+    years = set(years) if years else None
+    chosen = [r for r in records
+              if (years is None or r.year in years) and (zones is None or r.zone in zones)]
+    bad = [r for r in chosen if not r.usable]
+    if bad and not skip_bad:
+        root = Path(base) if base is not None else Path()
+        raise TileProblemsError([(str(root / path), problem) for path, problem in
+                                 (r.issue for r in bad)])
+    good = [r for r in chosen if r.usable]
+    if not good:
+        raise NoTilesError(f"no usable tiles for years {sorted(years) if years else 'all'} "
+                           f"and zones {sorted(zones) if zones else 'all'}")
+    return good, bad
+
+
+def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZonePlan]:
+    """One plan per (zone, year) present, in (year, zone) order. Pure arithmetic."""
+    groups: dict[tuple[int, int], list[TileRecord]] = {}
+    for r in records:
+        groups.setdefault((r.year, r.zone), []).append(r)
+    plans = []
+    for (year, zone), recs in sorted(groups.items()):
+        sizes = {r.pixel_size: r for r in recs}
+        if len(sizes) > 1:
+            examples = "; ".join(f"{r.embeddings_path} is {p:g} m" for p, r in sorted(sizes.items()))
+            raise GridError(f"zone {zone} year {year}: tiles with different pixel sizes cannot "
+                            f"share one grid ({examples})")
+        bands = {r.bands for r in recs}
+        if len(bands) != 1:
+            raise GridError(f"zone {zone} year {year}: tiles disagree on band count "
+                            f"{sorted(bands)}; scan with --bands to flag the odd ones")
+        grids = {r.key: r.grid for r in recs}
+        grid = zone_grid(zone, grids.values(), layout.shard_px)
+        shards = tuple(shard_index(grid, grids))
+        plans.append(ZonePlan(zone, year, grid, bands.pop(), tuple(recs), shards))
+    return plans
+
+
+def shard_tasks(plan: ZonePlan, base: Path, store: Location, layout: StoreLayout
+                ) -> list[ShardTask]:
+    by_key = {r.key: r for r in plan.tiles}
+    tasks = []
+    for entry in plan.shards:
+        pieces = tuple(
+            PieceSource(
+                key=p.key, tile_window=p.tile_window, shard_window=p.shard_window,
+                embeddings=str(base / by_key[p.key].embeddings_path),
+                scales=str(base / by_key[p.key].scales_path),
+                landmask=str(base / by_key[p.key].landmask_path),
+                shape=(by_key[p.key].height, by_key[p.key].width, plan.bands),
+            )
+            for p in entry.pieces
+        )
+        spec = ShardSpec(plan.grid, entry.row, entry.col, pieces)
+        tasks.append(ShardTask(str(store), spec, layout.pixel_major))
+    return tasks
+
+
+def plan_id(plan: ZonePlan, layout: StoreLayout) -> str:
+    """A fingerprint of everything that determines a store's bytes: a journal written for
+    one plan is only resumed by a build with the same fingerprint."""
+    doc = {
+        "grid": [plan.grid.zone, plan.grid.pixel_size, plan.grid.left, plan.grid.top,
+                 plan.grid.height, plan.grid.width, plan.grid.shard_px],
+        "bands": plan.bands, "layout": list(dataclasses.astuple(layout)),
+        "tiles": sorted([r.name, *r.stat_key()] for r in plan.tiles),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+

@@ -1,0 +1,173 @@
+"""zarr-build: registry → per-(zone, year) plans → one store per plan, shard by shard.
+
+The library reports progress through an optional callback and never draws anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geotessera import __version__
+from geotessera.build.plan import ZonePlan, plan_id, plan_zones, select, shard_tasks
+from geotessera.build.tasks import ShardResult, write_shard
+from geotessera.errors import ShardWriteError, TaskFailed
+from geotessera.parallel import ProgressFn, run_tasks
+from geotessera.store.publish import (
+    StorePaths,
+    acquire_lock,
+    check_writable,
+    journal_shard,
+    publish,
+    recover,
+    release_lock,
+    start_journal,
+)
+from geotessera.archive.registry import TileRecord
+from geotessera.store.location import Location
+from geotessera.store.zone import consolidate, create_zone_store, update_root_attrs
+from geotessera.types import StoreLayout
+
+
+@dataclass
+class ZoneResult:
+    store: str
+    zone: int
+    year: int
+    tiles: int
+    shards: int
+    resumed_shards: int = 0
+    shards_with_data: int = 0
+    valid_pixels: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    tiles_without_data: list[str] = field(default_factory=list)
+
+
+def build_zone(
+    plan: ZonePlan, base: Path, output_dir: Path, executor: Executor, layout: StoreLayout,
+    *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
+    on_progress: ProgressFn | None = None,
+) -> ZoneResult:
+    """Build the store of ``plan`` in its staging directory and publish it when every shard
+    and all metadata are written. The caller holds the store's lock.
+
+    On a failed shard raises ShardWriteError; the previous store stays untouched and the
+    journal lets ``resume=True`` continue without rewriting finished shards.
+    """
+    t0 = time.perf_counter()
+    paths = StorePaths(Path(output_dir) / plan.store_name)
+    skipped_list = [{"name": r.name, "year": r.year, "path": r.issue[0], "problem": r.issue[1]}
+                    for r in skipped if r.issue]
+    done = start_journal(paths, plan_id(plan, layout), resume)
+    if not paths.partial.exists():
+        create_zone_store(paths.partial, plan.grid.pixels, plan.bands, layout,
+                          _provenance(plan, skipped_list))
+    result = ZoneResult(str(paths.final), plan.zone, plan.year, len(plan.tiles),
+                        len(plan.shards), resumed_shards=len(done), skipped=skipped_list)
+    owned: dict[str, list[int]] = {}
+    for rec in done.values():  # totals include the shards a resumed build keeps
+        _add(result, owned, rec)
+    tasks = [t for t in shard_tasks(plan, Path(base), Location.parse(paths.partial), layout)
+             if (t.spec.row, t.spec.col) not in done]
+    _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan)
+    result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
+    update_root_attrs(paths.partial, build_complete=True, shards_written=len(plan.shards),
+                      shards_with_data=result.shards_with_data,
+                      tiles_without_data=result.tiles_without_data)
+    consolidate(paths.partial)
+    publish(paths)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _journal_record(res: ShardResult) -> dict[str, Any]:
+    return {"row": res.row, "col": res.col, "valid": res.valid_pixels, "bytes_in": res.bytes_in,
+            "stats": [[s.name, s.owned, s.finite] for s in res.stats]}
+
+
+def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -> None:
+    result.valid_pixels += rec["valid"]
+    result.shards_with_data += rec["valid"] > 0
+    result.bytes_in += rec["bytes_in"]
+    for name, o, f in rec["stats"]:
+        tot = owned.setdefault(name, [0, 0])
+        tot[0] += o
+        tot[1] += f
+
+
+def _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan):
+    try:
+        for _, res in run_tasks(write_shard, tasks, executor, label=plan.store_name,
+                                total=len(plan.shards), done=result.resumed_shards,
+                                max_in_flight=max_in_flight, on_progress=on_progress):
+            rec = _journal_record(res)
+            journal_shard(paths, rec)
+            _add(result, owned, rec)
+    except TaskFailed as e:
+        spec = e.task.spec
+        raise ShardWriteError(paths.final, (spec.row, spec.col), e.cause) from e.cause
+
+
+def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "zone": plan.zone,
+        "year": plan.year,
+        "tiles_written": len(plan.tiles),
+        "tiles": sorted(r.name for r in plan.tiles),
+        "tiles_skipped": skipped,
+        "version": __version__,
+        "build_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_complete": False,
+        "shards_written": 0,
+        "rgb_complete": False,
+    }
+
+
+@dataclass
+class BuildReport:
+    plans: list[ZonePlan]
+    results: list[ZoneResult] = field(default_factory=list)
+    skipped: list[TileRecord] = field(default_factory=list)
+
+
+def build_stores(
+    base: Path, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
+    years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
+    layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
+    resume: bool = False, max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+) -> BuildReport:
+    """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection.
+
+    Raises TileProblemsError before writing anything if the selection has problem tiles
+    (unless ``skip_bad``), LockedError if another build holds one of the stores, and
+    ShardWriteError if any shard fails (earlier stores of the run are already published).
+    """
+    good, bad = select(records, years, zones, skip_bad, base)
+    report = BuildReport(plan_zones(good, layout), skipped=bad)
+    if dry_run:
+        return report
+    check_writable(Path(output_dir))
+    locked: list[StorePaths] = []
+    try:
+        for plan in report.plans:
+            paths = StorePaths(Path(output_dir) / plan.store_name)
+            acquire_lock(paths)
+            locked.append(paths)
+            recover(paths)
+        for plan in report.plans:
+            mine = [r for r in bad if r.zone == plan.zone and r.year == plan.year]
+            report.results.append(build_zone(
+                plan, base, output_dir, executor, layout, skipped=mine, resume=resume,
+                max_in_flight=max_in_flight, on_progress=on_progress,
+            ))
+    finally:
+        for paths in locked:
+            release_lock(paths)
+    return report

@@ -1,0 +1,95 @@
+"""``zarr_build``: the whole job as one call: registry → zone stores → preview → STAC.
+
+The CLI, a cluster driver and a notebook share this function; the executor is passed in (a
+spawn process pool, a dask.distributed executor, a thread pool in tests), and progress
+arrives as ``Progress`` events. Nothing here draws or prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geotessera.archive.registry import REGISTRY_FILENAME
+from geotessera.archive.scan import ScanResult, update_registry
+from geotessera.build.run import BuildReport, build_stores
+from geotessera.catalog.stac import CatalogReport, write_catalog
+from geotessera.parallel import ProgressFn
+from geotessera.preview.run import PreviewReport, run_preview_pass
+from geotessera.preview.sample import SampleSpec
+from geotessera.types import N_BANDS, StoreLayout
+
+#: Header reads of a scan are I/O bound: threads, not processes.
+SCAN_THREADS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewOptions:
+    """How the preview pass colours a year: ``mode`` "bands" (three ``bands``) or "pca"."""
+
+    mode: str = "bands"
+    bands: tuple[int, ...] = (0, 1, 2)
+    seed: int = 0
+    force: bool = False
+    sample: SampleSpec = SampleSpec()
+
+
+@dataclass
+class PipelineReport:
+    """What each stage did; a stage that did not run is None."""
+
+    scan: ScanResult | None = None
+    registry: Path | None = None
+    build: BuildReport | None = None
+    preview: PreviewReport | None = None
+    catalog: CatalogReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def scan(base: Path, registry: Path | None = None, *, years: Iterable[int] | None = None,
+         expected_bands: int = N_BANDS, on_progress: ProgressFn | None = None) -> ScanResult:
+    """Update the registry of ``base`` (default ``base/registry.parquet``) incrementally."""
+    path = registry if registry is not None else Path(base) / REGISTRY_FILENAME
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:
+        return update_registry(
+            Path(base), path, pool, years=years or None, expected_bands=expected_bands,
+            on_progress=on_progress)
+
+
+def zarr_build(
+    base: Path, output_dir: Path, executor: Executor, *,
+    years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
+    layout: StoreLayout = StoreLayout(), registry: Path | None = None,
+    expected_bands: int = N_BANDS, dry_run: bool = False, resume: bool = False,
+    skip_bad: bool = False, preview: PreviewOptions | None = PreviewOptions(),
+    catalog: bool = True, build: bool = True, max_in_flight: int = 4,
+    on_progress: ProgressFn | None = None,
+) -> PipelineReport:
+    """Scan ``base``, build every selected (zone, year) store into ``output_dir``, run the
+    preview pass (``preview=None`` skips it) and regenerate the STAC catalog (``catalog``).
+
+    ``build=False`` runs only the later passes on the stores already there. A dry run plans
+    and stops. Errors propagate (the stores published before a failure stay published).
+    """
+    report = PipelineReport()
+    years = sorted(set(years)) if years else None
+    if build:
+        report.registry = registry or Path(base) / REGISTRY_FILENAME
+        report.scan = scan(base, report.registry, years=years,
+                           expected_bands=expected_bands, on_progress=on_progress)
+        report.build = build_stores(
+            Path(base).resolve(), output_dir, report.scan.records, executor, years=years,
+            zones=zones, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
+            max_in_flight=max_in_flight, on_progress=on_progress)
+    if dry_run:
+        return report
+    if preview is not None:
+        report.preview = run_preview_pass(
+            output_dir, executor, years=years, zones=zones, mode=preview.mode,
+            bands=preview.bands, seed=preview.seed, sample=preview.sample,
+            force=preview.force, max_in_flight=max_in_flight, on_progress=on_progress)
+    if catalog:
+        report.catalog = write_catalog(output_dir)
+    return report

@@ -1,0 +1,173 @@
+"""Opened zone stores and point look-ups in them.
+
+Points are routed to the store of their UTM zone (canonical EPSG:326ZZ northings, negative
+south of the equator), as the builder placed them, under the seam rule of ``seams``. One
+dequantisation rule everywhere: ``value = int8 embedding × float32 scale``, NaN where the
+scale is NaN (no data). No xarray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from geotessera.errors import StoreError, StoreNotFoundError
+from geotessera.read.project import dequantise, transformer
+from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance_m
+from geotessera.read.sources import Source, stores_of
+from geotessera.store.location import Location
+from geotessera.store.meta import StoreMeta, open_root, read_meta
+from geotessera.store.pointread import PointReader
+from geotessera.tiles import utm_zone
+from geotessera.types import Level
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneStore:
+    """An opened, complete zone store (metadata parsed once)."""
+
+    meta: StoreMeta
+    root: Any  # the zarr root group, opened by geotessera.store
+    location: Location
+    _readers: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def open(cls, href: Any, allow_incomplete: bool = False) -> ZoneStore:
+        """Open a path, URL or zarr Store; raise StoreError if it is not a zone store or its
+        build is not complete."""
+        loc = Location.parse(href)
+        root = open_root(loc)
+        meta = read_meta(root, str(loc))
+        if not (allow_incomplete or meta.passes.get("build")):
+            raise StoreError(loc, "build not complete (geotessera:build_complete is not "
+                                   "true); pass allow_incomplete=True to read it anyway")
+        return cls(meta, root, loc)
+
+    def arrays(self, level: Level) -> tuple[Any, Any]:
+        return self.root[f"{level.path}/embeddings"], self.root[f"{level.path}/scales"]
+
+    def fractional(self, level: Level, lon: np.ndarray, lat: np.ndarray):
+        """(row, col) of lon/lat in ``level``'s pixels, fractional (pixel centres at .5)."""
+        x, y = transformer("EPSG:4326", f"EPSG:{self.meta.epsg}").transform(lon, lat)
+        return level.grid.rowcol(np.asarray(x), np.asarray(y))
+
+    def sample(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """(n, bands) float32 at the finest level; NaN outside the grid or without data."""
+        level = self.meta.levels[0]
+        emb_arr, sc_arr = self.arrays(level)
+        fr, fc = self.fractional(level, lon, lat)
+        out = np.full((len(lon), emb_arr.shape[0]), np.nan, np.float32)
+        inside = _inside(fr, fc, level.shape)
+        if not inside.any():
+            return out
+        r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
+        sc = sc_arr.vindex[r, c]
+        empty = np.flatnonzero(~np.isfinite(sc))
+        if empty.size:
+            r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[inside][empty],
+                                         lat[inside][empty])
+            if crack.any():
+                i = empty[crack]
+                r[i], c[i] = r2[crack], c2[crack]
+                sc[i] = sc_arr.vindex[r[i], c[i]]
+        have = np.isfinite(sc)  # read embeddings only where there is data
+        if have.any():
+            vectors = self._vectors(level, emb_arr, r[have], c[have])
+            out[np.flatnonzero(inside)[have]] = dequantise(vectors, sc[have][:, None])
+        return out
+
+    def _vectors(self, level: Level, emb_arr: Any, r: np.ndarray,
+                 c: np.ndarray) -> np.ndarray:
+        """(n, bands) int8: the direct point reader where the layout is ours (kept, so shard
+        indexes are read once per store), zarr's coordinate selection otherwise."""
+        if level.path not in self._readers:
+            self._readers[level.path] = PointReader.open(self.location,
+                                                         f"{level.path}/embeddings")
+        if (reader := self._readers[level.path]) is not None:
+            return reader.vectors(r, c)
+        bands = np.arange(emb_arr.shape[0])
+        return emb_arr.vindex[bands[:, None], r[None, :], c[None, :]].T
+
+
+def _inside(fr: np.ndarray, fc: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (fr >= 0) & (fr < shape[0]) & (fc >= 0) & (fc < shape[1])
+
+
+def parse_points(points: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat) float64 copies of (n, 2) lon/lat pairs or of one pair; ValueError otherwise."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim == 1 and pts.size == 2:
+        pts = pts[None, :]
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be (lon, lat) pairs, shape (n, 2); got {pts.shape}")
+    return pts[:, 0].copy(), pts[:, 1].copy()
+
+
+def zones_of(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """UTM zone of each point (tiles.utm_zone), 0 for a non-finite or out-of-range point."""
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+    return np.array([utm_zone(v) if good else 0 for v, good in zip(lon.tolist(), ok)], int)
+
+
+class Reader:
+    """The stores of one year in one source, each opened on first use and kept open."""
+
+    def __init__(self, source: Source, year: int, *, allow_incomplete: bool = False) -> None:
+        self.stores = stores_of(source, year)
+        self.allow_incomplete = allow_incomplete
+        self._open: dict[int, ZoneStore | None] = {}
+
+    def zone(self, zone: int) -> ZoneStore | None:
+        """The store of ``zone``, or None when the source has none for it."""
+        if zone not in self._open:
+            href = self.stores.href(zone)
+            try:
+                self._open[zone] = href and ZoneStore.open(href, self.allow_incomplete)
+            except StoreNotFoundError:
+                if self.stores.listed:
+                    raise
+                self._open[zone] = None  # a URL source: no store by that name
+        return self._open[zone]
+
+    def bands(self) -> int:
+        for zone in sorted(self.stores.hrefs) or sorted(z for z, s in self._open.items() if s):
+            if (zs := self.zone(zone)) is not None:
+                return zs.meta.bands or zs.arrays(zs.meta.levels[0])[0].shape[0]
+        raise StoreError(self.stores.source, f"no zone store for year {self.stores.year} "
+                                             f"(tried zones {sorted(self._open)})")
+
+    def sample(self, points: Any) -> np.ndarray:
+        """(n, bands) float32 vectors at lon/lat ``points``, each from its own zone's store
+        (with the zone-edge crack rule), else from an adjacent zone's store that has data
+        there; NaN rows where none has (water, outside every store)."""
+        lon, lat = parse_points(points)
+        zones = zones_of(lon, lat)
+        parts = []
+        for z in sorted(set(zones.tolist()) - {0}):
+            if (zs := self.zone(z)) is not None:
+                sel = zones == z
+                parts.append((sel, zs.sample(lon[sel], lat[sel])))
+        out = np.full((len(lon), parts[0][1].shape[1] if parts else self.bands()), np.nan,
+                      np.float32)
+        for sel, vals in parts:
+            out[sel] = vals
+        self._from_neighbours(out, lon, lat, zones)
+        return out
+
+    def _from_neighbours(self, out: np.ndarray, lon: np.ndarray, lat: np.ndarray,
+                         zones: np.ndarray) -> None:
+        """Rows still without data, within NEIGHBOUR_REACH_M of their zone's edge, take the
+        adjacent zones' stores where those have data (their tiles' rasters reach a little
+        beyond their own zone's edge)."""
+        todo = np.isnan(out[:, 0]) & (zones > 0)
+        todo[todo] = edge_distance_m(lon[todo], lat[todo], zones[todo]) < NEIGHBOUR_REACH_M
+        for z in sorted(set(zones[todo].tolist())):
+            for other in ((z - 2) % 60 + 1, z % 60 + 1):
+                sel = np.flatnonzero(todo & (zones == z) & np.isnan(out[:, 0]))
+                if sel.size and (zs := self.zone(other)) is not None:
+                    vals = zs.sample(lon[sel], lat[sel])
+                    have = ~np.isnan(vals[:, 0])
+                    out[sel[have]] = vals[have]

@@ -1,0 +1,285 @@
+"""Where the tool reads and writes: a local path, ``file://``, ``s3://`` or (read-only) ``http(s)://``.
+
+A ``Location`` is a small frozen value (URL plus storage options), so it pickles into tasks
+and each worker opens what it needs from it. Every byte the tool moves goes through
+``obstore`` (the same code for local disks and object stores), and zarr sees the location as
+a ``LocalStore`` (local) or zarr's ``ObjectStore`` over obstore (remote). Credentials and the
+endpoint come from the standard AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``,
+``AWS_ALLOW_HTTP``, …), read by obstore itself; storage options override them.
+
+Guarantee: ``child`` only descends. A name with ``..``, an empty part, a backslash or a
+leading ``/`` is refused, so a name read from a registry, journal or store can never point
+outside the location it is joined to.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from geotessera.errors import LocationError, LocationNotFoundError
+
+REMOTE_SCHEMES = ("s3", "http", "https")
+READ_ONLY_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A directory-like place: ``url`` is ``file:///abs/path``, ``s3://bucket/prefix`` or
+    ``https://host/path`` (no trailing slash); ``options`` are obstore storage options."""
+
+    url: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, where: str | os.PathLike[str] | Location,
+              options: Mapping[str, str] | None = None) -> Location:
+        """A Location from a path, a URL or a Location (``options`` replace its options)."""
+        if isinstance(where, Location):
+            return where if options is None else cls(where.url, _opts(options))
+        text = os.fspath(where)
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+        if scheme == "":
+            url = Path(text).expanduser().absolute().as_uri()
+        elif scheme == "file":
+            url = Path(unquote(urlsplit(text).path)).as_uri()
+        elif scheme in REMOTE_SCHEMES:
+            parts = urlsplit(text)
+            if not parts.netloc:
+                raise LocationError(text, "URL names no bucket or host")
+            url = f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
+        else:
+            raise LocationError(text, f"unsupported scheme {scheme!r} (use a path, file://, "
+                                      "s3://, http:// or https://)")
+        return cls(url.rstrip("/") if url != "file:///" else url, _opts(options))
+
+    # --- naming ------------------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split("://", 1)[0]
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheme == "file"
+
+    @property
+    def read_only(self) -> bool:
+        return self.scheme in READ_ONLY_SCHEMES
+
+    @property
+    def path(self) -> Path:
+        """The local path; LocationError for a remote location."""
+        if not self.is_local:
+            raise LocationError(self.url, "not a local path")
+        return Path(unquote(urlsplit(self.url).path))
+
+    @property
+    def name(self) -> str:
+        return unquote(self.url.rstrip("/").rsplit("/", 1)[-1])
+
+    @property
+    def parent(self) -> Location:
+        head = self.url.rstrip("/").rsplit("/", 1)[0]
+        return Location(head if "://" in head[:-1] and not head.endswith(":/") else self.url,
+                        self.options)
+
+    def child(self, *parts: str) -> Location:
+        """The location ``parts`` below this one (each part may hold ``/``-separated names).
+
+        Raises LocationError for any part that would not descend."""
+        names = [n for p in parts for n in check_relative(p, self.url).split("/")]
+        return Location("/".join([self.url.rstrip("/"), *(quote(n) for n in names)]),
+                        self.options)
+
+    def __str__(self) -> str:
+        return str(self.path) if self.is_local else self.url
+
+    def __fspath__(self) -> str:  # only local locations are paths
+        return str(self.path)
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def obstore(self) -> Any:
+        """An obstore store rooted here (cached per process)."""
+        return _obstore(self.url, self.options)
+
+    def zarr_store(self, *, read_only: bool = True) -> Any:
+        """A zarr store for this location: ``LocalStore`` on disk, zarr's ``ObjectStore`` over
+        obstore elsewhere (``read_only`` forced for http(s))."""
+        from zarr.storage import LocalStore, ObjectStore
+
+        if self.is_local:
+            return LocalStore(self.path, read_only=read_only)
+        return ObjectStore(self.obstore(), read_only=read_only or self.read_only)
+
+    # --- objects below this location (keys are relative, ``/``-separated) --------------------
+
+    def read(self, key: str) -> bytes:
+        """The whole object; LocationNotFound when it does not exist."""
+        import obstore
+
+        try:
+            return bytes(obstore.get(self.obstore(), _key(key, self.url)).bytes())
+        except FileNotFoundError as e:
+            raise LocationNotFoundError(self._show(key), "no such object") from e
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object (one range request)."""
+        import obstore
+
+        try:
+            return bytes(obstore.get_range(self.obstore(), _key(key, self.url),
+                                           start=start, end=end))
+        except FileNotFoundError as e:
+            raise LocationNotFoundError(self._show(key), "no such object") from e
+
+    def read_suffix(self, key: str, length: int) -> bytes:
+        """The last ``length`` bytes of an object (one suffix range request)."""
+        import obstore
+
+        try:
+            res = obstore.get(self.obstore(), _key(key, self.url),
+                              options={"range": {"suffix": length}})
+            return bytes(res.bytes())
+        except FileNotFoundError as e:
+            raise LocationNotFoundError(self._show(key), "no such object") from e
+
+    def size(self, key: str) -> int | None:
+        """Size in bytes, or None when the object does not exist."""
+        import obstore
+
+        try:
+            return int(obstore.head(self.obstore(), _key(key, self.url))["size"])
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        """Replace an object in one PUT (readers see the old or the new bytes, never part)."""
+        import obstore
+
+        self._writable()
+        obstore.put(self.obstore(), _key(key, self.url), data)
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Create an object only if it does not exist (``If-None-Match: *`` on S3, ``O_EXCL``
+        on disk); False when it already existed."""
+        import obstore
+        from obstore.exceptions import AlreadyExistsError
+
+        self._writable()
+        try:
+            obstore.put(self.obstore(), _key(key, self.url), data, mode="create")
+        except AlreadyExistsError:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        """Delete an object; a missing object is not an error."""
+        import obstore
+
+        self._writable()
+        try:
+            obstore.delete(self.obstore(), _key(key, self.url))
+        except FileNotFoundError:
+            pass
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys of every object below ``prefix`` (relative to this location), any order."""
+        import obstore
+
+        pre = _key(prefix, self.url) if prefix else None
+        try:
+            for batch in obstore.list(self.obstore(), pre):
+                for meta in batch:
+                    yield meta["path"]
+        except FileNotFoundError:
+            return
+
+    def dirs(self) -> list[str]:
+        """Names of the "directories" (common prefixes) directly below this location, sorted."""
+        import obstore
+
+        try:
+            found = obstore.list_with_delimiter(self.obstore(), None)
+        except FileNotFoundError:
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def delete_tree(self, prefix: str = "") -> int:
+        """Delete every object below ``prefix``; returns how many."""
+        keys = list(self.keys(prefix))
+        for k in keys:
+            self.delete(k)
+        if self.is_local:  # obstore leaves empty directories behind on disk
+            _prune_dirs(self.path / prefix if prefix else self.path)
+        return len(keys)
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise LocationError(self.url, "http(s) locations are read-only")
+
+    def _show(self, key: str) -> str:
+        return str(self.child(key)) if key else str(self)
+
+
+def check_relative(name: str, where: str = "") -> str:
+    """``name`` if it is a relative, descending ``/``-separated name; LocationError if not."""
+    parts = name.split("/")
+    if (not name or name.startswith("/") or "\\" in name or "\x00" in name
+            or any(p in ("", ".", "..") for p in parts) or ":" in parts[0]):
+        raise LocationError(where or name, f"{name!r} is not a plain relative name")
+    return name
+
+
+def _key(key: str, where: str) -> str:
+    return check_relative(key, where)
+
+
+def _opts(options: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in (options or {}).items()))
+
+
+def _prune_dirs(top: Path) -> None:
+    if not top.is_dir():
+        return
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
+@lru_cache(maxsize=64)
+def _obstore(url: str, options: tuple[tuple[str, str], ...]) -> Any:
+    from obstore.store import HTTPStore, LocalStore, S3Store
+
+    scheme = url.split("://", 1)[0]
+    if scheme == "file":
+        path = Path(unquote(urlsplit(url).path))
+        path.mkdir(parents=True, exist_ok=True)
+        return LocalStore(path)
+    opts = dict(options)
+    if scheme == "s3":
+        client = {k: opts.pop(k) for k in list(opts) if k in _CLIENT_OPTIONS}
+        if _env_true("AWS_ALLOW_HTTP") and "allow_http" not in client:
+            client["allow_http"] = "true"
+        return S3Store.from_url(url, config=opts or None, client_options=client or None)
+    return HTTPStore.from_url(url, client_options=opts or None)
+
+
+#: Storage options that obstore takes as client options rather than S3 configuration.
+_CLIENT_OPTIONS = frozenset({"allow_http", "allow_invalid_certificates", "timeout",
+                             "connect_timeout", "user_agent", "proxy_url"})
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")

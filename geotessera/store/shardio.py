@@ -1,0 +1,207 @@
+"""Whole ``sharding_indexed`` shards, encoded here and moved as single objects.
+
+Written by hand, from the Zarr v3 sharding specification, for two measured reasons:
+zarr-python keeps every compressed inner chunk and then joins them before the store write
+(about twice the encoded shard on top of the raw one: +195 MiB for a 93 MiB shard), and its
+coordinate selection costs ~0.4 ms per inner chunk, more than reading and decoding it. The
+layout is parsed from the array's ``zarr.json`` (the spec's JSON, not zarr's classes), each
+inner chunk goes through the optional transpose and zstd (numcodecs, as zarr uses), chunks in
+the spec's Morton order, all-fill chunks omitted, then the index of little-endian uint64
+(offset, length) pairs (2⁶⁴−1 for a missing chunk) and its CRC32C. The bytes equal zarr's own
+write for the same metadata (tested). Only public interfaces are used, so a zarr upgrade
+cannot change them silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import google_crc32c
+import numpy as np
+from numcodecs import Zstd
+
+from geotessera.errors import StoreError
+from geotessera.store.location import Location
+
+MISSING = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLayout:
+    """The one sharded layout this module reads and writes: inner chunks through an optional
+    ``transpose``, ``bytes`` (little endian) and ``zstd``; index ``bytes`` + ``crc32c`` at
+    the end; default chunk key encoding."""
+
+    shape: tuple[int, ...]
+    shard: tuple[int, ...]
+    chunk: tuple[int, ...]
+    dtype: str
+    zstd_level: int
+    transpose: tuple[int, ...] | None = None
+    separator: str = "/"
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Inner chunks per shard on each axis."""
+        return tuple(s // c for s, c in zip(self.shard, self.chunk, strict=True))
+
+    @property
+    def index_nbytes(self) -> int:
+        return int(np.prod(self.grid)) * 16 + 4
+
+    def key(self, coords: tuple[int, ...]) -> str:
+        """The shard's object key below the array (``c/0/1/2``)."""
+        return self.separator.join(["c", *map(str, coords)])
+
+    @classmethod
+    def from_metadata(cls, doc: dict) -> ShardLayout | None:
+        """The layout of an array's ``zarr.json`` document, or None if it is another one."""
+        try:
+            (sharding,) = doc["codecs"]
+            cfg = sharding["configuration"]
+            inner = [c["name"] for c in cfg["codecs"]]
+            index = [c["name"] for c in cfg["index_codecs"]]
+            enc = doc.get("chunk_key_encoding", {"name": "default"})
+            if (sharding["name"] != "sharding_indexed" or index != ["bytes", "crc32c"]
+                    or cfg.get("index_location", "end") != "end"
+                    or inner not in (["bytes", "zstd"], ["transpose", "bytes", "zstd"])
+                    or enc["name"] != "default" or doc["data_type"] not in ("int8", "uint8")):
+                return None
+            zstd = cfg["codecs"][-1].get("configuration", {})
+            transpose = (tuple(cfg["codecs"][0]["configuration"]["order"])
+                         if inner[0] == "transpose" else None)
+            return cls(tuple(doc["shape"]), tuple(doc["chunk_grid"]["configuration"]
+                                                  ["chunk_shape"]),
+                       tuple(cfg["chunk_shape"]), doc["data_type"],
+                       int(zstd.get("level", 0)), transpose,
+                       enc.get("configuration", {}).get("separator", "/"))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def read_layout(store: Location, array_path: str) -> ShardLayout | None:
+    """The layout of the array at ``array_path`` in ``store`` (None if not ours)."""
+    try:
+        doc = json.loads(store.read(f"{array_path}/zarr.json"))
+    except ValueError as e:
+        raise StoreError(store.child(array_path, "zarr.json"), f"not JSON: {e}") from e
+    return ShardLayout.from_metadata(doc)
+
+
+@lru_cache(maxsize=16)
+def morton_order(grid: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """Coordinates of a chunk grid in the compressed Morton order of the sharding spec: bits
+    interleaved over the axes that still have bits, lowest first; out-of-grid codes skipped."""
+    bits = [(n - 1).bit_length() for n in grid]
+    out = []
+    for z in range(1 << sum(bits)):
+        coords, bit = [0] * len(grid), 0
+        for level in range(max(bits, default=0)):
+            for axis, nbits in enumerate(bits):
+                if level < nbits:
+                    coords[axis] |= ((z >> bit) & 1) << level
+                    bit += 1
+        if all(c < n for c, n in zip(coords, grid, strict=True)):
+            out.append(tuple(coords))
+    return tuple(out)
+
+
+def encode_shard(block: np.ndarray, layout: ShardLayout) -> Iterator[bytes]:
+    """The shard object of ``block`` (one whole shard, 0 = fill) as consecutive byte pieces:
+    the non-fill inner chunks, then the index and its CRC32C. Yields nothing when every chunk
+    is fill (such a shard is not stored)."""
+    index = np.full((*layout.grid, 2), MISSING, dtype="<u8")
+    codec = Zstd(level=layout.zstd_level)
+    offset = 0
+    for coords in morton_order(layout.grid):
+        chunk = block[tuple(slice(i * c, (i + 1) * c)
+                            for i, c in zip(coords, layout.chunk, strict=True))]
+        if not chunk.any():
+            continue
+        if layout.transpose is not None:
+            chunk = chunk.transpose(layout.transpose)
+        encoded = codec.encode(np.ascontiguousarray(chunk))
+        index[coords] = (offset, len(encoded))
+        offset += len(encoded)
+        yield encoded
+    if offset:
+        raw = index.tobytes()
+        yield raw + np.uint32(google_crc32c.value(raw)).tobytes()
+
+
+def write_shard(store: Location, array_path: str, coords: tuple[int, ...],
+                block: np.ndarray, layout: ShardLayout) -> int:
+    """Store one whole shard as one object (removing it when ``block`` is all fill); returns
+    the bytes written. Local files are written beside the target, fsynced and renamed, so a
+    shard is durable before this returns; elsewhere the object is one PUT (obstore uploads
+    large objects in parts and completes them at once)."""
+    key = f"{array_path}/{layout.key(coords)}"
+    pieces = encode_shard(block, layout)
+    if store.is_local:
+        return _write_local(store.path / key, pieces)
+    data = b"".join(pieces)
+    if data:
+        store.write(key, data)
+    else:
+        store.delete(key)
+    return len(data)
+
+
+def _write_local(path, pieces: Iterator[bytes]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")  # one writer per shard: no clash, no debris
+    size = 0
+    try:
+        with open(tmp, "wb") as f:
+            for piece in pieces:
+                f.write(piece)
+                size += len(piece)
+            f.flush()
+            os.fsync(f.fileno())
+        if size:
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+            return size
+        tmp.unlink()
+        path.unlink(missing_ok=True)
+        return 0
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_index(store: Location, key: str, layout: ShardLayout) -> np.ndarray | None:
+    """A shard's (offset, length) index, CRC-checked; None when the shard is not stored.
+
+    One suffix-range read. StoreError naming the shard when the checksum fails."""
+    try:
+        raw = store.read_suffix(key, layout.index_nbytes)
+    except FileNotFoundError:
+        return None
+    body, crc = raw[:-4], raw[-4:]
+    if len(raw) != layout.index_nbytes or (
+            np.uint32(google_crc32c.value(body)).tobytes() != crc):
+        raise StoreError(store.child(key), "shard index checksum mismatch (corrupt shard)")
+    return np.frombuffer(body, "<u8").reshape(*layout.grid, 2)
+
+
+def decode_chunk(raw: bytes, layout: ShardLayout) -> np.ndarray:
+    """One inner chunk in the array's axis order."""
+    dt = np.dtype(layout.dtype)
+    data = np.frombuffer(Zstd().decode(raw), dt)
+    if layout.transpose is None:
+        return data.reshape(layout.chunk)
+    stored = tuple(layout.chunk[i] for i in layout.transpose)
+    return data.reshape(stored).transpose(np.argsort(layout.transpose))
