@@ -1,0 +1,58 @@
+"""A content manifest of a build of a fixed small archive: one SHA-256 per stored object.
+
+Metadata documents are compared as JSON without the keys that name the time or the tool
+version of a build (``geotessera:build_time``, ``geotessera:version``), so a manifest pins
+every byte of data and every other byte of metadata. Written with the package-root API only,
+so the same script runs against older releases (that is how the committed manifest was made:
+with the code before the restructure, commit 32ffb90).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+VOLATILE = ("geotessera:build_time", "geotessera:version")
+
+
+def _strip(doc):
+    if isinstance(doc, dict):
+        return {k: _strip(v) for k, v in doc.items() if k not in VOLATILE}
+    if isinstance(doc, list):
+        return [_strip(v) for v in doc]
+    return doc
+
+
+def manifest(stores: Path) -> dict[str, str]:
+    """{relative object path: sha256} of every object of every store under ``stores``."""
+    out = {}
+    for p in sorted(stores.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        data = p.read_bytes()
+        if p.name == "zarr.json":
+            data = json.dumps(_strip(json.loads(data)), sort_keys=True).encode()
+        out[str(p.relative_to(stores))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def build_fixed(base: Path, out: Path) -> None:
+    """The fixed archive (two zones, both hemispheres, 160 m, 8 bands) built and previewed."""
+    import geotessera as gt
+
+    spec = gt.DemoSpec(pixel_size=160.0, bands=8, years=(2024,), missing_fraction=0.2)
+    gt.write_demo_archive(base, spec)
+    with ThreadPoolExecutor(2) as pool:
+        records = gt.scan_archive(base, pool, expected_bands=8).records
+        layout = gt.StoreLayout(shard_px=64, chunk_px=16, scales_chunk_px=32)
+        gt.build_stores(base, out, records, pool, layout=layout, max_in_flight=3)
+        gt.run_preview_pass(out, pool, max_in_flight=3)
+
+
+if __name__ == "__main__":  # python tests/golden.py WORKDIR > manifest.json
+    work = Path(sys.argv[1])
+    build_fixed(work / "archive", work / "stores")
+    print(json.dumps(manifest(work / "stores"), indent=1, sort_keys=True))
