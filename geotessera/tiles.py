@@ -28,7 +28,7 @@ def parse_tile_name(name: str) -> TileKey | None:
 
     The key is returned even when the centre is not at .x5; check ``TileKey.is_centred``.
     """
-    m = TILE_NAME_RE.match(name)
+    m = TILE_NAME_RE.fullmatch(name)  # not match: '$' would accept a trailing newline
     if not m:
         return None
     lon, lat = float(m.group(1)), float(m.group(2))

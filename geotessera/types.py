@@ -140,6 +140,30 @@ class StoreLayout:
             raise ValueError(f"zstd_level={self.zstd_level} outside 0..22")
 
 
+#: Largest raw shard a worker may assemble in memory: shard_px² × (bands + 4) bytes (int8
+#: embeddings plus float32 scales). 2 GiB: 1024 px at 128 bands is 132 MiB; 4096 px is 2.06 GiB.
+MAX_SHARD_BYTES = 2 * 1024**3
+
+
+def shard_bytes(shard_px: int, bands: int) -> int:
+    """Raw bytes of one assembled shard: ``shard_px² × (bands + 4)``."""
+    return shard_px * shard_px * (bands + 4)
+
+
+def check_shard_memory(shard_px: int, bands: int) -> None:
+    """ValueError naming the numbers when one shard would exceed ``MAX_SHARD_BYTES``."""
+    if (raw := shard_bytes(shard_px, bands)) > MAX_SHARD_BYTES:
+        raise ValueError(
+            f"shard_px={shard_px} at {bands} bands needs {raw:,} bytes per shard in each "
+            f"worker (shard_px² × (bands + 4)), above the limit of {MAX_SHARD_BYTES:,} "
+            f"(2 GiB); largest allowed shard_px is {max_shard_px(bands)}")
+
+
+def max_shard_px(bands: int) -> int:
+    """The largest shard edge whose raw shard fits ``MAX_SHARD_BYTES``."""
+    return int((MAX_SHARD_BYTES // (bands + 4)) ** 0.5)
+
+
 Affine6 = tuple[float, float, float, float, float, float]
 
 

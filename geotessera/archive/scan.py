@@ -141,12 +141,14 @@ def _inspect(task: InspectTask, rec: TileRecord) -> TileRecord:
     h, w, bands = emb_shape
     if bands != task.expected_bands:
         raise _Problem(rec.embeddings_path, f"{bands} bands, expected {task.expected_bands}")
-    if sc_shape not in ((h, w), (h, w, bands)):
-        raise _Problem(rec.scales_path, f"scales shape {sc_shape} does not match embeddings {emb_shape}")
+    # The landmask grid decides which file is wrong, so a header that lies about its shape
+    # (same byte count) is blamed on its own file, not on the one it disagrees with.
     grid = _landmask_grid(base, rec.landmask_path, task.key)
     if (grid.height, grid.width) != (h, w):
         raise _Problem(rec.embeddings_path,
                        f"embeddings are {h}x{w} but the tile grid is {grid.height}x{grid.width}")
+    if sc_shape not in ((h, w), (h, w, bands)):
+        raise _Problem(rec.scales_path, f"scales shape {sc_shape} does not match embeddings {emb_shape}")
     return replace(rec, pixel_size=grid.pixel_size, transform=grid.transform, height=h,
                    width=w, bands=bands, scales_ndim=len(sc_shape))
 

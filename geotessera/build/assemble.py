@@ -18,6 +18,7 @@ from rasterio.windows import Window as RioWindow
 
 from geotessera.errors import ArchiveError
 from geotessera.build.owner import choose_sources
+from geotessera.build.sources import refuse_vsi
 from geotessera.types import TileKey, Window
 from geotessera.zonegrid import ZoneGrid, core_windows
 
@@ -187,6 +188,7 @@ def _gather_scales(piece: PieceSource, rows: np.ndarray, cols: np.ndarray) -> np
 
 
 def _read_landmask(piece: PieceSource, tw: Window) -> np.ndarray:
+    refuse_vsi(piece.landmask, piece.landmask)  # GDAL would read /vsicurl/… over the network
     try:
         with rasterio.open(Path(piece.landmask)) as src:
             if (src.height, src.width) != piece.shape[:2]:

@@ -14,11 +14,12 @@ from typing import Any
 
 from geotessera.archive.registry import TileRecord
 from geotessera.build.assemble import PieceSource, ShardSpec
+from geotessera.build.sources import tile_files
 from geotessera.build.tasks import ShardTask
 from geotessera.errors import GridError, NoTilesError, SelectionError, TileProblemsError
 from geotessera.store.location import Location
 from geotessera.store.naming import store_name
-from geotessera.types import StoreLayout
+from geotessera.types import StoreLayout, check_shard_memory
 from geotessera.zonegrid import ShardIndexEntry, ZoneGrid, shard_index, zone_grid
 
 
@@ -104,6 +105,10 @@ def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZoneP
         if len(bands) != 1:
             raise GridError(f"zone {zone} year {year}: tiles disagree on band count "
                             f"{sorted(bands)}; scan with --bands to flag the odd ones")
+        try:  # the bound on a worker's memory, with the real band count
+            check_shard_memory(layout.shard_px, next(iter(bands)))
+        except ValueError as e:
+            raise GridError(f"zone {zone} year {year}: {e}") from e
         grids = {r.key: r.grid for r in recs}
         grid = zone_grid(zone, grids.values(), layout.shard_px)
         shards = tuple(shard_index(grid, grids))
@@ -113,22 +118,32 @@ def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZoneP
 
 def shard_tasks(plan: ZonePlan, base: Path, store: Location, layout: StoreLayout
                 ) -> list[ShardTask]:
-    by_key = {r.key: r for r in plan.tiles}
+    """The shard tasks of ``plan``. Tile files are derived from ``base`` and each tile's name
+    (``sources.tile_files``), never read from the registry row; raises ArchiveError for a
+    row that disagrees or a file that resolves outside ``base``."""
+    files = {r.key: tile_files(base, r) for r in plan.tiles}
+    shapes = {r.key: (r.height, r.width, plan.bands) for r in plan.tiles}
     tasks = []
     for entry in plan.shards:
         pieces = tuple(
             PieceSource(
                 key=p.key, tile_window=p.tile_window, shard_window=p.shard_window,
-                embeddings=str(base / by_key[p.key].embeddings_path),
-                scales=str(base / by_key[p.key].scales_path),
-                landmask=str(base / by_key[p.key].landmask_path),
-                shape=(by_key[p.key].height, by_key[p.key].width, plan.bands),
+                embeddings=str(files[p.key].embeddings), scales=str(files[p.key].scales),
+                landmask=str(files[p.key].landmask), shape=shapes[p.key],
             )
             for p in entry.pieces
         )
         spec = ShardSpec(plan.grid, entry.row, entry.col, pieces)
         tasks.append(ShardTask(str(store), spec, layout.pixel_major))
     return tasks
+
+
+def check_sources(plans: Iterable[ZonePlan], base: Path) -> None:
+    """Raise ArchiveError before anything is written if any planned tile's files are not
+    the archive's own (see ``sources.tile_files``)."""
+    for plan in plans:
+        for rec in plan.tiles:
+            tile_files(base, rec)
 
 
 def plan_id(plan: ZonePlan, layout: StoreLayout) -> str:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from geotessera import __version__
-from geotessera.build.plan import ZonePlan, plan_id, plan_zones, select, shard_tasks
+from geotessera.build.plan import (
+    ZonePlan,
+    check_sources,
+    plan_id,
+    plan_zones,
+    select,
+    shard_tasks,
+)
 from geotessera.build.tasks import ShardResult, write_shard
 from geotessera.errors import ShardWriteError, TaskFailed
 from geotessera.parallel import ProgressFn, run_tasks
@@ -146,11 +153,13 @@ def build_stores(
     """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection.
 
     Raises TileProblemsError before writing anything if the selection has problem tiles
-    (unless ``skip_bad``), LockedError if another build holds one of the stores, and
+    (unless ``skip_bad``), ArchiveError before writing anything if a registry row names files
+    other than the archive's own for its tile (or one resolves outside ``base``), LockedError if another build holds one of the stores, and
     ShardWriteError if any shard fails (earlier stores of the run are already published).
     """
     good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
+    check_sources(report.plans, Path(base))
     if dry_run:
         return report
     check_writable(Path(output_dir))

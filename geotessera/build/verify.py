@@ -2,8 +2,11 @@
 
 Pixel comparison re-assembles shards from the source tiles under the same overlap and
 no-data rules the build used and demands exact equality (NaN equals NaN). ``full`` compares
-every non-empty shard; otherwise a seeded sample of ``sample`` shards. Every shard object
-listed in the store is checked against the plan in both modes.
+every non-empty shard; otherwise a seeded sample of ``sample`` shards (a single damaged shard
+among N non-empty ones is found by the comparison with probability min(1, sample / N)). In
+both modes every stored embeddings shard object of every level is checked against the plan
+and for integrity (index CRC32C, index bounds, a seeded decode of two inner chunks), and
+every metadata document is decoded and compared with the consolidated metadata.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from geotessera.archive.scan import InspectTask, inspect_tile
 from geotessera.build.assemble import assemble
 from geotessera.build.plan import plan_zones, shard_tasks
 from geotessera.build.tasks import ShardTask
-from geotessera.errors import GeoTesseraError
+from geotessera.errors import GeoTesseraError, StoreError
 from geotessera.parallel import imap_unordered
 from geotessera.store.location import Location
+from geotessera.store.meta import metadata_problems
+from geotessera.store.shardio import IntegrityTask, check_integrity, read_layout
 from geotessera.store.zone import (
     EMBEDDINGS,
     SCALES,
@@ -38,6 +43,9 @@ from geotessera.tiles import parse_tile_name
 class VerifyReport:
     store: str
     problems: list[str] = field(default_factory=list)
+    shards_checked: int = 0  # stored shard objects whose index CRC32C was checked
+    chunks_decoded: int = 0  # inner chunks decoded by that check
+    shards_nonempty: int = 0  # shards the plan fills (the pixel comparison draws from these)
     shards_compared: int = 0
     pixels_compared: int = 0
     pixels_mismatched: int = 0
@@ -87,8 +95,12 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     report = VerifyReport(str(store))
     try:
         root = open_root(store)
-    except (FileNotFoundError, ValueError) as e:
-        report.problems.append(f"{store}: not a zarr v3 store ({e})")
+        documents = metadata_problems(Location.parse(store), listing=True)
+    except StoreError as e:
+        report.problems.append(str(e))
+        return report
+    report.problems += [f"{where}: {problem}" for where, problem in documents]
+    if documents:  # every later check reads these documents
         return report
     report.problems += check_metadata(store, root)
     if report.problems and "geotessera:zone" not in root.attrs:
@@ -97,7 +109,9 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     if plan is None:
         return report
     report.problems += _check_shard_objects(store, root, plan)
+    _check_integrity(store, root, executor, seed, report)
     tasks = shard_tasks(plan, base, Location.parse(store), layout_of(store))
+    report.shards_nonempty = len(tasks)
     if not full:
         tasks = sorted(random.Random(seed).sample(tasks, min(sample, len(tasks))),
                        key=lambda t: (t.spec.row, t.spec.col))
@@ -114,13 +128,42 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     return report
 
 
+def _check_integrity(store: Path, root, executor: Executor, seed: int,
+                     report: VerifyReport) -> None:
+    """Every stored embeddings shard object of every level: index CRC32C, index inside the
+    object, and a seeded decode of two inner chunks (so any flipped index byte is found)."""
+    loc = Location.parse(store)
+    tasks = []
+    for entry in root.attrs["multiscales"]["layout"]:
+        path = f"{entry['asset']}/{EMBEDDINGS}"
+        layout = read_layout(loc, path)
+        if layout is None:
+            report.problems.append(f"{store}/{path}: not the sharded layout this tool writes")
+            continue
+        grid = stored_chunks(store, root[path])
+        tasks += [IntegrityTask(loc, path, tuple(int(i) for i in rc), layout, seed=seed)
+                  for rc in np.argwhere(grid)]
+    for _, (decoded, problem) in imap_unordered(check_integrity, tasks, executor):
+        report.shards_checked += 1
+        report.chunks_decoded += decoded
+        if problem:
+            report.problems.append(problem)
+
+
 def _plan(store: Path, base: Path, root, report: VerifyReport):
     """The plan the store should have been built from, re-derived from the source tiles."""
     zone, year = root.attrs["geotessera:zone"], root.attrs["geotessera:year"]
     emb = root["L0"][EMBEDDINGS]
     records: list[TileRecord] = []
+    if not isinstance(year, int) or isinstance(year, bool):
+        report.problems.append(f"{store}/zarr.json: geotessera:year {year!r} is not a year")
+        return None
     for name in root.attrs.get("geotessera:tiles", []):
-        key = parse_tile_name(name)
+        key = parse_tile_name(name) if isinstance(name, str) else None
+        if key is None:  # the store is data: a name like '../x' must not become a path
+            report.problems.append(f"{store}/zarr.json: geotessera:tiles lists {name!r}, "
+                                   "which is not a tile name")
+            return None
         rec = inspect_tile(InspectTask(str(base.resolve()), year, name, key, emb.shape[0]))
         if rec.issue:
             report.problems.append(f"{base / rec.issue[0]}: {rec.issue[1]}")

@@ -14,7 +14,7 @@ from geotessera.errors import SelectionError
 from geotessera.parallel import default_workers, process_pool
 from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.archive.scan import ScanResult
-from geotessera.types import N_BANDS, StoreLayout
+from geotessera.types import N_BANDS, StoreLayout, check_shard_memory
 from geotessera.pipeline import PreviewOptions, scan, zarr_build
 from geotessera.cli._output import Output, common, err
 from geotessera.cli.preview import preview_doc, print_preview, rgb_options
@@ -80,8 +80,9 @@ def scan_cmd(out: Output, base_dir: Path, registry: Path | None, years, bands: i
 
 
 def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
-            pixel_major: bool) -> StoreLayout:
+            pixel_major: bool, bands: int = N_BANDS) -> StoreLayout:
     try:
+        check_shard_memory(shard_px, bands)
         return StoreLayout(shard_px, chunk_px, scales_chunk_px, zstd_level, pixel_major)
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
@@ -129,7 +130,7 @@ def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: 
     """Build one Zarr v3 store per UTM zone and year from BASE_DIR, then the preview pass
     (rgba, overviews) and the STAC catalog."""
     rgb_opts = {k: opts.pop(k) for k in ("mode", "rgb_bands", "rgb_seed", "rgb_force")}
-    layout = _layout(**opts)
+    layout = _layout(**opts, bands=bands)
     if rgb_only and (no_rgb or dry_run):
         raise click.UsageError("--rgb-only cannot be combined with --no-rgb or --dry-run")
     try:

@@ -92,10 +92,25 @@ def _info_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _degrees(limit: float):
+    """A click callback: every value finite and within ±``limit`` degrees, else exit 2."""
+
+    def check(ctx: click.Context, param: click.Parameter, values: tuple[float, ...]):
+        for v in values:
+            if not (math.isfinite(v) and -limit <= v <= limit):
+                raise click.BadParameter(f"{v!r} is not a finite value in "
+                                         f"[-{limit:g}, {limit:g}] degrees", ctx, param)
+        return values
+
+    return check
+
+
 @click.command("sample")
 @click.argument("source")
-@click.option("--lon", type=float, multiple=True, required=True, help="Longitude (repeatable).")
-@click.option("--lat", type=float, multiple=True, required=True, help="Latitude (repeatable).")
+@click.option("--lon", type=float, multiple=True, required=True, callback=_degrees(180),
+              help="Longitude in [-180, 180] (repeatable).")
+@click.option("--lat", type=float, multiple=True, required=True, callback=_degrees(90),
+              help="Latitude in [-90, 90] (repeatable).")
 @click.option("--year", type=int, required=True)
 @click.option("--allow-incomplete", is_flag=True, help="Read stores whose build is unfinished.")
 @common

@@ -33,7 +33,9 @@ def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool
     doc = {"status": "ok", **asdict(report)}
 
     def human() -> None:
-        click.echo(f"{report.store}: {report.shards_compared} shard(s), "
+        click.echo(f"{report.store}: {report.shards_checked} stored shard object(s) "
+                   f"index-checked (CRC32C, {report.chunks_decoded} chunk(s) decoded); "
+                   f"{report.shards_compared} of {report.shards_nonempty} non-empty shard(s), "
                    f"{report.pixels_compared} pixels compared, "
                    f"{report.pixels_mismatched} mismatched, {len(report.problems)} problem(s)")
         for p in report.problems:

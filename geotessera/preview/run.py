@@ -38,6 +38,7 @@ from geotessera.preview.sample import SampleSpec, year_stretch
 from geotessera.preview.stretch import Stretch
 from geotessera.store import attrs as md
 from geotessera.store.location import Location
+from geotessera.store.meta import metadata_problems
 from geotessera.store.naming import find_stores as find_named
 from geotessera.store.zone import (
     EMBEDDINGS,
@@ -83,10 +84,9 @@ def find_stores(output_dir: Location | str | Path, years: Iterable[int] | None =
 
 
 def _store_info(path: Location) -> StoreInfo:
-    try:
-        root = open_root(path)
-    except FileNotFoundError as e:
-        raise StoreError(path, "not a zarr v3 group") from e
+    if problems := metadata_problems(path):  # damaged or disagreeing documents: exit 1
+        raise StoreError(*problems[0])
+    root = open_root(path)
     if root.attrs.get("geotessera:build_complete") is not True:
         raise StoreError(path, "build incomplete (geotessera:build_complete is not true); "
                                "rerun zarr-build")

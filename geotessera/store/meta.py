@@ -7,14 +7,21 @@ at all, naming the location).
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zarr
 
-from geotessera.errors import StoreError, StoreNotFoundError
-from geotessera.store.location import Location
+from geotessera.errors import (
+    LocationError,
+    LocationNotFoundError,
+    StoreError,
+    StoreNotFoundError,
+)
+from geotessera.store.location import Location, check_relative
 from geotessera.types import Level, PixelGrid
 
 
@@ -52,16 +59,126 @@ class StoreMeta:
 
 def open_root(href: Location | str | Path) -> zarr.Group:
     """Open a store's root group read-only (consolidated metadata when present); ``href`` is
-    a path, a URL or a Location."""
+    a path, a URL or a Location.
+
+    Before trusting consolidated metadata, every node document it lists is read and compared
+    with it (one small read per node), so a damaged or disagreeing ``zarr.json`` anywhere is
+    a StoreError naming the store and the file, never hidden and never an internal error.
+    """
     loc = Location.parse(href)
-    try:
+    if problems := metadata_problems(loc):
+        raise StoreError(*problems[0])
+    with decoding(loc, ROOT_DOC):
         return zarr.open_group(store=loc.zarr_store(read_only=True), mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
-        raise StoreNotFoundError(loc, "not a zarr v3 group") from e
+
+
+ROOT_DOC = "zarr.json"
+#: What zarr and the JSON decoder raise for a damaged document (UnicodeDecodeError and
+#: JSONDecodeError are ValueErrors).
+DECODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, zarr.errors.BaseZarrError)
+
+
+@contextmanager
+def decoding(loc: Location, key: str):
+    """The one place that turns zarr's and JSON's decode errors into
+    ``StoreError("<store>/<key>", problem)``; a missing root is StoreNotFoundError."""
+    try:
+        yield
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, LocationNotFoundError) as e:
+        if key == ROOT_DOC:
+            raise StoreNotFoundError(loc, "not a zarr v3 group") from e
+        raise StoreError(f"{loc}/{key}", f"missing ({e})") from e
+    except DECODE_ERRORS as e:
+        raise StoreError(f"{loc}/{key}", f"damaged metadata: {type(e).__name__}: {e}") from e
+
+
+def read_document(loc: Location, key: str) -> dict[str, Any]:
+    """A node's ``zarr.json`` as a dict: a Zarr v3 group or array document, else StoreError."""
+    with decoding(loc, key):
+        doc = json.loads(loc.read(key).decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or \
+                doc.get("node_type") not in ("group", "array"):
+            raise ValueError("not a Zarr v3 group or array document")
+        return doc
+
+
+def metadata_problems(loc: Location, *, listing: bool = False) -> list[tuple[str, str]]:
+    """(file, problem) for the root document and, when it has consolidated metadata, every
+    node it lists: unreadable, missing, or disagreeing with the consolidated entry.
+
+    With ``listing`` (for verify: it lists every object) also every ``zarr.json`` found in
+    the store: each must decode and open with zarr, and be in the consolidated metadata.
+    Raises StoreNotFoundError when there is no root document at all."""
+    root = read_document(loc, ROOT_DOC)
+    problems = _consolidated_problems(loc, root)
+    if listing:
+        problems += _listed_problems(loc, root)
+    return problems
+
+
+def _listed_problems(loc: Location, root: dict[str, Any]) -> list[tuple[str, str]]:
+    cons = (root.get("consolidated_metadata") or {}).get("metadata") or {}
+    problems = []
+    store = loc.zarr_store(read_only=True)
+    for key in sorted(k for k in loc.keys() if k.endswith(f"/{ROOT_DOC}") and "/c/" not in k):
+        path = key[: -len(ROOT_DOC) - 1]
+        try:
+            doc = read_document(loc, key)
+            with decoding(loc, key):
+                opener = zarr.open_array if doc["node_type"] == "array" else zarr.open_group
+                opener(store=store, path=path, mode="r", zarr_format=3,
+                       **({} if doc["node_type"] == "array" else {"use_consolidated": False}))
+        except StoreError as e:
+            problems.append((e.path, e.problem))
+            continue
+        if cons and path not in cons:
+            problems.append((f"{loc}/{key}", f"not in the consolidated metadata of "
+                                             f"{loc}/{ROOT_DOC}"))
+    return problems
+
+
+def _consolidated_problems(loc: Location, root: dict[str, Any]) -> list[tuple[str, str]]:
+    cons = root.get("consolidated_metadata")
+    if cons is None:
+        return []
+    entries = cons.get("metadata") if isinstance(cons, dict) else None
+    if not isinstance(entries, dict):
+        return [(f"{loc}/{ROOT_DOC}", "damaged metadata: consolidated_metadata has no "
+                                      "'metadata' mapping")]
+    problems = []
+    for path, entry in sorted(entries.items()):
+        try:  # the store is data: a listed path may not leave it (check_relative)
+            key = f"{check_relative(str(path), loc.url)}/{ROOT_DOC}"
+            doc = read_document(loc, key)
+        except (StoreError, LocationError) as e:
+            problems.append((e.path, e.problem))
+            continue
+        if (diff := _first_difference(doc, entry)) is not None:
+            problems.append((f"{loc}/{key}", f"disagrees with the consolidated metadata in "
+                                             f"{loc}/{ROOT_DOC} ({diff})"))
+    return problems
+
+
+def _first_difference(doc: dict[str, Any], entry: Any) -> str | None:
+    """The first top-level key whose value differs (a group's own consolidated block
+    aside), or None."""
+    if not isinstance(entry, dict):
+        return "the consolidated entry is not a document"
+    keys = (set(doc) | set(entry)) - {"consolidated_metadata"}
+    for k in sorted(keys):
+        if doc.get(k) != entry.get(k):
+            return f"{k!r}: {doc.get(k)!r} in the file, {entry.get(k)!r} consolidated"
+    return None
 
 
 def read_meta(root: zarr.Group, href: str) -> StoreMeta:
-    """Parse a zone store's root attributes; StoreError if it is not one."""
+    """Parse a zone store's root attributes; StoreError if it is not one (attributes of the
+    wrong type included: the message names the root document)."""
+    with decoding(Location.parse(href), ROOT_DOC):
+        return _read_meta(root, href)
+
+
+def _read_meta(root: zarr.Group, href: str) -> StoreMeta:
     attrs = root.attrs.asdict()
     need = ("multiscales", "proj:code", "geotessera:zone", "geotessera:year")
     if missing := [k for k in need if k not in attrs]:

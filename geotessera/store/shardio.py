@@ -205,3 +205,43 @@ def decode_chunk(raw: bytes, layout: ShardLayout) -> np.ndarray:
         return data.reshape(layout.chunk)
     stored = tuple(layout.chunk[i] for i in layout.transpose)
     return data.reshape(stored).transpose(np.argsort(layout.transpose))
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityTask:
+    """Check one stored shard object cheaply: its index CRC32C, that every index entry lies
+    inside the object, and a decode of ``decode`` inner chunks chosen with ``seed``."""
+
+    store: Location
+    array_path: str
+    coords: tuple[int, ...]
+    layout: ShardLayout
+    decode: int = 2
+    seed: int = 0
+
+
+def check_integrity(task: IntegrityTask) -> tuple[int, str | None]:
+    """(chunks decoded, problem or None) for one shard object; never raises for damage."""
+    key = f"{task.array_path}/{task.layout.key(task.coords)}"
+    where = f"{task.store}/{key}"
+    size = task.store.size(key)
+    try:
+        index = read_index(task.store, key, task.layout)
+    except StoreError as e:
+        return 0, f"{where}: {e.problem}"
+    if index is None or size is None:
+        return 0, f"{where}: listed but cannot be read"
+    entries = index.reshape(-1, 2)
+    stored = entries[entries[:, 0] != MISSING]
+    body = size - task.layout.index_nbytes
+    if len(stored) == 0 or (stored[:, 0] + stored[:, 1] > body).any():
+        return 0, f"{where}: shard index points outside the object's {body} data bytes"
+    rng = np.random.default_rng([task.seed, *task.coords])
+    picks = rng.choice(len(stored), size=min(task.decode, len(stored)), replace=False)
+    for offset, length in stored[np.sort(picks)]:
+        try:
+            decode_chunk(task.store.read_range(key, int(offset), int(offset + length)),
+                         task.layout)
+        except (ValueError, RuntimeError) as e:  # numcodecs raises RuntimeError on bad zstd
+            return 0, f"{where}: inner chunk at byte {int(offset)} does not decode ({e})"
+    return len(picks), None

@@ -24,6 +24,7 @@ from zarr.codecs import TransposeCodec, ZstdCodec
 from geotessera.errors import StoreError
 from geotessera.store import attrs as md
 from geotessera.store.location import Location
+from geotessera.store.meta import ROOT_DOC, decoding
 from geotessera.store.shardio import read_layout, write_shard
 from geotessera.types import Level, PixelGrid, StoreLayout
 
@@ -36,17 +37,28 @@ StoreLike = Location | str | Path
 
 
 def open_root(store: StoreLike, *, write: bool = False) -> zarr.Group:
-    """A store's root group, bypassing consolidated metadata (for writers and checkers)."""
+    """A store's root group, bypassing consolidated metadata (for writers and checkers).
+    A missing or damaged root document is a StoreError naming it (``meta.decoding``)."""
     loc = Location.parse(store)
-    return zarr.open_group(store=loc.zarr_store(read_only=not write),
-                           mode="r+" if write else "r", zarr_format=3, use_consolidated=False)
+    with decoding(loc, ROOT_DOC):
+        return zarr.open_group(store=loc.zarr_store(read_only=not write),
+                               mode="r+" if write else "r", zarr_format=3,
+                               use_consolidated=False)
 
 
 def open_level(store: StoreLike, path: str = "L0", *, write: bool = True) -> zarr.Group:
     """A level group of a store, bypassing consolidated metadata."""
     loc = Location.parse(store)
-    return zarr.open_group(store=loc.zarr_store(read_only=not write), path=path,
-                           mode="r+" if write else "r", zarr_format=3, use_consolidated=False)
+    with decoding(loc, f"{path}/{ROOT_DOC}"):
+        return zarr.open_group(store=loc.zarr_store(read_only=not write), path=path,
+                               mode="r+" if write else "r", zarr_format=3,
+                               use_consolidated=False)
+
+
+def open_array(group: zarr.Group, store: StoreLike, name: str) -> zarr.Array:
+    """``group[name]``, with a damaged or missing array document a StoreError naming it."""
+    with decoding(Location.parse(store), f"{group.path}/{name}/{ROOT_DOC}".lstrip("/")):
+        return group[name]
 
 
 # --- creating ----------------------------------------------------------------------------------
