@@ -66,6 +66,12 @@ CASES = [
     ("sample --lon 0.15 --lat 0.05 --year 2024 {out}", 0, ""),
     ("sample --lon 0.15 --lat 0.05 --year 1999 {out}", 1, "1999"),
     ("sample --lat 0.05 --year 2024 {out}", 2, "--lon"),
+    ("sample --lon 181 --lat 0.05 --year 2024 {out}", 2, "181.0 is not a finite value"),
+    ("sample --lon 0.15 --lat 91 --year 2024 {out}", 2, "91.0 is not a finite value"),
+    ("sample --lon nan --lat 0.05 --year 2024 {out}", 2, "nan is not a finite value"),
+    ("sample --lon 0.15 --lat -inf --year 2024 {out}", 2, "-inf is not a finite value"),
+    ("zarr-build {base} -o {root}/big --shard-px 131072", 2, "2,267,742,732,288 bytes"),
+    ("zarr-build {base} -o {root}/big --bands 4 --shard-px 32768", 2, "largest allowed"),
 ]
 
 

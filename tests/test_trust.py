@@ -209,3 +209,18 @@ def test_header_lie_at_scan_time_blames_the_embeddings_file(pristine, tmp_path):
 
     problems = json.loads(res.stdout)["problems"]
     assert [p["path"] for p in problems] == [EMB], problems
+
+
+def test_the_plan_bounds_a_workers_shard_memory_with_the_real_band_count(base):
+    from geotessera.archive.scan import scan_archive
+    from geotessera.build.plan import plan_zones
+    from geotessera.errors import GridError
+    from geotessera.types import StoreLayout, max_shard_px
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        records = [r for r in scan_archive(base, pool, expected_bands=4).records if r.usable]
+    ok = max_shard_px(4) // 16 * 16
+    assert plan_zones(records, StoreLayout(shard_px=ok, chunk_px=16, scales_chunk_px=16))
+    with pytest.raises(GridError, match=r"shard_px=32768 at 4 bands needs 8,589,934,592"):
+        plan_zones(records, StoreLayout(shard_px=32768, chunk_px=16, scales_chunk_px=16))

@@ -92,6 +92,12 @@ def decoding(loc: Location, key: str):
         raise StoreError(f"{loc}/{key}", f"damaged metadata: {type(e).__name__}: {e}") from e
 
 
+def is_damage(problem: str) -> bool:
+    """True for a problem of ``decoding`` (a document that is missing or does not decode),
+    as opposed to one that decodes but disagrees with the consolidated metadata."""
+    return problem.startswith(("damaged metadata", "missing"))
+
+
 def read_document(loc: Location, key: str) -> dict[str, Any]:
     """A node's ``zarr.json`` as a dict: a Zarr v3 group or array document, else StoreError."""
     with decoding(loc, key):

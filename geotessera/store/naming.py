@@ -32,14 +32,15 @@ class StoreRef:
 
 def find_stores(stores: Location | str | Path, years: Iterable[int] | None = None
                 ) -> list[StoreRef]:
-    """Every entry named ``utmZZ_YYYY.zarr`` directly under ``stores`` that holds a
-    ``zarr.json``, with its year in ``years`` (all years when None or empty), sorted by name.
-    Names alone decide what is a store candidate; opening it checks what it is."""
+    """Every entry named ``utmZZ_YYYY.zarr`` directly under ``stores``, with its year in
+    ``years`` (all years when None or empty), sorted by name. Names alone decide what is a
+    store candidate; opening it checks what it is (so one whose ``zarr.json`` is lost is a
+    StoreNotFoundError naming it, not silently left out)."""
     loc = Location.parse(stores)
     years = set(years) if years else None
     found = []
     for name in loc.dirs():
         m = STORE_RE.match(name)
-        if m and (years is None or int(m.group(2)) in years) and loc.exists(f"{name}/zarr.json"):
+        if m and (years is None or int(m.group(2)) in years):
             found.append(StoreRef(loc.child(name), int(m.group(1)), int(m.group(2))))
     return found

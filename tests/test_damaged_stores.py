@@ -1,0 +1,153 @@
+"""Damaged stores are exit 1 naming the store and the file from every command that reads
+stores, never exit 3 (issue 13, item 4); verify reports consolidated metadata that disagrees
+with the array documents, and checks every shard object's index (item 5)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geotessera.archive.demo import DemoSpec, write_demo_archive
+from geotessera.cli import cli
+
+SPEC = DemoSpec(lon_min=0.0, lon_max=0.2, lat_min=0.0, lat_max=0.1, pixel_size=400.0,
+                bands=4, years=(2024,))
+BUILD = ["--bands", "4", "-j", "1", "--shard-px", "32", "--chunk-px", "16",
+         "--scales-chunk-px", "32"]
+NAME = "utm31_2024.zarr"
+EMB_DOC = "L0/embeddings/zarr.json"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("damaged")
+    base, out = root / "archive", root / "stores"
+    write_demo_archive(base, SPEC)
+    res = CliRunner().invoke(cli, ["zarr-build", str(base), "-o", str(out), "-q", *BUILD])
+    assert res.exit_code == 0, res.stderr
+    return {"base": base, "out": out}
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(b"\xff\xfe\x00 not json at all \x9c")
+
+
+def _cut(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+
+
+def _disagree(p: Path) -> None:  # valid JSON, but not what the consolidated metadata says
+    doc = json.loads(p.read_text())
+    doc["attributes"]["long_name"] = "edited after consolidation"
+    p.write_text(json.dumps(doc))
+
+
+DAMAGES = {  # name: (file below the store, damage, text the error line must hold)
+    "root-garbage": ("zarr.json", _garbage, f"{NAME}/zarr.json"),
+    "root-cut": ("zarr.json", _cut, f"{NAME}/zarr.json"),
+    "root-missing": ("zarr.json", lambda p: p.unlink(), NAME),
+    "emb-garbage": (EMB_DOC, _garbage, f"{NAME}/{EMB_DOC}"),
+    "emb-cut": (EMB_DOC, _cut, f"{NAME}/{EMB_DOC}"),
+    "emb-disagrees": (EMB_DOC, _disagree, f"{NAME}/{EMB_DOC}"),
+}
+COMMANDS = {
+    "info": "info {store}",
+    "sample": "sample --lon 0.15 --lat 0.05 --year 2024 {out}",
+    "rgb": "rgb {out} -j 1",
+    "stac": "stac {out}",
+    "quicklook": "quicklook {store} -o {tmp}/q.png",
+    "verify": "verify {store} --base-dir {base} -j 1",
+}
+
+
+@pytest.fixture
+def damaged_copy(built, tmp_path):
+    out = tmp_path / "stores"
+    shutil.copytree(built["out"], out)
+    return out
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_damaged_store_is_exit_1_naming_store_and_file(built, damaged_copy, tmp_path,
+                                                       command, damage):
+    rel, hurt, text = DAMAGES[damage]
+    hurt(damaged_copy / NAME / rel)
+    line = COMMANDS[command].format(store=damaged_copy / NAME, out=damaged_copy,
+                                    base=built["base"], tmp=tmp_path)
+    res = CliRunner().invoke(cli, line.split())
+    assert res.exit_code == 1, (res.stdout, res.stderr)
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    assert text in errors[0], errors[0]
+    assert "internal error" not in res.stderr
+
+
+def test_verify_reports_disagreeing_consolidated_metadata_as_a_problem(built, damaged_copy):
+    _disagree(damaged_copy / NAME / EMB_DOC)
+    res = CliRunner().invoke(cli, ["verify", str(damaged_copy / NAME), "--base-dir",
+                                   str(built["base"]), "-j", "1", "--json"])
+    assert res.exit_code == 1
+    problems = json.loads(res.stdout)["problems"]
+    assert any(EMB_DOC in p and "disagrees with the consolidated metadata" in p
+               for p in problems), problems
+
+
+def _shard_objects(store: Path) -> list[Path]:
+    return sorted(p for p in (store / "L0" / "embeddings" / "c").rglob("*") if p.is_file())
+
+
+def test_verify_states_its_counts_and_passes_a_good_store(built):
+    store = built["out"] / NAME
+    res = CliRunner().invoke(cli, ["verify", str(store), "--base-dir", str(built["base"]),
+                                   "-j", "1", "--json", "--sample", "1"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    levels = sorted(store.glob("L*/embeddings/c"))
+    n_objects = sum(1 for d in levels for p in d.rglob("*") if p.is_file())
+    assert doc["shards_checked"] == n_objects > len(_shard_objects(store))  # every level
+    assert doc["chunks_decoded"] >= n_objects
+    assert doc["shards_compared"] == 1 < doc["shards_nonempty"]
+
+
+@pytest.mark.parametrize("where", ["index-first", "index-middle", "index-crc"])
+def test_a_flipped_index_byte_in_any_shard_is_found_by_default(built, damaged_copy, where):
+    """Not sampled: every shard object's index is CRC-checked, so the flip is always found,
+    whichever shard it is in (the last one here, which the 1-shard pixel sample misses)."""
+    obj = _shard_objects(damaged_copy / NAME)[-1]
+    data = bytearray(obj.read_bytes())
+    n_index = 2 * 2 * 16 + 4  # 2x2 inner chunks per shard at these sizes
+    pos = {"index-first": len(data) - n_index, "index-middle": len(data) - n_index // 2,
+           "index-crc": len(data) - 2}[where]
+    data[pos] ^= 0x40
+    obj.write_bytes(bytes(data))
+    res = CliRunner().invoke(cli, ["verify", str(damaged_copy / NAME), "--base-dir",
+                                   str(built["base"]), "-j", "1", "--json", "--sample", "1"])
+    assert res.exit_code == 1
+    problems = json.loads(res.stdout)["problems"]
+    rel = obj.relative_to(damaged_copy).as_posix()
+    assert any(rel in p and "checksum" in p for p in problems), problems
+
+
+def test_garbled_chunks_of_an_unsampled_shard_are_found_by_the_chunk_decode(built,
+                                                                              damaged_copy):
+    """Every inner chunk's zstd frame magic in the last shard zeroed, index intact (its CRC
+    still passes): only the seeded chunk decode can find it; the 1-shard pixel sample
+    compares another shard."""
+    obj = _shard_objects(damaged_copy / NAME)[-1]
+    data = bytearray(obj.read_bytes())
+    index = np.frombuffer(bytes(data[-68:-4]), "<u8").reshape(-1, 2)
+    for offset, _ in index[index[:, 0] != 2**64 - 1]:
+        data[int(offset): int(offset) + 4] = b"\x00" * 4
+    obj.write_bytes(bytes(data))
+    res = CliRunner().invoke(cli, ["verify", str(damaged_copy / NAME), "--base-dir",
+                                   str(built["base"]), "-j", "1", "--json", "--sample", "1"])
+    assert res.exit_code == 1
+    rel = obj.relative_to(damaged_copy).as_posix()
+    problems = json.loads(res.stdout)["problems"]
+    assert any(rel in p and "does not decode" in p for p in problems), problems
