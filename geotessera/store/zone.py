@@ -55,12 +55,6 @@ def open_level(store: StoreLike, path: str = "L0", *, write: bool = True) -> zar
                                use_consolidated=False)
 
 
-def open_array(group: zarr.Group, store: StoreLike, name: str) -> zarr.Array:
-    """``group[name]``, with a damaged or missing array document a StoreError naming it."""
-    with decoding(Location.parse(store), f"{group.path}/{name}/{ROOT_DOC}".lstrip("/")):
-        return group[name]
-
-
 # --- creating ----------------------------------------------------------------------------------
 
 
