@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo
 
-.PHONY: venv install test demo bench docs clean
+.PHONY: venv install test demo bench docs clean web web-deps deps-browser
 
 $(BIN)/.deps: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: set PYTHON=/path/to/python3.12"; exit 1; }
@@ -24,7 +24,22 @@ venv: $(BIN)/.deps
 install: venv
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
-test: install
+# The viewer's test setup: Debian's Chromium for the browser tests (Playwright drives it by
+# path; never `playwright install`) and the page's npm packages (zarrita for the node reader
+# test, esbuild for the bundle check). Both steps do nothing when already done.
+deps-browser:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+web-deps: web/node_modules/.package-lock.json
+
+# Rebuild the committed page bundle geotessera/viewer/static/ from web/src.
+web: web-deps
+	cd web && node build.mjs
+
+test: install deps-browser web-deps
 	$(BIN)/pytest -q; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
@@ -42,10 +57,12 @@ bench: install
 	$(BIN)/python benchmarks/bench_build.py
 	$(BIN)/python benchmarks/bench_preview.py
 	$(BIN)/python benchmarks/bench_read.py
+	$(BIN)/python benchmarks/bench_h3.py
+	$(BIN)/python benchmarks/bench_viewer.py
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install
 	$(BIN)/geotessera-registry registry-schema > docs/registry.md
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis build dist web/node_modules

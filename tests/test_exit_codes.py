@@ -29,8 +29,11 @@ def env(tmp_path_factory) -> dict[str, Path]:
     (root / "a_file").write_text("not a directory")
     res = CliRunner().invoke(cli, ["zarr-build", str(base), "-o", str(out), "-q", *LAYOUT])
     assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["h3", str(out), "--year", "2024", "--res", "5", "-o",
+                                   str(root / "h3.zarr"), "-j", "1", "-q"])
+    assert res.exit_code == 0, res.output
     return {"base": base, "out": out, "store": out / "utm31_2024.zarr", "empty": empty,
-            "file": root / "a_file", "root": root}
+            "file": root / "a_file", "root": root, "h3": root / "h3.zarr"}
 
 
 CASES = [
@@ -66,6 +69,13 @@ CASES = [
     ("sample --lon 0.15 --lat 0.05 --year 2024 {out}", 0, ""),
     ("sample --lon 0.15 --lat 0.05 --year 1999 {out}", 1, "1999"),
     ("sample --lat 0.05 --year 2024 {out}", 2, "--lon"),
+    ("h3 {out} --year 2024 --res 6 -o {root}/h3b.zarr -j 1", 0, ""),
+    ("h3 {out} --year 1999 --res 6 -o {root}/h3c.zarr", 1, "1999"),
+    ("h3 {out} --year 2024 --res 6 -o {h3}", 1, "exists"),
+    ("h3 {out} --year 2024 --res 16 -o {root}/h3d.zarr", 2, "--res"),
+    ("h3-plot {h3} -o {root}/h3.png", 0, ""),
+    ("h3-plot {store} -o {root}/h3e.png", 1, "not an H3 summary"),
+    ("h3-plot {h3} -o {root}/h3f.png --band 4", 2, "--band"),
     ("sample --lon 181 --lat 0.05 --year 2024 {out}", 2, "181.0 is not a finite value"),
     ("sample --lon 0.15 --lat 91 --year 2024 {out}", 2, "91.0 is not a finite value"),
     ("sample --lon nan --lat 0.05 --year 2024 {out}", 2, "nan is not a finite value"),

@@ -7,7 +7,9 @@ import click
 from geotessera import __version__
 from geotessera.cli.build import registry_schema_cmd, scan_cmd, zarr_build_cmd
 from geotessera.cli.demo import demo_data_cmd
+from geotessera.cli.h3 import h3_cmd, h3_plot_cmd
 from geotessera.cli.preview import quicklook_cmd, rgb_cmd
+from geotessera.cli.serve import serve_cmd, tiles_cmd
 from geotessera.cli.stac import info_cmd, sample_cmd, stac_cmd
 from geotessera.cli.verify import verify_cmd
 
@@ -19,7 +21,7 @@ def cli() -> None:
 
 
 for _cmd in (demo_data_cmd, scan_cmd, zarr_build_cmd, registry_schema_cmd, verify_cmd,
-             rgb_cmd, quicklook_cmd, stac_cmd, info_cmd, sample_cmd):
+             rgb_cmd, quicklook_cmd, stac_cmd, info_cmd, sample_cmd, h3_cmd, h3_plot_cmd, serve_cmd, tiles_cmd):
     cli.add_command(_cmd)
 
 
