@@ -370,3 +370,19 @@ def test_cli_unreachable_scheduler_exits_1_naming_it(archive, tmp_path):
                           timeout=300)
     assert proc.returncode == 1
     assert address in proc.stderr and "cannot connect to the dask scheduler" in proc.stderr
+
+
+def test_progress_events_of_a_cluster_build_count_every_shard(archive, cluster, tmp_path):
+    """The bars are fed by the runner in the driver, so they work the same on dask."""
+    from geotessera.pipeline import zarr_build
+    from geotessera.types import StoreLayout
+
+    events = []
+    with open_executor(cluster.scheduler_address) as w:
+        report = zarr_build(archive, tmp_path / "out", w.executor, layout=StoreLayout(32, 16, 32),
+                            expected_bands=8, preview=None, catalog=False,
+                            max_in_flight=w.max_in_flight, on_progress=events.append)
+    for result in report.build.results:
+        label = Path(result.store).name
+        mine = [(e.done, e.total) for e in events if e.label == label]
+        assert mine == [(i, result.shards) for i in range(result.shards + 1)]
