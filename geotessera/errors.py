@@ -50,14 +50,18 @@ class NoTilesError(GeoTesseraError):
 
 
 class ShardWriteError(GeoTesseraError):
-    """A shard task failed; the store it was writing is incomplete."""
+    """A shard task failed (on its last of ``attempts``); the store it was writing is
+    incomplete."""
 
-    def __init__(self, store: object, shard: tuple[int, int], cause: BaseException) -> None:
+    def __init__(self, store: object, shard: tuple[int, int], cause: BaseException,
+                 attempts: int = 1) -> None:
         self.store = str(store)
         self.shard = tuple(shard)
         self.cause = portable(cause)
-        self._args = (self.store, self.shard, self.cause)
-        super().__init__(f"{self.store}: shard {self.shard} failed: {cause}")
+        self.attempts = attempts
+        self._args = (self.store, self.shard, self.cause, attempts)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{self.store}: shard {self.shard} failed{tries}: {cause}")
 
 
 class StoreError(_WhereError):
@@ -106,13 +110,20 @@ class VerifyFailed(GeoTesseraError):
 
 
 class TaskFailed(GeoTesseraError):
-    """A task raised: ``task`` is the input that failed, ``cause`` the (portable) error."""
+    """A task raised on each of its ``attempts``: ``task`` is the input that failed, ``cause``
+    the (portable) error of the last attempt."""
 
-    def __init__(self, task: object, cause: BaseException) -> None:
+    def __init__(self, task: object, cause: BaseException, attempts: int = 1) -> None:
         self.task = task
         self.cause = portable(cause)
-        self._args = (task, self.cause)
+        self.attempts = attempts
+        self._args = (task, self.cause, attempts)
         super().__init__(f"{cause}")
+
+
+class ClusterError(_WhereError):
+    """The dask.distributed cluster cannot run the job: the extra is not installed, the
+    scheduler cannot be reached, it has no workers, or they run another version."""
 
 
 def portable(exc: BaseException) -> BaseException:

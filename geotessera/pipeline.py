@@ -16,7 +16,7 @@ from geotessera.archive.registry import REGISTRY_FILENAME
 from geotessera.archive.scan import ScanResult, update_registry
 from geotessera.build.run import BuildReport, build_stores
 from geotessera.catalog.stac import CatalogReport, write_catalog
-from geotessera.parallel import ProgressFn
+from geotessera.parallel import DEFAULT_RETRIES, ProgressFn
 from geotessera.preview.run import PreviewReport, run_preview_pass
 from geotessera.preview.sample import SampleSpec
 from geotessera.types import N_BANDS, StoreLayout
@@ -65,13 +65,14 @@ def zarr_build(
     expected_bands: int = N_BANDS, dry_run: bool = False, resume: bool = False,
     skip_bad: bool = False, preview: PreviewOptions | None = PreviewOptions(),
     catalog: bool = True, build: bool = True, max_in_flight: int = 4,
-    on_progress: ProgressFn | None = None,
+    retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
 ) -> PipelineReport:
     """Scan ``base``, build every selected (zone, year) store into ``output_dir``, run the
     preview pass (``preview=None`` skips it) and regenerate the STAC catalog (``catalog``).
 
     ``build=False`` runs only the later passes on the stores already there. A dry run plans
-    and stops. Errors propagate (the stores published before a failure stay published).
+    and stops. A shard task that raises runs again up to ``retries`` times, on any
+    executor; then errors propagate (the stores published before a failure stay published).
     """
     report = PipelineReport()
     years = sorted(set(years)) if years else None
@@ -82,14 +83,15 @@ def zarr_build(
         report.build = build_stores(
             Path(base).resolve(), output_dir, report.scan.records, executor, years=years,
             zones=zones, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
-            max_in_flight=max_in_flight, on_progress=on_progress)
+            max_in_flight=max_in_flight, retries=retries, on_progress=on_progress)
     if dry_run:
         return report
     if preview is not None:
         report.preview = run_preview_pass(
             output_dir, executor, years=years, zones=zones, mode=preview.mode,
             bands=preview.bands, seed=preview.seed, sample=preview.sample,
-            force=preview.force, max_in_flight=max_in_flight, on_progress=on_progress)
+            force=preview.force, max_in_flight=max_in_flight, retries=retries,
+            on_progress=on_progress)
     if catalog:
         report.catalog = write_catalog(output_dir)
     return report

@@ -18,6 +18,8 @@ VALUES = {
     "shard": (1, 2),
     "cause": errors.ArchiveError("/archive/x.npy", "changed since the scan"),
     "task": ("a task", 3),
+    "attempts": 3,
+    "address": "tcp://127.0.0.1:8786",
 }
 CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass)
            if issubclass(c, BaseException) and c.__module__ == errors.__name__]

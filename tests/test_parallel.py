@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import operator
 import threading
 import time
@@ -10,7 +11,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import pytest
 
-from geotessera.parallel import TaskFailed, imap_unordered, process_pool
+from geotessera.parallel import TaskFailed, imap_unordered, process_pool, run_tasks
 
 
 class RecordingExecutor(Executor):
@@ -180,3 +181,89 @@ def test_spawn_process_pool_propagates_worker_errors(spawn_pool):
 def test_max_in_flight_below_one_is_refused():
     with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="max_in_flight"):
         list(imap_unordered(abs, [1, -2], pool, max_in_flight=0))
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+class FailTimes:
+    """A picklable task function: each task raises on its first ``n`` attempts, counted in a
+    marker directory (so attempts are counted across spawn worker processes too)."""
+
+    def __init__(self, marker_dir, n: int) -> None:
+        self.marker_dir, self.n = str(marker_dir), n
+
+    def __call__(self, x: int) -> int:
+        import os
+
+        attempt = len([f for f in os.listdir(self.marker_dir) if f.startswith(f"{x}.")]) + 1
+        open(os.path.join(self.marker_dir, f"{x}.{attempt}"), "w").close()
+        if attempt <= self.n:
+            raise OSError(f"task {x}: attempt {attempt} failed")
+        return -x
+
+
+@pytest.mark.parametrize("kind", ["threads", "spawn processes"])
+def test_a_task_failing_fewer_times_than_retries_succeeds_and_each_retry_is_reported(
+        kind, tmp_path, spawn_pool):
+    retried = []
+    pool = ThreadPoolExecutor(2) if kind == "threads" else spawn_pool
+    out = dict(imap_unordered(FailTimes(tmp_path, 2), range(6), pool, max_in_flight=3,
+                              retries=2, on_retry=lambda t, a, e: retried.append((t, a, str(e)))))
+    assert out == {i: -i for i in range(6)}
+    assert sorted(retried) == [(i, a, f"task {i}: attempt {a} failed")
+                               for i in range(6) for a in (1, 2)]
+    assert len(list(tmp_path.iterdir())) == 18  # every task ran exactly three times
+
+
+@pytest.mark.parametrize("kind", ["threads", "spawn processes"])
+def test_a_task_failing_on_every_attempt_raises_task_failed_with_the_count(
+        kind, tmp_path, spawn_pool):
+    pool = ThreadPoolExecutor(2) if kind == "threads" else spawn_pool
+    with pytest.raises(TaskFailed) as e:
+        list(imap_unordered(FailTimes(tmp_path, 3), [7], pool, retries=2))
+    assert (e.value.task, e.value.attempts) == (7, 3)
+    assert isinstance(e.value.__cause__, OSError) and "attempt 3 failed" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["7.1", "7.2", "7.3"]
+
+
+def test_retries_zero_fails_on_the_first_error(tmp_path):
+    with ThreadPoolExecutor(1) as pool, pytest.raises(TaskFailed) as e:
+        list(imap_unordered(FailTimes(tmp_path, 1), [1], pool))
+    assert e.value.attempts == 1
+
+
+def test_negative_retries_are_refused():
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="retries"):
+        list(imap_unordered(abs, [1], pool, retries=-1))
+
+
+def test_an_executor_that_refuses_work_fails_the_task_with_its_cause():
+    """A process pool broken by a dead worker refuses every later submit: the task that
+    could not be resubmitted is the one named, chained to the executor's error."""
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    with pytest.raises(TaskFailed) as e:
+        list(imap_unordered(abs, [-3], pool, retries=2))
+    assert e.value.task == -3 and isinstance(e.value.__cause__, RuntimeError)
+    assert "shutdown" in str(e.value)
+
+
+def test_a_dead_local_worker_fails_its_task_by_name_after_the_retry_is_refused():
+    """The local pool cannot rerun work elsewhere (dask can): a worker process that dies
+    breaks the pool, and the runner reports that task rather than hanging or skipping it."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    with process_pool(1) as pool, pytest.raises(TaskFailed) as e:
+        list(imap_unordered(os._exit, [3], pool, retries=2))
+    assert e.value.task == 3 and e.value.attempts == 2
+    assert isinstance(e.value.__cause__, BrokenProcessPool)
+
+
+def test_run_tasks_counts_a_retried_task_once(tmp_path):
+    events = []
+    with ThreadPoolExecutor(2) as pool:
+        out = list(run_tasks(FailTimes(tmp_path, 1), range(4), pool, label="x", retries=1,
+                             on_progress=events.append))
+    assert len(out) == 4
+    assert [(e.done, e.total) for e in events] == [(i, 4) for i in range(5)]

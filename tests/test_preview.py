@@ -227,7 +227,7 @@ def test_interrupted_pass_leaves_flag_false_and_rerun_finishes(built, previewed,
     out = copy_stores(built, tmp_path / "s", year=2024)
     with _threads() as pool:
         with pytest.raises(ShardWriteError, match="L1: shard"):
-            run_preview_pass(out, _KillOverviews(pool, 3))
+            run_preview_pass(out, _KillOverviews(pool, 3), retries=0)  # a kill, not a flake
         store = out / "utm30_2024.zarr"
         for consolidated in (False, True):
             assert _attrs(store, consolidated)["geotessera:rgb_complete"] is False
@@ -237,6 +237,19 @@ def test_interrupted_pass_leaves_flag_false_and_rerun_finishes(built, previewed,
     for path in ("L0/rgba", "L1/rgba", "L2/embeddings", "L3/scales"):
         a = zarr.open_array(str(store / path), mode="r")[:]
         np.testing.assert_array_equal(a, zarr.open_array(str(ref / path), mode="r")[:])
+    assert _attrs(store, True)["geotessera:rgb_complete"] is True
+
+
+def test_a_preview_shard_that_fails_once_is_run_again_and_the_pass_succeeds(
+        built, previewed, tmp_path):
+    out = copy_stores(built, tmp_path / "s", year=2024)
+    with _threads() as pool:
+        report = run_preview_pass(out, _KillOverviews(pool, 3))  # default: 2 retries
+    assert [r.up_to_date for r in report.stores] == [False, False]
+    store, ref = out / "utm30_2024.zarr", previewed[0] / "utm30_2024.zarr"
+    for path in ("L1/rgba", "L2/embeddings"):
+        np.testing.assert_array_equal(zarr.open_array(str(store / path), mode="r")[:],
+                                      zarr.open_array(str(ref / path), mode="r")[:])
     assert _attrs(store, True)["geotessera:rgb_complete"] is True
 
 

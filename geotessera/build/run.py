@@ -6,6 +6,7 @@ The library reports progress through an optional callback and never draws anythi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import Executor
@@ -24,7 +25,7 @@ from geotessera.build.plan import (
 )
 from geotessera.build.tasks import ShardResult, write_shard
 from geotessera.errors import ShardWriteError, TaskFailed
-from geotessera.parallel import ProgressFn, run_tasks
+from geotessera.parallel import DEFAULT_RETRIES, ProgressFn, run_tasks
 from geotessera.store.publish import (
     StorePaths,
     acquire_lock,
@@ -40,6 +41,8 @@ from geotessera.store.location import Location
 from geotessera.store.zone import consolidate, create_zone_store, update_root_attrs
 from geotessera.types import StoreLayout
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ZoneResult:
@@ -53,6 +56,7 @@ class ZoneResult:
     valid_pixels: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
+    retries: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     tiles_without_data: list[str] = field(default_factory=list)
 
@@ -60,12 +64,13 @@ class ZoneResult:
 def build_zone(
     plan: ZonePlan, base: Path, output_dir: Path, executor: Executor, layout: StoreLayout,
     *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
-    on_progress: ProgressFn | None = None,
+    retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
 ) -> ZoneResult:
     """Build the store of ``plan`` in its staging directory and publish it when every shard
     and all metadata are written. The caller holds the store's lock.
 
-    On a failed shard raises ShardWriteError; the previous store stays untouched and the
+    A shard task that raises is run again (it rewrites its whole shard) up to ``retries``
+    times; then ShardWriteError is raised, the previous store stays untouched and the
     journal lets ``resume=True`` continue without rewriting finished shards.
     """
     t0 = time.perf_counter()
@@ -83,7 +88,8 @@ def build_zone(
         _add(result, owned, rec)
     tasks = [t for t in shard_tasks(plan, Path(base), Location.parse(paths.partial), layout)
              if (t.spec.row, t.spec.col) not in done]
-    _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan)
+    _run_shards(tasks, executor, paths, result, owned, plan,
+                dict(max_in_flight=max_in_flight, retries=retries, on_progress=on_progress))
     result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
     update_root_attrs(paths.partial, build_complete=True, shards_written=len(plan.shards),
                       shards_with_data=result.shards_with_data,
@@ -109,17 +115,24 @@ def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -
         tot[1] += f
 
 
-def _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan):
+def _run_shards(tasks, executor, paths, result, owned, plan, run_opts):
+    def on_retry(task, attempt, error):
+        result.retries += 1
+        log.warning("%s: shard %s failed (attempt %d of %d), running it again: %s",
+                    paths.final, (task.spec.row, task.spec.col), attempt,
+                    run_opts["retries"] + 1, error)
+
     try:
         for _, res in run_tasks(write_shard, tasks, executor, label=plan.store_name,
                                 total=len(plan.shards), done=result.resumed_shards,
-                                max_in_flight=max_in_flight, on_progress=on_progress):
+                                on_retry=on_retry, **run_opts):
             rec = _journal_record(res)
             journal_shard(paths, rec)
             _add(result, owned, rec)
     except TaskFailed as e:
         spec = e.task.spec
-        raise ShardWriteError(paths.final, (spec.row, spec.col), e.cause) from e.cause
+        raise ShardWriteError(paths.final, (spec.row, spec.col), e.cause,
+                              e.attempts) from e.cause
 
 
 def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]:
@@ -148,14 +161,16 @@ def build_stores(
     base: Path, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
-    resume: bool = False, max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+    resume: bool = False, max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
+    on_progress: ProgressFn | None = None,
 ) -> BuildReport:
     """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection.
 
     Raises TileProblemsError before writing anything if the selection has problem tiles
     (unless ``skip_bad``), ArchiveError before writing anything if a registry row names files
-    other than the archive's own for its tile (or one resolves outside ``base``), LockedError if another build holds one of the stores, and
-    ShardWriteError if any shard fails (earlier stores of the run are already published).
+    other than the archive's own for its tile (or one resolves outside ``base``), LockedError
+    if another build holds one of the stores, and ShardWriteError if a shard fails on each of
+    its ``1 + retries`` attempts (earlier stores of the run are already published).
     """
     good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
@@ -174,7 +189,7 @@ def build_stores(
             mine = [r for r in bad if r.zone == plan.zone and r.year == plan.year]
             report.results.append(build_zone(
                 plan, base, output_dir, executor, layout, skipped=mine, resume=resume,
-                max_in_flight=max_in_flight, on_progress=on_progress,
+                max_in_flight=max_in_flight, retries=retries, on_progress=on_progress,
             ))
     finally:
         for paths in locked:

@@ -23,8 +23,8 @@ from geotessera.archive.scan import InspectTask, inspect_tile
 from geotessera.build.assemble import assemble
 from geotessera.build.plan import plan_zones, shard_tasks
 from geotessera.build.tasks import ShardTask
-from geotessera.errors import GeoTesseraError, StoreError
-from geotessera.parallel import imap_unordered
+from geotessera.errors import GeoTesseraError, StoreError, TaskFailed
+from geotessera.parallel import DEFAULT_RETRIES, imap_unordered
 from geotessera.store.location import Location
 from geotessera.store.meta import is_damage, metadata_problems
 from geotessera.store.shardio import IntegrityTask, check_integrity, read_layout
@@ -89,8 +89,11 @@ def compare_shard(task: ShardTask) -> Comparison:
 
 
 def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8,
-                 full: bool = False, seed: int = 0) -> VerifyReport:
-    """Check one store; every finding is a line in ``report.problems``."""
+                 full: bool = False, seed: int = 0, max_in_flight: int = 8,
+                 retries: int = DEFAULT_RETRIES) -> VerifyReport:
+    """Check one store; every finding is a line in ``report.problems``. A comparison task
+    that raises (a worker lost, say, rather than a finding) runs again up to ``retries``
+    times; if it still fails, that is a finding and the comparisons stop."""
     store, base = Path(store), Path(base)
     report = VerifyReport(str(store))
     try:
@@ -115,7 +118,17 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
     if not full:
         tasks = sorted(random.Random(seed).sample(tasks, min(sample, len(tasks))),
                        key=lambda t: (t.spec.row, t.spec.col))
-    for _, c in imap_unordered(compare_shard, tasks, executor):
+    try:
+        _compare(report, store, imap_unordered(compare_shard, tasks, executor,
+                                               max_in_flight=max_in_flight, retries=retries))
+    except TaskFailed as e:
+        report.problems.append(f"{store}: shard ({e.task.spec.row}, {e.task.spec.col}): "
+                               f"not compared, {e.attempts} attempt(s) failed: {e.cause}")
+    return report
+
+
+def _compare(report: VerifyReport, store: Path, results) -> None:
+    for _, c in results:
         report.shards_compared += 1
         report.pixels_compared += c.pixels
         report.pixels_mismatched += c.mismatched
@@ -125,7 +138,6 @@ def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8
             report.problems.append(
                 f"{store}: shard ({c.row}, {c.col}): {c.mismatched} pixel(s) differ from the "
                 f"source tiles, first at zone pixel (row, col) = {c.first}")
-    return report
 
 
 def _check_integrity(store: Path, root, executor: Executor, seed: int,

@@ -11,11 +11,12 @@ from rich.table import Table
 from geotessera.build.plan import parse_zones
 from geotessera.build.run import BuildReport
 from geotessera.errors import SelectionError
-from geotessera.parallel import default_workers, process_pool
+from geotessera.cluster import open_executor
 from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.archive.scan import ScanResult
 from geotessera.types import N_BANDS, StoreLayout, check_shard_memory
 from geotessera.pipeline import PreviewOptions, scan, zarr_build
+from geotessera.cli._options import executor_options
 from geotessera.cli._output import Output, common, err
 from geotessera.cli.preview import preview_doc, print_preview, rgb_options
 from geotessera.cli.stac import catalog_doc, print_catalog
@@ -94,8 +95,7 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
               type=click.Path(file_okay=False, path_type=Path), help="Where the stores go.")
 @year_opt
 @click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
-@click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
-              help="Worker processes [default: usable CPUs].")
+@executor_options
 @click.option("--dry-run", is_flag=True,
               help="Print the plan per zone and year; write no store (the scan still "
                    "updates the registry).")
@@ -124,7 +124,8 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common
 def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: str | None,
-                   workers: int | None, dry_run: bool, resume: bool, skip_bad: bool,
+                   workers: int | None, scheduler: str | None, retries: int,
+                   dry_run: bool, resume: bool, skip_bad: bool,
                    no_rgb: bool, rgb_only: bool, no_stac: bool, registry: Path | None,
                    bands: int, **opts: Any) -> None:
     """Build one Zarr v3 store per UTM zone and year from BASE_DIR, then the preview pass
@@ -137,16 +138,17 @@ def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: 
         zone_set = parse_zones(zones)
     except SelectionError as e:
         raise click.BadParameter(str(e), param_hint="--zones") from e
-    workers = workers or default_workers()
     preview = None if (no_rgb or dry_run) else PreviewOptions(
         rgb_opts["mode"], rgb_opts["rgb_bands"], rgb_opts["rgb_seed"], rgb_opts["rgb_force"])
-    with out.progress() as update, process_pool(workers) as pool:
+    with out.progress() as update, open_executor(scheduler, workers) as pool:
         report = zarr_build(
-            base_dir, output_dir, pool, years=years, zones=zone_set, layout=layout,
+            base_dir, output_dir, pool.executor, years=years, zones=zone_set, layout=layout,
             registry=registry, expected_bands=bands, dry_run=dry_run, resume=resume,
             skip_bad=skip_bad, preview=preview, catalog=not (dry_run or no_stac),
-            build=not rgb_only, max_in_flight=workers + 1, on_progress=update)
-    doc: dict[str, Any] = {"status": "ok", "dry_run": dry_run, "workers": workers}
+            build=not rgb_only, max_in_flight=pool.max_in_flight, retries=retries,
+            on_progress=update)
+    doc: dict[str, Any] = {"status": "ok", "dry_run": dry_run, "workers": pool.slots,
+                           "scheduler": pool.scheduler}
     if report.build is not None:
         _report_ignored(out, report.scan, base_dir)
         doc.update(_build_doc(report.build, report.scan, report.registry))
@@ -174,7 +176,7 @@ def _build_doc(report: BuildReport, scan: ScanResult, registry: Path) -> dict[st
         if r is not None:
             doc.update(path=r.store, shards_written=r.shards, resumed_shards=r.resumed_shards,
                        shards_with_data=r.shards_with_data, valid_pixels=r.valid_pixels,
-                       bytes_in=r.bytes_in, seconds=round(r.seconds, 3),
+                       bytes_in=r.bytes_in, seconds=round(r.seconds, 3), retries=r.retries,
                        tiles_without_data=r.tiles_without_data)
             for name in r.tiles_without_data:
                 err.print(f"warning: {name}: scales are NaN or inf at every pixel the tile "

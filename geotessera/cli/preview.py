@@ -14,11 +14,12 @@ import click
 
 from geotessera.build.plan import parse_zones
 from geotessera.errors import SelectionError
-from geotessera.parallel import default_workers, process_pool
+from geotessera.cluster import open_executor
 from geotessera.pipeline import PreviewOptions, zarr_build
 from geotessera.preview.run import PreviewReport
 from geotessera.preview.stretch import MODES
 from geotessera.preview.quicklook import DEFAULT_SIZE, write_quicklook
+from geotessera.cli._options import executor_options
 from geotessera.cli._output import Output, common
 
 
@@ -92,23 +93,22 @@ def _zones(text: str | None) -> frozenset[int] | None:
 @click.option("--year", "years", type=int, multiple=True,
               help="Year to preview (repeatable) [default: all].")
 @click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
-@click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
-              help="Worker processes [default: usable CPUs].")
+@executor_options
 @rgb_options
 @common
 def rgb_cmd(out: Output, output_dir: Path, years, zones: str | None, workers: int | None,
-            **opts: Any) -> None:
+            scheduler: str | None, retries: int, **opts: Any) -> None:
     """Colour preview (L0/rgba) and overview levels for the stores in OUTPUT_DIR.
 
     One stretch per year, fitted across all of that year's stores.
     """
     zone_set = _zones(zones)
-    workers = workers or default_workers()
     opts = PreviewOptions(opts["mode"], opts["rgb_bands"], opts["rgb_seed"], opts["rgb_force"])
-    with out.progress() as update, process_pool(workers) as pool:
-        report = zarr_build(Path(), output_dir, pool, years=years, zones=zone_set,
+    with out.progress() as update, open_executor(scheduler, workers) as pool:
+        report = zarr_build(Path(), output_dir, pool.executor, years=years, zones=zone_set,
                             preview=opts, catalog=False, build=False,
-                            max_in_flight=workers + 1, on_progress=update).preview
+                            max_in_flight=pool.max_in_flight, retries=retries,
+                            on_progress=update).preview
     doc = preview_doc(report)
     out.result({"status": "ok", **doc}, lambda: print_preview(doc))
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from geotessera.errors import VerifyFailed
-from geotessera.parallel import default_workers, process_pool
 from geotessera.build.verify import verify_store
+from geotessera.cli._options import executor_options
 from geotessera.cli._output import Output, common
+from geotessera.cluster import open_executor
 
 
 @click.command("verify")
@@ -22,14 +23,14 @@ from geotessera.cli._output import Output, common
               help="Compare this many randomly chosen non-empty shards pixel by pixel.")
 @click.option("--full", is_flag=True, help="Compare every non-empty shard.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
-              help="Worker processes [default: usable CPUs].")
+@executor_options
 @common
 def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool, seed: int,
-               workers: int | None) -> None:
+               workers: int | None, scheduler: str | None, retries: int) -> None:
     """Check STORE against the tiles under --base-dir: pixels, metadata, shard objects."""
-    with process_pool(workers or default_workers()) as pool:
-        report = verify_store(store, base_dir, pool, sample=sample, full=full, seed=seed)
+    with open_executor(scheduler, workers) as pool:
+        report = verify_store(store, base_dir, pool.executor, sample=sample, full=full,
+                              seed=seed, max_in_flight=pool.max_in_flight, retries=retries)
     doc = {"status": "ok", **asdict(report)}
 
     def human() -> None:

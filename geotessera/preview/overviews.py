@@ -16,6 +16,7 @@ strip of its children. Reductions (docs/format.md):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from geotessera.errors import ShardWriteError, TaskFailed
-from geotessera.parallel import ProgressFn, run_tasks
+from geotessera.parallel import DEFAULT_RETRIES, ProgressFn, run_tasks
 from geotessera.store.location import Location
 from geotessera.store.zone import (
     EMBEDDINGS,
@@ -36,6 +37,8 @@ from geotessera.store.zone import (
     write_shard_arrays,
 )
 from geotessera.types import Level
+
+log = logging.getLogger(__name__)
 
 QMAX = 127
 #: Working set of one strip of a task; strips are whole inner-chunk rows, at least one.
@@ -180,17 +183,25 @@ def parent_shards(children: set[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def run_shard_tasks(fn: Callable, tasks: list, executor: Executor, *, max_in_flight: int,
-                    label: str, on_progress: ProgressFn | None) -> dict[Any, Any]:
-    """``{task: fn(task)}`` for shard tasks (with ``store``, ``level``, ``row``, ``col``).
+                    label: str, on_progress: ProgressFn | None,
+                    retries: int = DEFAULT_RETRIES) -> dict[Any, Any]:
+    """``{task: fn(task)}`` for shard tasks (with ``store``, ``level``, ``row``, ``col``); a
+    task that raises runs again up to ``retries`` times (each attempt rewrites its shard).
 
-    Raises ShardWriteError naming the store, level and shard of the first failure.
+    Raises ShardWriteError naming the store, level and shard of the first task that failed
+    on every attempt.
     """
+    def on_retry(t, attempt, error):
+        log.warning("%s/L%s: shard %s failed (attempt %d of %d), running it again: %s",
+                    t.store, t.level, (t.row, t.col), attempt, retries + 1, error)
+
     try:
         return dict(run_tasks(fn, tasks, executor, label=label, max_in_flight=max_in_flight,
-                              on_progress=on_progress))
+                              retries=retries, on_retry=on_retry, on_progress=on_progress))
     except TaskFailed as e:
         t = e.task
-        raise ShardWriteError(f"{t.store}/L{t.level}", (t.row, t.col), e.cause) from e.cause
+        raise ShardWriteError(f"{t.store}/L{t.level}", (t.row, t.col), e.cause,
+                              e.attempts) from e.cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +218,7 @@ class LevelReport:
 def build_overviews(
     store: Location, executor: Executor, l0_shards: Iterable[tuple[int, int]], *,
     max_in_flight: int = 4, label: str = "", on_progress: ProgressFn | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> tuple[list[Level], list[LevelReport]]:
     """Create and fill L1…Ln from L0 (which must already hold ``rgba``), level by level.
 
@@ -222,7 +234,8 @@ def build_overviews(
         create_level(store, level)
         tasks = [OverviewTask(store, level.index, r, c) for r, c in parent_shards(children)]
         done = run_shard_tasks(overview_shard, tasks, executor, max_in_flight=max_in_flight,
-                               label=f"{label} {level.path}", on_progress=on_progress)
+                               label=f"{label} {level.path}", on_progress=on_progress,
+                               retries=retries)
         children = {(t.row, t.col) for t, valid in done.items() if valid}
         reports.append(LevelReport(level.index, level.shape, len(tasks), sum(done.values()),
                                    time.perf_counter() - t0))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from geotessera.errors import NoStoresError, StoreError
-from geotessera.parallel import ProgressFn
+from geotessera.parallel import DEFAULT_RETRIES, ProgressFn
 from geotessera.preview.overviews import (
     LevelReport,
     build_overviews,
@@ -151,14 +151,15 @@ def colour_shard(task: ColourTask) -> int:
 
 
 def colour_level0(info: StoreInfo, stretch: Stretch, executor: Executor, *,
-                  max_in_flight: int = 4, on_progress: ProgressFn | None = None) -> LevelReport:
+                  max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+                  retries: int = DEFAULT_RETRIES) -> LevelReport:
     """(Re)create ``L0/rgba`` and colour every non-empty shard of it."""
     t0 = time.perf_counter()
     geom = Level.of_attrs("L0", dict(open_level(info.path, write=False).attrs))
     create_rgba(info.path, geom)
     tasks = [ColourTask(info.path, r, c, stretch) for r, c in info.shards]
     done = run_shard_tasks(colour_shard, tasks, executor, max_in_flight=max_in_flight,
-                           label=f"{info.name} L0", on_progress=on_progress)
+                           label=f"{info.name} L0", on_progress=on_progress, retries=retries)
     return LevelReport(0, geom.shape, len(tasks), sum(done.values()), time.perf_counter() - t0)
 
 
@@ -187,15 +188,16 @@ class PreviewReport:
 
 
 def preview_store(info: StoreInfo, stretch: Stretch, executor: Executor, *,
-                  max_in_flight: int = 4, on_progress: ProgressFn | None = None) -> StoreReport:
+                  max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+                  retries: int = DEFAULT_RETRIES) -> StoreReport:
     """Rewrite one store's preview: flag false → rgba → overviews → layout, flag true."""
     t0 = time.perf_counter()
     _begin(info.path, stretch)
     l0 = colour_level0(info, stretch, executor, max_in_flight=max_in_flight,
-                       on_progress=on_progress)
+                       on_progress=on_progress, retries=retries)
     geoms, levels = build_overviews(info.path, executor, info.shards,
                                     max_in_flight=max_in_flight, label=info.name,
-                                    on_progress=on_progress)
+                                    on_progress=on_progress, retries=retries)
     _finish(info.path, geoms)
     return StoreReport(str(info.path), info.zone, info.year, False, (l0, *levels),
                        time.perf_counter() - t0)
@@ -221,14 +223,16 @@ def run_preview_pass(
     output_dir: Path, executor: Executor, *, years: Iterable[int] | None = None,
     zones: Iterable[int] | None = None, mode: str = "bands", bands: tuple[int, ...] = (0, 1, 2),
     seed: int = 0, sample: SampleSpec = SampleSpec(), force: bool = False,
-    max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+    max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
+    on_progress: ProgressFn | None = None,
 ) -> PreviewReport:
     """Preview every store of ``output_dir`` selected by ``years`` and ``zones``.
 
     Each year's stretch is fitted across *all* complete stores of that year (``zones`` only
     selects which stores are written), so a subset rerun keeps the year seamless. Raises
     NoStoresError when nothing is selected, StoreError for an incomplete build, and
-    ShardWriteError for a failed shard (that store's flag then stays false).
+    ShardWriteError for a shard that failed on each of its ``1 + retries`` attempts (that
+    store's flag then stays false).
     """
     years, zones = (sorted(set(years)) if years else None), (set(zones) if zones else None)
     stores = find_stores(output_dir, years)
@@ -241,7 +245,7 @@ def run_preview_pass(
     for year in sorted({s.year for s in chosen}):
         t0 = time.perf_counter()
         stretch = year_stretch([s for s in stores if s.year == year], executor, mode=mode,
-                               bands=bands, seed=seed, spec=sample,
+                               bands=bands, seed=seed, spec=sample, retries=retries,
                                max_in_flight=max_in_flight, on_progress=on_progress)
         report.stretches[year] = stretch
         report.sample_seconds[year] = time.perf_counter() - t0
@@ -250,6 +254,6 @@ def run_preview_pass(
                 report.stores.append(StoreReport(str(info.path), info.zone, year, True))
                 continue
             report.stores.append(preview_store(info, stretch, executor,
-                                               max_in_flight=max_in_flight,
+                                               max_in_flight=max_in_flight, retries=retries,
                                                on_progress=on_progress))
     return report

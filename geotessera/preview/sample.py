@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geotessera.errors import SelectionError, StoreError
-from geotessera.parallel import ProgressFn
+from geotessera.parallel import DEFAULT_RETRIES, ProgressFn
 from geotessera.preview.overviews import read_bands, run_shard_tasks, shard_windows
 from geotessera.preview.stretch import MODES, Stretch, fit_stretch
 from geotessera.store.location import Location
@@ -89,6 +89,7 @@ def year_stretch(
     stores: list[StoreInfo], executor: Executor, *, mode: str = "bands",
     bands: tuple[int, ...] = (0, 1, 2), seed: int = 0, spec: SampleSpec = SampleSpec(),
     max_in_flight: int = 4, on_progress: ProgressFn | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> Stretch:
     """Fit one stretch on a seeded sample across ``stores`` (all of one year)."""
     if mode not in MODES:
@@ -108,7 +109,7 @@ def year_stretch(
     tasks = [SampleTask(p, z, r, c, read, seed, per, spec.pixels_per_chunk)
              for z, r, c, _, p in chosen]
     got = run_shard_tasks(sample_shard, tasks, executor, max_in_flight=max_in_flight,
-                          label=f"sample {year}", on_progress=on_progress)
+                          label=f"sample {year}", on_progress=on_progress, retries=retries)
     samples = [got[t] for t in tasks]  # task order = sorted (zone, row, col)
     pooled = np.concatenate(samples) if samples else np.empty((0, len(read)), np.float32)
     return fit_stretch(pooled, mode, read, seed=seed, shards=len(tasks))
