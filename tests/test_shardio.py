@@ -20,16 +20,17 @@ from geotessera.store.shardio import (
 )
 
 
-def _array(where, transpose=False, shape=(8, 128, 128), shards=(8, 64, 64)):
+def _array(where, transpose=False, shape=(8, 128, 128), shards=(8, 64, 64), compress=True):
     return zarr.create_array(str(where), shape=shape, dtype="int8",
-                             chunks=(shape[0], 16, 16),
-                             shards=shards, fill_value=0, compressors=ZstdCodec(level=3),
+                             chunks=(shape[0], 16, 16), shards=shards, fill_value=0,
+                             compressors=ZstdCodec(level=3) if compress else None,
                              filters=[TransposeCodec(order=(1, 2, 0))] if transpose else None)
 
 
+@pytest.mark.parametrize("compress", [True, False])
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("empty", ["none", "some", "all"])
-def test_written_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty):
+def test_written_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty, compress):
     rng = np.random.default_rng(7)
     block = rng.integers(-127, 128, (8, 64, 64), dtype=np.int8)
     block[:, :16, :] //= 9  # smoother part, compresses differently
@@ -38,9 +39,10 @@ def test_written_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty):
         block[:, 48:, 48:] = 0
     elif empty == "all":
         block[:] = 0
-    theirs, ours = _array(tmp_path / "zarr", transpose), _array(tmp_path / "ours", transpose)
+    theirs, ours = (_array(tmp_path / n, transpose, compress=compress) for n in ("zarr", "ours"))
     theirs[:, 64:, :64] = block
     layout = read_layout(Location.parse(tmp_path), "ours")
+    assert (layout.zstd_level is None) == (not compress)
     write_shard(Location.parse(tmp_path), "ours", (0, 1, 0), block, layout)
     a, b = (tmp_path / n / "c/0/1/0" for n in ("zarr", "ours"))
     assert a.exists() == b.exists() == (empty != "all")

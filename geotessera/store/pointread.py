@@ -119,9 +119,10 @@ class ScalesReader:
     each chunk read whole and decoded once into a bounded cache."""
 
     def __init__(self, store: Location, array_path: str, shape: tuple[int, int],
-                 chunk: tuple[int, int], fill: float, separator: str = "/") -> None:
+                 chunk: tuple[int, int], fill: float, separator: str = "/",
+                 compressed: bool = True) -> None:
         self.store, self.path, self.shape, self.chunk = store, array_path, shape, chunk
-        self.fill, self.separator = np.float32(fill), separator
+        self.fill, self.separator, self.compressed = np.float32(fill), separator, compressed
         self._chunks = LRU(CACHE_CHUNKS)
 
     @classmethod
@@ -132,7 +133,7 @@ class ScalesReader:
             names = [c["name"] for c in doc["codecs"]]
             endian = doc["codecs"][0].get("configuration", {}).get("endian", "little")
             enc = doc.get("chunk_key_encoding", {"name": "default"})
-            if (names != ["bytes", "zstd"] or endian != "little" or doc["data_type"] != "float32"
+            if (names not in (["bytes", "zstd"], ["bytes"]) or endian != "little" or doc["data_type"] != "float32"
                     or len(doc["shape"]) != 2 or enc["name"] != "default"
                     or doc["chunk_grid"]["name"] != "regular"):
                 return None
@@ -142,7 +143,8 @@ class ScalesReader:
         except (KeyError, TypeError, ValueError, IndexError):
             return None
         fill = float("nan") if fill in ("NaN", None) else float(fill)
-        return cls(store, array_path, tuple(doc["shape"]), chunk, fill, sep)
+        return cls(store, array_path, tuple(doc["shape"]), chunk, fill, sep,
+                   compressed=names[-1] == "zstd")
 
     def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """float32 values at (rows, cols) (inside the array); the fill where not stored."""
@@ -166,7 +168,7 @@ class ScalesReader:
         except FileNotFoundError:
             return None
         try:
-            data = np.frombuffer(Zstd().decode(raw), "<f4")
+            data = np.frombuffer(Zstd().decode(raw) if self.compressed else raw, "<f4")
             return data.reshape(self.chunk)
         except (RuntimeError, ValueError) as e:
             raise StoreError(self.store.child(key), f"cannot decode scales chunk: {e}") from e

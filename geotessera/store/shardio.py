@@ -37,14 +37,14 @@ ENCODE_THREADS = 2
 @dataclass(frozen=True, slots=True)
 class ShardLayout:
     """The one sharded layout this module reads and writes: inner chunks through an optional
-    ``transpose``, ``bytes`` (little endian) and ``zstd``; index ``bytes`` + ``crc32c`` at
-    the end; default chunk key encoding."""
+    ``transpose``, ``bytes`` (little endian) and ``zstd`` (or no compressor: ``zstd_level``
+    None); index ``bytes`` + ``crc32c`` at the end; default chunk key encoding."""
 
     shape: tuple[int, ...]
     shard: tuple[int, ...]
     chunk: tuple[int, ...]
     dtype: str
-    zstd_level: int
+    zstd_level: int | None
     transpose: tuple[int, ...] | None = None
     separator: str = "/"
 
@@ -72,16 +72,18 @@ class ShardLayout:
             enc = doc.get("chunk_key_encoding", {"name": "default"})
             if (sharding["name"] != "sharding_indexed" or index != ["bytes", "crc32c"]
                     or cfg.get("index_location", "end") != "end"
-                    or inner not in (["bytes", "zstd"], ["transpose", "bytes", "zstd"])
+                    or inner not in (["bytes", "zstd"], ["transpose", "bytes", "zstd"],
+                                     ["bytes"], ["transpose", "bytes"])
                     or enc["name"] != "default" or doc["data_type"] not in ("int8", "uint8")):
                 return None
-            zstd = cfg["codecs"][-1].get("configuration", {})
+            level = (int(cfg["codecs"][-1].get("configuration", {}).get("level", 0))
+                     if inner[-1] == "zstd" else None)
             transpose = (tuple(cfg["codecs"][0]["configuration"]["order"])
                          if inner[0] == "transpose" else None)
             return cls(tuple(doc["shape"]), tuple(doc["chunk_grid"]["configuration"]
                                                   ["chunk_shape"]),
                        tuple(cfg["chunk_shape"]), doc["data_type"],
-                       int(zstd.get("level", 0)), transpose,
+                       level, transpose,
                        enc.get("configuration", {}).get("separator", "/"))
         except (KeyError, TypeError, ValueError):
             return None
@@ -126,7 +128,7 @@ def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCOD
     name chunks known to be all fill (e.g. from all-NaN scales): they are not even looked at.
     """
     index = np.full((*layout.grid, 2), MISSING, dtype="<u8")
-    codec = Zstd(level=layout.zstd_level)
+    codec = None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
     coords = [c for c in morton_order(layout.grid) if skip is None or not skip[c]]
 
     def encode(c: tuple[int, ...]) -> bytes | None:
@@ -135,7 +137,9 @@ def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCOD
         if layout.transpose is not None:
             chunk = chunk.transpose(layout.transpose)
         chunk = np.ascontiguousarray(chunk)  # a cache-sized transpose of one chunk at most
-        return codec.encode(chunk) if chunk.any() else None
+        if not chunk.any():
+            return None
+        return codec.encode(chunk) if codec is not None else chunk.tobytes()
 
     offset = 0
     for c, encoded in zip(coords, _ordered_map(encode, coords, threads), strict=True):
@@ -232,7 +236,7 @@ def read_index(store: Location, key: str, layout: ShardLayout) -> np.ndarray | N
 def decode_chunk(raw: bytes, layout: ShardLayout) -> np.ndarray:
     """One inner chunk in the array's axis order."""
     dt = np.dtype(layout.dtype)
-    data = np.frombuffer(Zstd().decode(raw), dt)
+    data = np.frombuffer(raw if layout.zstd_level is None else Zstd().decode(raw), dt)
     if layout.transpose is None:
         return data.reshape(layout.chunk)
     stored = tuple(layout.chunk[i] for i in layout.transpose)

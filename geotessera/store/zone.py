@@ -71,7 +71,7 @@ def _create_data_arrays(level: zarr.Group, grid: PixelGrid, bands: int,
                         layout: StoreLayout) -> None:
     shape, epsg = grid.shape, grid.epsg
     s, c, sc = layout.shard_px, layout.chunk_px, layout.scales_chunk_px
-    zstd = ZstdCodec(level=layout.zstd_level)
+    zstd = None if layout.zstd_level is None else ZstdCodec(level=layout.zstd_level)
     level.create_array(
         EMBEDDINGS, shape=(bands, *shape), dtype="int8", chunks=(bands, c, c),
         shards=(bands, s, s), compressors=zstd, fill_value=0,
