@@ -39,3 +39,18 @@ def test_both_buffer_orders_hold_the_same_shard(archive):
         assert not pm.embeddings[:, np.isnan(pm.scales)].any()
         assert pm.stats == bm.stats
     assert any(np.isfinite(assemble(t.spec, True).scales).any() for t in tasks)
+
+
+def test_copying_in_row_blocks_gives_the_same_shard(archive, monkeypatch):
+    """Tiles are mapped MAP_ROWS rows at a time; blocks smaller than a tile change nothing."""
+    import geotessera.build.assemble as asm
+
+    plan = plan_zones(scan(archive).records, TEST_LAYOUT)[0]
+    tasks = shard_tasks(plan, archive, Location.parse("unused.zarr"), TEST_LAYOUT)
+    whole = [assemble(t.spec, pixel_major=True) for t in tasks]
+    assert max(p.core[0].height for t in tasks for p in t.spec.pieces if p.core) > 5
+    monkeypatch.setattr(asm, "MAP_ROWS", 5)
+    for t, w in zip(tasks, whole, strict=True):
+        got = assemble(t.spec, pixel_major=True)
+        np.testing.assert_array_equal(got.embeddings, w.embeddings)
+        np.testing.assert_array_equal(got.scales, w.scales)
