@@ -46,7 +46,13 @@ class ZoneStore:
         return cls(meta, root, loc)
 
     def arrays(self, level: Level) -> tuple[Any, Any]:
-        return self.root[f"{level.path}/embeddings"], self.root[f"{level.path}/scales"]
+        """(embeddings, scales) zarr arrays of a level, opened once (opening one through zarr
+        costs milliseconds, more than a warm point look-up)."""
+        key = ("arrays", level.path)
+        if key not in self._readers:
+            self._readers[key] = (self.root[f"{level.path}/embeddings"],
+                                  self.root[f"{level.path}/scales"])
+        return self._readers[key]
 
     def fractional(self, level: Level, lon: np.ndarray, lat: np.ndarray):
         """(row, col) of lon/lat in ``level``'s pixels, fractional (pixel centres at .5)."""
