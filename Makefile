@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_h3.py
 	$(BIN)/python benchmarks/bench_viewer.py
 	$(BIN)/python benchmarks/bench_cluster.py
+	$(BIN)/python benchmarks/bench_codecs.py
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install

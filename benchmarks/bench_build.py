@@ -94,7 +94,8 @@ def best_of(runs: list[dict]) -> dict:
 
 
 def main_plan(quick: bool, repeat: int) -> list[tuple[int, StoreLayout, int]]:
-    """(workers, layout, repeats): default layout at -j 1 once, both majors at -j 2."""
+    """(workers, layout, repeats): default layout at -j 1 once, both majors at -j 2 (the
+    floor runs at each, so build/floor is checked at -j 1 and -j 2)."""
     other = replace(DEFAULT, pixel_major=not DEFAULT.pixel_major)
     return [*([] if quick else [(1, DEFAULT, 1)]), (2, DEFAULT, repeat), (2, other, repeat)]
 

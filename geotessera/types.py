@@ -128,7 +128,7 @@ class StoreLayout:
     shard_px: int = 1024
     chunk_px: int = 32
     scales_chunk_px: int = 256
-    zstd_level: int = 3
+    zstd_level: int | None = 3  # None: no compression (zstd itself maps level 0 to 3)
     pixel_major: bool = False
 
     def __post_init__(self) -> None:
@@ -136,7 +136,7 @@ class StoreLayout:
             v = getattr(self, name)
             if v <= 0 or self.shard_px % v:
                 raise ValueError(f"{name}={v} must be positive and divide shard_px={self.shard_px}")
-        if not 0 <= self.zstd_level <= 22:
+        if self.zstd_level is not None and not 0 <= self.zstd_level <= 22:
             raise ValueError(f"zstd_level={self.zstd_level} outside 0..22")
 
 
@@ -162,6 +162,17 @@ def check_shard_memory(shard_px: int, bands: int) -> None:
 def max_shard_px(bands: int) -> int:
     """The largest shard edge whose raw shard fits ``MAX_SHARD_BYTES``."""
     return int((MAX_SHARD_BYTES // (bands + 4)) ** 0.5)
+
+
+def parse_codec(text: str) -> int | None:
+    """The ``StoreLayout.zstd_level`` of a codec name: ``none`` → None, ``zstd:N`` → N
+    (0…22; zstd maps 0 to its default level 3, so 0 is not "off"). ValueError otherwise."""
+    name, _, level = text.strip().lower().partition(":")
+    if name == "none" and not level:
+        return None
+    if name == "zstd" and level.isdigit() and 0 <= int(level) <= 22:
+        return int(level)
+    raise ValueError(f"codec {text!r}: expected none or zstd:N with N in 0..22")
 
 
 Affine6 = tuple[float, float, float, float, float, float]

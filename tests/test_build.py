@@ -205,3 +205,37 @@ def test_no_cracks_between_neighbouring_tiles(tmp_path):
     scales = root["L0/scales"][:]
     assert inside.sum() > 10_000
     assert np.isfinite(scales[inside]).all(), np.argwhere(inside & np.isnan(scales))[:5]
+
+
+def test_codec_none_stores_the_same_arrays_uncompressed(archive, built, tmp_path):
+    """``--codec none`` (zstd_level None): no compressor in the metadata, the same values,
+    and the point and scales readers read it."""
+    from dataclasses import replace
+
+    from geotessera import read
+    from geotessera.store.zone import layout_of
+
+    build(archive, tmp_path, layout=replace(TEST_LAYOUT, zstd_level=None))
+    for name in ("utm31_2024.zarr", "utm30_2025.zarr"):
+        plain, packed = (zarr.open_group(str(d / name), mode="r") for d in (tmp_path, built))
+        for arr in ("embeddings", "scales"):
+            assert plain["L0"][arr].compressors == ()
+            np.testing.assert_array_equal(plain["L0"][arr][:], packed["L0"][arr][:])
+        assert layout_of(tmp_path / name).zstd_level is None
+    pts = [(0.15, 0.05), (0.05, -0.15), (-0.15, 0.05)]
+    np.testing.assert_array_equal(read.sample(pts, 2024, tmp_path), read.sample(pts, 2024, built))
+
+
+@pytest.mark.parametrize(("text", "level"), [("none", None), ("zstd:0", 0), ("ZSTD:19", 19)])
+def test_parse_codec(text, level):
+    from geotessera.types import parse_codec
+
+    assert parse_codec(text) == level
+
+
+@pytest.mark.parametrize("text", ["zstd", "zstd:23", "blosc", "none:1", "zstd:-1"])
+def test_parse_codec_refuses_what_it_cannot_write(text):
+    from geotessera.types import parse_codec
+
+    with pytest.raises(ValueError, match="expected none or zstd:N"):
+        parse_codec(text)

@@ -48,6 +48,7 @@ CASES = [
     ("scan {root}/missing", 2, "does not exist"),
     ("zarr-build {base} -o {root}/dry --dry-run --bands 4", 0, ""),
     ("zarr-build {base} -o {root}/x --zones 61", 2, "zones"),
+    ("zarr-build {base} -o {root}/x --codec blosc", 2, "expected none or zstd:N"),
     ("zarr-build {base} -o {file}/x --bands 4 --no-rgb --no-stac", 1, "a_file"),
     ("zarr-build {base} -o {root}/x --bands 8", 1, "4 bands, expected 8"),
     ("verify {store} --base-dir {base} -j 1", 0, ""),

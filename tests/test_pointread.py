@@ -56,3 +56,38 @@ def test_other_layouts_are_not_claimed(tmp_path):
     split = zarr.create_array(str(tmp_path / "s"), shape=(8, 32, 32), dtype="int8",
                               chunks=(4, 16, 16), shards=(8, 32, 32))
     assert split is not None and PointReader.open(Location.parse(tmp_path), "s") is None
+
+
+
+def test_scales_reader_equals_zarr_and_its_cache_is_bounded(tmp_path, monkeypatch):
+    import geotessera.store.pointread as pr
+
+    arr = zarr.create_array(str(tmp_path / "s"), shape=(100, 70), dtype="float32",
+                            chunks=(32, 32), compressors=ZstdCodec(level=3), fill_value=np.nan)
+    rng = np.random.default_rng(1)
+    values = rng.random((100, 70), dtype=np.float32)
+    values[:32, 32:64] = np.nan  # one chunk all fill: not stored
+    arr[:] = values
+    monkeypatch.setattr(pr, "CACHE_CHUNKS", 3)
+    reads = []
+    real_read = Location.read
+    monkeypatch.setattr(Location, "read", lambda self, key: reads.append(key) or
+                        real_read(self, key))
+    reader = pr.ScalesReader.open(Location.parse(tmp_path), "s")
+    rows, cols = rng.integers(0, 100, 400), rng.integers(0, 70, 400)
+    np.testing.assert_array_equal(reader.values(rows, cols), arr.vindex[rows, cols])
+    assert len(reader._chunks) == 3
+    reads.clear()
+    near_r, near_c = rng.integers(64, 96, 50), rng.integers(0, 32, 50)
+    reader.values(near_r, near_c)
+    reader.values(near_r, near_c)
+    assert reads == ["s/c/2/0"]  # one area: read once, then served from the cache
+
+
+def test_scales_reader_does_not_claim_other_layouts(tmp_path):
+    zarr.create_array(str(tmp_path / "g"), shape=(64, 64), dtype="float32", chunks=(32, 32),
+                      shards=(64, 64))
+    zarr.create_array(str(tmp_path / "i"), shape=(64, 64), dtype="int16", chunks=(32, 32))
+    loc = Location.parse(tmp_path)
+    from geotessera.store.pointread import ScalesReader
+    assert ScalesReader.open(loc, "g") is None and ScalesReader.open(loc, "i") is None

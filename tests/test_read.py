@@ -421,3 +421,31 @@ def test_region_reads_the_overview_level_matching_the_resolution(built, tmp_path
     assert [region_mod.choose_level(levels, r).path for r in (10, 160, 319, 320, 5000)] == [
         "L0", "L0", "L0", "L1", "L1"]
     assert read.open_store(tmp_path / "utm30_2024.zarr", level=1).sizes["x"] == 128
+
+
+@pytest.mark.parametrize("bbox", [(0.05, -0.15, 0.25, 0.15), (0.1, 0.05, 0.2, 0.1),
+                                  (0.02, -0.18, 0.28, 0.18)])
+def test_a_window_inside_one_zone_is_a_plain_slice_equal_to_the_general_path(built, bbox,
+                                                                          monkeypatch):
+    calls = []
+    real = region_mod._plain_slice
+    monkeypatch.setattr(region_mod, "_plain_slice",
+                        lambda *a: calls.append(r := real(*a)) or r)
+    fast = read.read_region(bbox, 2024, built)
+    monkeypatch.setattr(region_mod, "_plain_slice", lambda *a: None)
+    slow = read.read_region(bbox, 2024, built)
+    assert calls and calls[0] is not None  # the fast path was taken
+    assert np.isfinite(fast.values).any() and np.isnan(fast.values).any()
+    np.testing.assert_array_equal(fast.values, slow.values)  # NaN where NaN, else equal
+    assert fast.attrs == slow.attrs
+    np.testing.assert_array_equal(fast.x.values, slow.x.values)
+
+
+def test_a_window_at_the_zone_edge_or_off_the_lattice_takes_the_general_path(built):
+    for bbox, crs, res in [((0.0005, 0.0, 0.1, 0.1), None, None),
+                           ((0.05, 0.0, 0.1, 0.1), None, 100.0),
+                           ((0.05, 0.0, 0.1, 0.1), "EPSG:3857", None)]:
+        zs = read.Reader(built, 2024).zone(31)
+        dst, r, r_m = region_mod._target(bbox, crs, res, 160.0)
+        grid = region_mod.target_grid(bbox, dst, r)
+        assert region_mod._plain_slice(zs, grid, r_m) is None, (bbox, crs, res)

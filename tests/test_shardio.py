@@ -10,19 +10,27 @@ from hypothesis import strategies as st
 from zarr.codecs import TransposeCodec, ZstdCodec
 
 from geotessera.store.location import Location
-from geotessera.store.shardio import morton_order, read_layout, write_shard
+from geotessera.store.shardio import (
+    MISSING,
+    ShardLayout,
+    encode_shard,
+    morton_order,
+    read_layout,
+    write_shard,
+)
 
 
-def _array(where, transpose=False, shape=(8, 128, 128), shards=(8, 64, 64)):
+def _array(where, transpose=False, shape=(8, 128, 128), shards=(8, 64, 64), compress=True):
     return zarr.create_array(str(where), shape=shape, dtype="int8",
-                             chunks=(shape[0], 16, 16),
-                             shards=shards, fill_value=0, compressors=ZstdCodec(level=3),
+                             chunks=(shape[0], 16, 16), shards=shards, fill_value=0,
+                             compressors=ZstdCodec(level=3) if compress else None,
                              filters=[TransposeCodec(order=(1, 2, 0))] if transpose else None)
 
 
+@pytest.mark.parametrize("compress", [True, False])
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("empty", ["none", "some", "all"])
-def test_written_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty):
+def test_written_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty, compress):
     rng = np.random.default_rng(7)
     block = rng.integers(-127, 128, (8, 64, 64), dtype=np.int8)
     block[:, :16, :] //= 9  # smoother part, compresses differently
@@ -31,9 +39,10 @@ def test_written_shard_is_byte_identical_to_zarr(tmp_path, transpose, empty):
         block[:, 48:, 48:] = 0
     elif empty == "all":
         block[:] = 0
-    theirs, ours = _array(tmp_path / "zarr", transpose), _array(tmp_path / "ours", transpose)
+    theirs, ours = (_array(tmp_path / n, transpose, compress=compress) for n in ("zarr", "ours"))
     theirs[:, 64:, :64] = block
     layout = read_layout(Location.parse(tmp_path), "ours")
+    assert (layout.zstd_level is None) == (not compress)
     write_shard(Location.parse(tmp_path), "ours", (0, 1, 0), block, layout)
     a, b = (tmp_path / n / "c/0/1/0" for n in ("zarr", "ours"))
     assert a.exists() == b.exists() == (empty != "all")
@@ -72,3 +81,22 @@ def test_morton_order_visits_every_chunk_once(grid):
     for axis in range(len(grid)):
         line = [c for c in order if all(v == 0 for i, v in enumerate(c) if i != axis)]
         assert [c[axis] for c in line] == sorted(c[axis] for c in line)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_threads_and_skip_do_not_change_the_bytes(transpose, threads):
+    """Chunks encoded on threads come out in the spec's order; naming all-fill chunks as
+    skippable changes nothing (they are omitted either way)."""
+    rng = np.random.default_rng(3)
+    block = rng.integers(-9, 10, (8, 64, 64), dtype=np.int8)
+    block[:, 16:48, :32] = 0  # chunks (1, 0), (2, 0), (1, 1), (2, 1) at 16 px are fill
+    layout = ShardLayout((8, 64, 64), (8, 64, 64), (8, 16, 16), "int8", 3,
+                         (1, 2, 0) if transpose else None)
+    serial = b"".join(encode_shard(block, layout, threads=1))
+    skip = np.zeros((1, 4, 4), bool)
+    skip[0, 1:3, 0:2] = True
+    assert b"".join(encode_shard(block, layout, threads=threads)) == serial
+    assert b"".join(encode_shard(block, layout, threads=threads, skip=skip)) == serial
+    index = np.frombuffer(serial[-layout.index_nbytes:-4], "<u8").reshape(1, 4, 4, 2)
+    assert (index[0, 1:3, 0:2] == MISSING).all() and (index[0, 0, :] != MISSING).all()

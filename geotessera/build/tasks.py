@@ -30,8 +30,12 @@ class ShardResult:
 
 
 def write_shard(task: ShardTask) -> ShardResult:
-    """Assemble the shard and write both arrays with one whole-shard write each."""
-    data = assemble(task.spec, task.pixel_major)
+    """Assemble the shard and write both arrays with one whole-shard write each.
+
+    The shard is assembled in the tiles' pixel-major order whatever the stored order: tile
+    rows copy as plain slices, and a band-major store transposes one cache-sized inner chunk
+    at a time while encoding it (``store/shardio.py``)."""
+    data = assemble(task.spec, pixel_major=True)
     write_shard_arrays(task.store, task.spec.row, task.spec.col,
                        embeddings=data.embeddings, scales=data.scales)
     valid = int(np.isfinite(data.scales).sum())

@@ -14,7 +14,7 @@ from geotessera.errors import SelectionError
 from geotessera.cluster import open_executor
 from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.archive.scan import ScanResult
-from geotessera.types import N_BANDS, StoreLayout, check_shard_memory
+from geotessera.types import N_BANDS, StoreLayout, check_shard_memory, parse_codec
 from geotessera.pipeline import PreviewOptions, scan, zarr_build
 from geotessera.cli._options import executor_options
 from geotessera.cli._output import Output, common, err
@@ -81,10 +81,14 @@ def scan_cmd(out: Output, base_dir: Path, registry: Path | None, years, bands: i
 
 
 def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
-            pixel_major: bool, bands: int = N_BANDS) -> StoreLayout:
+            pixel_major: bool, codec: str | None = None, bands: int = N_BANDS) -> StoreLayout:
+    try:
+        level = zstd_level if codec is None else parse_codec(codec)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--codec") from e
     try:
         check_shard_memory(shard_px, bands)
-        return StoreLayout(shard_px, chunk_px, scales_chunk_px, zstd_level, pixel_major)
+        return StoreLayout(shard_px, chunk_px, scales_chunk_px, level, pixel_major)
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
 
@@ -119,7 +123,11 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
               show_default=True, help="Chunk edge of scales (not sharded; chunks nest in "
                                       "shard footprints).")
 @click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True,
-              help="zstd compression level of the data arrays (embeddings, scales, rgba).")
+              help="zstd compression level of the data arrays (embeddings, scales, rgba); "
+                   "0 is zstd's default (3), not off.")
+@click.option("--codec", default=None, metavar="none|zstd:N",
+              help="Compression of the data arrays: none, or zstd at level N (overrides "
+                   "--zstd-level) [default: zstd:3].")
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common

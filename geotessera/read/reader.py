@@ -19,7 +19,7 @@ from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance
 from geotessera.read.sources import Source, stores_of
 from geotessera.store.location import Location
 from geotessera.store.meta import StoreMeta, open_root, read_meta
-from geotessera.store.pointread import PointReader
+from geotessera.store.pointread import PointReader, ScalesReader
 from geotessera.tiles import utm_zone
 from geotessera.types import Level
 
@@ -46,7 +46,13 @@ class ZoneStore:
         return cls(meta, root, loc)
 
     def arrays(self, level: Level) -> tuple[Any, Any]:
-        return self.root[f"{level.path}/embeddings"], self.root[f"{level.path}/scales"]
+        """(embeddings, scales) zarr arrays of a level, opened once (opening one through zarr
+        costs milliseconds, more than a warm point look-up)."""
+        key = ("arrays", level.path)
+        if key not in self._readers:
+            self._readers[key] = (self.root[f"{level.path}/embeddings"],
+                                  self.root[f"{level.path}/scales"])
+        return self._readers[key]
 
     def fractional(self, level: Level, lon: np.ndarray, lat: np.ndarray):
         """(row, col) of lon/lat in ``level``'s pixels, fractional (pixel centres at .5)."""
@@ -63,7 +69,7 @@ class ZoneStore:
         if not inside.any():
             return out
         r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
-        sc = sc_arr.vindex[r, c]
+        sc = self._scales(level, sc_arr, r, c)
         empty = np.flatnonzero(~np.isfinite(sc))
         if empty.size:
             r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[inside][empty],
@@ -71,12 +77,22 @@ class ZoneStore:
             if crack.any():
                 i = empty[crack]
                 r[i], c[i] = r2[crack], c2[crack]
-                sc[i] = sc_arr.vindex[r[i], c[i]]
+                sc[i] = self._scales(level, sc_arr, r[i], c[i])
         have = np.isfinite(sc)  # read embeddings only where there is data
         if have.any():
             vectors = self._vectors(level, emb_arr, r[have], c[have])
             out[np.flatnonzero(inside)[have]] = dequantise(vectors, sc[have][:, None])
         return out
+
+    def _scales(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """float32 scales at pixels: whole chunks read once into a bounded cache where the
+        layout is ours, zarr's coordinate selection otherwise."""
+        key = f"{level.path}/scales"
+        if key not in self._readers:
+            self._readers[key] = ScalesReader.open(self.location, key)
+        if (reader := self._readers[key]) is not None:
+            return reader.values(r, c)
+        return sc_arr.vindex[r, c]
 
     def _vectors(self, level: Level, emb_arr: Any, r: np.ndarray,
                  c: np.ndarray) -> np.ndarray:

@@ -122,6 +122,45 @@ def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> _Part | None:
     return _Part(zs.meta.zone, level, t, emb_arr[(slice(None), *win)], sc, idx)
 
 
+def _lattice_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, slice] | None:
+    """The window of ``level`` that ``grid`` is, pixel for pixel (same CRS, pixel size and
+    lattice, wholly inside the level), or None."""
+    a, _, c, _, e, f = grid.transform
+    la, _, lc, _, le, lf = level.transform
+    if abs(a - la) > 1e-9 * la or abs(e - le) > 1e-9 * la:
+        return None
+    c0, r0 = (c - lc) / la, (f - lf) / le
+    if abs(c0 - round(c0)) > 1e-6 or abs(r0 - round(r0)) > 1e-6:
+        return None
+    r0, c0 = round(r0), round(c0)
+    h, w = grid.shape
+    if r0 < 0 or c0 < 0 or r0 + h > level.shape[0] or c0 + w > level.shape[1]:
+        return None
+    if CRS.from_wkt(grid.crs).to_epsg() != epsg:
+        return None
+    return slice(r0, r0 + h), slice(c0, c0 + w)
+
+
+def _plain_slice(zs: ZoneStore, grid: PixelGrid, resolution_m: float):
+    """(values, {store: level used}) when the output is a plain window of one store's level away from its
+    zone's edge (so neither the seam nor the crack rule can apply): one slice read and one
+    dequantising multiply into the output, no index warp, no gather. None otherwise."""
+    level = choose_level(zs.meta.levels, resolution_m)
+    win = _lattice_window(level, zs.meta.epsg, grid)
+    if win is None or _edge_band(zs, level, (win[0].start, win[1].start), grid.shape).any():
+        return None
+    emb_arr, sc_arr = zs.arrays(level)
+    need = grid.shape[0] * grid.shape[1] * (emb_arr.shape[0] + 12)
+    if need > MAX_READ_BYTES:
+        return None  # the general path says why
+    sc = sc_arr[win]
+    emb = emb_arr[(slice(None), *win)]
+    out = np.empty(emb.shape, np.float32)
+    np.multiply(emb, sc[None], out=out)  # = dequantise, without a float32 temporary
+    used = {f"utm{zs.meta.zone:02d}": level.path} if np.isfinite(sc).any() else {}
+    return out, used
+
+
 def _edge_band(zs: ZoneStore, level: Level, origin: tuple[int, int], shape: tuple[int, int]
                ) -> np.ndarray:
     """(h, w) window pixels within a pixel of the store zone's edge meridians (a pre-filter
@@ -234,12 +273,14 @@ def read_region(bbox: Any, year: int, source: Source, crs: Any = None,
     finest = min((zs.meta.levels[0].pixel_size for zs in opened), default=10.0)
     dst, res, res_m = _target(box, crs, resolution, finest)
     grid = target_grid(box, dst, res)
+    if len(opened) == 1 and (fast := _plain_slice(opened[0], grid, res_m)) is not None:
+        return _dataarray(fast[0], grid, year, fast[1])
     parts = [p for zs in opened if (p := _part(zs, grid, res_m)) is not None]
     out = _mosaic(parts, grid, parts[0].emb.shape[0] if parts else reader.bands())
-    return _dataarray(out, grid, year, parts)
+    return _dataarray(out, grid, year, {f"utm{p.zone:02d}": p.level.path for p in parts})
 
 
-def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, parts: list[_Part]):
+def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, levels: dict[str, str]):
     from geotessera.read.api import xr
     h, w = grid.shape
     x, _ = grid.xy(np.zeros(w), np.arange(w))
@@ -255,5 +296,5 @@ def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, parts: list[_Part
                 "x": ("x", x, {"axis": "X"}), "spatial_ref": ((), 0, ref)},
         attrs={"long_name": "dequantised embedding", "grid_mapping": "spatial_ref",
                "geotessera:year": year, **({"proj:code": f"EPSG:{epsg}"} if epsg else {}),
-               "geotessera:levels": {f"utm{p.zone:02d}": p.level.path for p in parts}},
+               "geotessera:levels": levels},
     )

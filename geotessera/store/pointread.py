@@ -5,14 +5,51 @@ inner chunk, more than reading and decoding it (measured: 0.40 s against 0.15 s 
 random pixels of a 10 m store). Here each shard's index is read once (one suffix range, kept),
 each needed inner chunk with one range read, and every pixel in that chunk is taken from it.
 Works on any location (local disk, S3, HTTP) through ``Location`` range reads.
+
+Decoded chunks and shard indexes are kept in bounded LRU caches, so repeated look-ups in one
+area read nothing again and memory stays bounded (``CACHE_CHUNKS`` × one decoded chunk). The
+unsharded ``scales`` array is read the same way (``ScalesReader``): one object per chunk,
+decoded once.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
 
+import numpy as np
+from numcodecs import Zstd
+
+from geotessera.errors import StoreError
 from geotessera.store.location import Location
 from geotessera.store.shardio import MISSING, ShardLayout, decode_chunk, read_index, read_layout
+
+
+#: Decoded inner chunks kept per array (128 KiB each for 32² × 128 bands; 256 KiB per scales
+#: chunk of 256²) and shard indexes kept (16 KiB each for 32² chunks per shard).
+CACHE_CHUNKS = 64
+CACHE_INDEXES = 256
+
+
+class LRU:
+    """A bounded least-recently-used map filled on demand (None values are kept too)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self._items = size, OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = self._items[key] = make()
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class PointReader:
@@ -24,7 +61,8 @@ class PointReader:
                              "pixel column of all bands")
         self.store, self.path, self.layout = store, array_path, layout
         self.bands, self.chunk = layout.shape[0], layout.chunk[1]
-        self._index: dict[tuple[int, int], np.ndarray | None] = {}
+        self._index = LRU(CACHE_INDEXES)
+        self._chunks = LRU(CACHE_CHUNKS)
 
     @classmethod
     def open(cls, store: Location, array_path: str) -> PointReader | None:
@@ -53,6 +91,9 @@ class PointReader:
         return out
 
     def _chunk(self, crow: int, ccol: int) -> np.ndarray | None:
+        return self._chunks.get((crow, ccol), lambda: self._read_chunk(crow, ccol))
+
+    def _read_chunk(self, crow: int, ccol: int) -> np.ndarray | None:
         nr, nc = self.layout.grid[1:]
         shard = (crow // nr, ccol // nc)
         index = self._shard_index(shard)
@@ -68,6 +109,66 @@ class PointReader:
         return f"{self.path}/{self.layout.key((0, *shard))}"
 
     def _shard_index(self, shard: tuple[int, int]) -> np.ndarray | None:
-        if shard not in self._index:
-            self._index[shard] = read_index(self.store, self._key(shard), self.layout)
-        return self._index[shard]
+        return self._index.get(shard, lambda: read_index(self.store, self._key(shard),
+                                                         self.layout))
+
+
+class ScalesReader:
+    """Values at scattered pixels of an unsharded 2-D float32 array stored as ``bytes``
+    (little endian) + ``zstd`` chunks with the default key encoding (the ``scales`` arrays),
+    each chunk read whole and decoded once into a bounded cache."""
+
+    def __init__(self, store: Location, array_path: str, shape: tuple[int, int],
+                 chunk: tuple[int, int], fill: float, separator: str = "/",
+                 compressed: bool = True) -> None:
+        self.store, self.path, self.shape, self.chunk = store, array_path, shape, chunk
+        self.fill, self.separator, self.compressed = np.float32(fill), separator, compressed
+        self._chunks = LRU(CACHE_CHUNKS)
+
+    @classmethod
+    def open(cls, store: Location, array_path: str) -> ScalesReader | None:
+        """A reader for the array, or None when its layout is not this one."""
+        try:
+            doc = json.loads(store.read(f"{array_path}/zarr.json"))
+            names = [c["name"] for c in doc["codecs"]]
+            endian = doc["codecs"][0].get("configuration", {}).get("endian", "little")
+            enc = doc.get("chunk_key_encoding", {"name": "default"})
+            if (names not in (["bytes", "zstd"], ["bytes"]) or endian != "little" or doc["data_type"] != "float32"
+                    or len(doc["shape"]) != 2 or enc["name"] != "default"
+                    or doc["chunk_grid"]["name"] != "regular"):
+                return None
+            chunk = tuple(doc["chunk_grid"]["configuration"]["chunk_shape"])
+            fill = doc["fill_value"]
+            sep = enc.get("configuration", {}).get("separator", "/")
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        fill = float("nan") if fill in ("NaN", None) else float(fill)
+        return cls(store, array_path, tuple(doc["shape"]), chunk, fill, sep,
+                   compressed=names[-1] == "zstd")
+
+    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """float32 values at (rows, cols) (inside the array); the fill where not stored."""
+        ch, cw = self.chunk
+        out = np.full(len(rows), self.fill, np.float32)
+        keys = (rows // ch) * (self.shape[1] // cw + 1) + cols // cw
+        order = np.argsort(keys, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, np.diff(keys[order]) != 0, True])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            sel = order[a:b]
+            crow, ccol = int(rows[sel[0]]) // ch, int(cols[sel[0]]) // cw
+            chunk = self._chunks.get((crow, ccol), lambda: self._read(crow, ccol))
+            if chunk is not None:
+                out[sel] = chunk[rows[sel] % ch, cols[sel] % cw]
+        return out
+
+    def _read(self, crow: int, ccol: int) -> np.ndarray | None:
+        key = f"{self.path}/{self.separator.join(['c', str(crow), str(ccol)])}"
+        try:
+            raw = self.store.read(key)
+        except FileNotFoundError:
+            return None
+        try:
+            data = np.frombuffer(Zstd().decode(raw) if self.compressed else raw, "<f4")
+            return data.reshape(self.chunk)
+        except (RuntimeError, ValueError) as e:
+            raise StoreError(self.store.child(key), f"cannot decode scales chunk: {e}") from e

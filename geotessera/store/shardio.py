@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,19 +30,21 @@ from geotessera.errors import StoreError
 from geotessera.store.location import Location
 
 MISSING = 2**64 - 1
+#: Threads compressing the inner chunks of one shard (zstd releases the GIL).
+ENCODE_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
 class ShardLayout:
     """The one sharded layout this module reads and writes: inner chunks through an optional
-    ``transpose``, ``bytes`` (little endian) and ``zstd``; index ``bytes`` + ``crc32c`` at
-    the end; default chunk key encoding."""
+    ``transpose``, ``bytes`` (little endian) and ``zstd`` (or no compressor: ``zstd_level``
+    None); index ``bytes`` + ``crc32c`` at the end; default chunk key encoding."""
 
     shape: tuple[int, ...]
     shard: tuple[int, ...]
     chunk: tuple[int, ...]
     dtype: str
-    zstd_level: int
+    zstd_level: int | None
     transpose: tuple[int, ...] | None = None
     separator: str = "/"
 
@@ -68,16 +72,18 @@ class ShardLayout:
             enc = doc.get("chunk_key_encoding", {"name": "default"})
             if (sharding["name"] != "sharding_indexed" or index != ["bytes", "crc32c"]
                     or cfg.get("index_location", "end") != "end"
-                    or inner not in (["bytes", "zstd"], ["transpose", "bytes", "zstd"])
+                    or inner not in (["bytes", "zstd"], ["transpose", "bytes", "zstd"],
+                                     ["bytes"], ["transpose", "bytes"])
                     or enc["name"] != "default" or doc["data_type"] not in ("int8", "uint8")):
                 return None
-            zstd = cfg["codecs"][-1].get("configuration", {})
+            level = (int(cfg["codecs"][-1].get("configuration", {}).get("level", 0))
+                     if inner[-1] == "zstd" else None)
             transpose = (tuple(cfg["codecs"][0]["configuration"]["order"])
                          if inner[0] == "transpose" else None)
             return cls(tuple(doc["shape"]), tuple(doc["chunk_grid"]["configuration"]
                                                   ["chunk_shape"]),
                        tuple(cfg["chunk_shape"]), doc["data_type"],
-                       int(zstd.get("level", 0)), transpose,
+                       level, transpose,
                        enc.get("configuration", {}).get("separator", "/"))
         except (KeyError, TypeError, ValueError):
             return None
@@ -110,22 +116,36 @@ def morton_order(grid: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def encode_shard(block: np.ndarray, layout: ShardLayout) -> Iterator[bytes]:
+def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCODE_THREADS,
+                 skip: np.ndarray | None = None) -> Iterator[bytes]:
     """The shard object of ``block`` (one whole shard, 0 = fill) as consecutive byte pieces:
     the non-fill inner chunks, then the index and its CRC32C. Yields nothing when every chunk
-    is fill (such a shard is not stored)."""
+    is fill (such a shard is not stored).
+
+    Chunks are compressed on ``threads`` threads (zstd and numpy's copies release the GIL)
+    and emitted in the spec's order, so the bytes never depend on the thread count; at most
+    ``4 × threads`` encoded chunks wait at a time. ``skip`` (bool, the inner-chunk grid) may
+    name chunks known to be all fill (e.g. from all-NaN scales): they are not even looked at.
+    """
     index = np.full((*layout.grid, 2), MISSING, dtype="<u8")
-    codec = Zstd(level=layout.zstd_level)
-    offset = 0
-    for coords in morton_order(layout.grid):
-        chunk = block[tuple(slice(i * c, (i + 1) * c)
-                            for i, c in zip(coords, layout.chunk, strict=True))]
-        if not chunk.any():
-            continue
+    codec = None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
+    coords = [c for c in morton_order(layout.grid) if skip is None or not skip[c]]
+
+    def encode(c: tuple[int, ...]) -> bytes | None:
+        chunk = block[tuple(slice(i * n, (i + 1) * n)
+                            for i, n in zip(c, layout.chunk, strict=True))]
         if layout.transpose is not None:
             chunk = chunk.transpose(layout.transpose)
-        encoded = codec.encode(np.ascontiguousarray(chunk))
-        index[coords] = (offset, len(encoded))
+        chunk = np.ascontiguousarray(chunk)  # a cache-sized transpose of one chunk at most
+        if not chunk.any():
+            return None
+        return codec.encode(chunk) if codec is not None else chunk.tobytes()
+
+    offset = 0
+    for c, encoded in zip(coords, _ordered_map(encode, coords, threads), strict=True):
+        if encoded is None:
+            continue
+        index[c] = (offset, len(encoded))
         offset += len(encoded)
         yield encoded
     if offset:
@@ -133,14 +153,30 @@ def encode_shard(block: np.ndarray, layout: ShardLayout) -> Iterator[bytes]:
         yield raw + np.uint32(google_crc32c.value(raw)).tobytes()
 
 
+def _ordered_map(fn, items: list, threads: int) -> Iterator:
+    """``map(fn, items)`` on a thread pool, results in order, a bounded number pending."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future] = deque()
+        for item in items:
+            if len(pending) >= 4 * threads:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
+
+
 def write_shard(store: Location, array_path: str, coords: tuple[int, ...],
-                block: np.ndarray, layout: ShardLayout) -> int:
+                block: np.ndarray, layout: ShardLayout, *,
+                skip: np.ndarray | None = None) -> int:
     """Store one whole shard as one object (removing it when ``block`` is all fill); returns
     the bytes written. Local files are written beside the target, fsynced and renamed, so a
     shard is durable before this returns; elsewhere the object is one PUT (obstore uploads
     large objects in parts and completes them at once)."""
     key = f"{array_path}/{layout.key(coords)}"
-    pieces = encode_shard(block, layout)
+    pieces = encode_shard(block, layout, skip=skip)
     if store.is_local:
         return _write_local(store.path / key, pieces)
     data = b"".join(pieces)
@@ -200,7 +236,7 @@ def read_index(store: Location, key: str, layout: ShardLayout) -> np.ndarray | N
 def decode_chunk(raw: bytes, layout: ShardLayout) -> np.ndarray:
     """One inner chunk in the array's axis order."""
     dt = np.dtype(layout.dtype)
-    data = np.frombuffer(Zstd().decode(raw), dt)
+    data = np.frombuffer(raw if layout.zstd_level is None else Zstd().decode(raw), dt)
     if layout.transpose is None:
         return data.reshape(layout.chunk)
     stored = tuple(layout.chunk[i] for i in layout.transpose)

@@ -77,7 +77,7 @@ def _create_data_arrays(level: zarr.Group, grid: PixelGrid, bands: int,
                         layout: StoreLayout) -> None:
     shape, epsg = grid.shape, grid.epsg
     s, c, sc = layout.shard_px, layout.chunk_px, layout.scales_chunk_px
-    zstd = ZstdCodec(level=layout.zstd_level)
+    zstd = None if layout.zstd_level is None else ZstdCodec(level=layout.zstd_level)
     level.create_array(
         EMBEDDINGS, shape=(bands, *shape), dtype="int8", chunks=(bands, c, c),
         shards=(bands, s, s), compressors=zstd, fill_value=0,
@@ -212,10 +212,19 @@ def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarr
             full = np.zeros((embeddings.shape[0], s, s), np.int8)
             full[:, :h, :w] = embeddings
             embeddings = full
-        write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col), embeddings, layout)
+        write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col), embeddings, layout,
+                    skip=_no_data_chunks(scales, s, layout.chunk[1])[None])
     group[SCALES][rows, cols] = scales
     if rgba is not None:
         group[RGBA][:, rows, cols] = rgba
+
+
+def _no_data_chunks(scales: np.ndarray, s: int, c: int) -> np.ndarray:
+    """(S/c, S/c) bool: inner chunks whose scales are all NaN (or padding), whose embeddings
+    are therefore all fill (the no-data rule) and need not be looked at."""
+    full = np.full((s, s), np.nan, np.float32)
+    full[: scales.shape[0], : scales.shape[1]] = scales
+    return np.isnan(full.reshape(s // c, c, s // c, c)).all(axis=(1, 3))
 
 
 def write_rgba(store: StoreLike, rows: slice, cols: slice, rgba: np.ndarray,
