@@ -15,9 +15,17 @@ from typing import Any
 from geotessera.archive.registry import TileRecord
 from geotessera.build.assemble import PieceSource, ShardSpec
 from geotessera.build.tasks import ShardTask
-from geotessera.errors import GridError, NoTilesError, SelectionError, TileProblemsError
-from geotessera.store.location import Location
+from geotessera.errors import (
+    ArchiveError,
+    GridError,
+    LocationError,
+    NoTilesError,
+    SelectionError,
+    TileProblemsError,
+)
+from geotessera.store.location import Location, check_relative
 from geotessera.store.naming import store_name
+from geotessera.tiles import tile_keys
 from geotessera.types import StoreLayout
 from geotessera.zonegrid import ShardIndexEntry, ZoneGrid, shard_index, zone_grid
 
@@ -68,7 +76,7 @@ def parse_zones(text: str | None) -> frozenset[int] | None:
 
 def select(
     records: Iterable[TileRecord], years: Iterable[int] | None, zones: frozenset[int] | None,
-    skip_bad: bool = False, base: Path | None = None,
+    skip_bad: bool = False, base: Path | str | Location | None = None,
 ) -> tuple[list[TileRecord], list[TileRecord]]:
     """(usable, skipped) records of the selection. Raises TileProblemsError listing every
     problem in the selection (paths joined to ``base``) unless ``skip_bad``, and
@@ -78,14 +86,29 @@ def select(
               if (years is None or r.year in years) and (zones is None or r.zone in zones)]
     bad = [r for r in chosen if not r.usable]
     if bad and not skip_bad:
-        root = Path(base) if base is not None else Path()
-        raise TileProblemsError([(str(root / path), problem) for path, problem in
+        raise TileProblemsError([(_show(base, path), problem) for path, problem in
                                  (r.issue for r in bad)])
     good = [r for r in chosen if r.usable]
     if not good:
         raise NoTilesError(f"no usable tiles for years {sorted(years) if years else 'all'} "
                            f"and zones {sorted(zones) if zones else 'all'}")
     return good, bad
+
+
+def _show(base: Path | str | Location | None, rel: str) -> str:
+    """``rel`` joined to the archive root for messages (a URL for remote archives)."""
+    if isinstance(base, Location) or (base is not None and "://" in str(base)):
+        loc = Location.parse(base)
+        return str(loc.child(rel)) if not _escapes(rel) else f"{loc}: {rel}"
+    return str((Path(base) if base is not None else Path()) / rel)
+
+
+def _escapes(rel: str) -> bool:
+    try:
+        check_relative(rel)
+    except LocationError:
+        return True
+    return False
 
 
 def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZonePlan]:
@@ -111,17 +134,20 @@ def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZoneP
     return plans
 
 
-def shard_tasks(plan: ZonePlan, base: Path, store: Location, layout: StoreLayout
-                ) -> list[ShardTask]:
+def shard_tasks(plan: ZonePlan, base: Path | str | Location, store: Location,
+                layout: StoreLayout) -> list[ShardTask]:
+    """One task per non-empty shard. Tile files are named by the archive root ``base`` and
+    keys derived from each tile's name and year (``tiles.tile_keys``), never by paths read
+    from the registry."""
+    root = Location.parse(base)
     by_key = {r.key: r for r in plan.tiles}
+    keys = {k: _tile_keys(r) for k, r in by_key.items()}
     tasks = []
     for entry in plan.shards:
         pieces = tuple(
             PieceSource(
-                key=p.key, tile_window=p.tile_window, shard_window=p.shard_window,
-                embeddings=str(base / by_key[p.key].embeddings_path),
-                scales=str(base / by_key[p.key].scales_path),
-                landmask=str(base / by_key[p.key].landmask_path),
+                key=p.key, tile_window=p.tile_window, shard_window=p.shard_window, root=root,
+                embeddings=keys[p.key][0], scales=keys[p.key][1], landmask=keys[p.key][2],
                 shape=(by_key[p.key].height, by_key[p.key].width, plan.bands),
             )
             for p in entry.pieces
@@ -129,6 +155,13 @@ def shard_tasks(plan: ZonePlan, base: Path, store: Location, layout: StoreLayout
         spec = ShardSpec(plan.grid, entry.row, entry.col, pieces)
         tasks.append(ShardTask(str(store), spec, layout.pixel_major))
     return tasks
+
+
+def _tile_keys(rec: TileRecord) -> tuple[str, str, str]:
+    try:
+        return tile_keys(rec.year, rec.name)
+    except ValueError as e:
+        raise ArchiveError(rec.name, f"registry row is not a tile: {e}") from e
 
 
 def plan_id(plan: ZonePlan, layout: StoreLayout) -> str:
