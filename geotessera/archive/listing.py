@@ -85,7 +85,7 @@ def list_remote(root: Location, years: Iterable[int] | None = None
         raise ArchiveError(root.child(EMBEDDINGS_DIR),
                            "not found: is this a GeoTessera archive base directory?")
     wanted = set(years) if years else None
-    masks = {k: (size, mtime) for k, size, mtime in root.entries(LANDMASKS_DIR + "/")}
+    masks = {k: (size, mtime) for k, size, mtime in root.entries(LANDMASKS_DIR)}
     found, ignored, stats = [], [], {}
     for year_name in year_names:
         if not YEAR_RE.fullmatch(year_name):
@@ -95,7 +95,7 @@ def list_remote(root: Location, years: Iterable[int] | None = None
         if wanted is not None and year not in wanted:
             continue
         files: dict[str, dict[str, tuple[int, int]]] = {}
-        for k, size, mtime in root.entries(f"{EMBEDDINGS_DIR}/{year_name}/"):
+        for k, size, mtime in root.entries(f"{EMBEDDINGS_DIR}/{year_name}"):
             parts = k.split("/")
             if len(parts) < 4:  # an object directly in the year directory
                 ignored.append(k)

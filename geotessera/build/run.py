@@ -51,7 +51,7 @@ class ZoneResult:
 
 
 def build_zone(
-    plan: ZonePlan, base: Path, output_dir: Path, executor: Executor, layout: StoreLayout,
+    plan: ZonePlan, base: Path | str | Location, output_dir: Path, executor: Executor, layout: StoreLayout,
     *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
     on_progress: ProgressFn | None = None,
 ) -> ZoneResult:
@@ -74,7 +74,7 @@ def build_zone(
     owned: dict[str, list[int]] = {}
     for rec in done.values():  # totals include the shards a resumed build keeps
         _add(result, owned, rec)
-    tasks = [t for t in shard_tasks(plan, Path(base), Location.parse(paths.partial), layout)
+    tasks = [t for t in shard_tasks(plan, base, Location.parse(paths.partial), layout)
              if (t.spec.row, t.spec.col) not in done]
     _run_shards(tasks, executor, paths, result, owned, max_in_flight, on_progress, plan)
     result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
@@ -138,7 +138,7 @@ class BuildReport:
 
 
 def build_stores(
-    base: Path, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
+    base: Path | str | Location, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
     resume: bool = False, max_in_flight: int = 4, on_progress: ProgressFn | None = None,

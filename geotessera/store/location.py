@@ -303,6 +303,8 @@ def _obstore(url: str, options: tuple[tuple[str, str], ...]) -> Any:
             client["allow_http"] = "true"
         return S3Store.from_url(url, config=opts or None, client_options=client or None,
                                 retry_config=RETRY)
+    if scheme == "http":  # the user named a plain-http URL: let the client use it
+        opts.setdefault("allow_http", "true")
     return HTTPStore.from_url(url, client_options=opts or None, retry_config=RETRY)
 
 
