@@ -14,7 +14,8 @@ from pathlib import Path
 
 from geotessera.archive.registry import REGISTRY_FILENAME
 from geotessera.archive.scan import ScanResult, update_registry
-from geotessera.build.run import BuildReport, build_stores
+from geotessera.build.run import BuildReport
+from geotessera.build.zones import build_from_registry
 from geotessera.catalog.stac import CatalogReport, write_catalog
 from geotessera.parallel import ProgressFn
 from geotessera.preview.run import PreviewReport, run_preview_pass
@@ -63,15 +64,17 @@ def default_registry(base: Path | str | Location, registry: Path | None = None) 
 
 
 def scan(base: Path | str | Location, registry: Path | None = None, *,
-         years: Iterable[int] | None = None, expected_bands: int = N_BANDS,
+         years: Iterable[int] | None = None, zones: Iterable[int] | None = None,
+         expected_bands: int = N_BANDS,
          on_progress: ProgressFn | None = None) -> ScanResult:
-    """Update the registry of ``base`` (default ``base/registry.parquet``) incrementally.
+    """Update the registry of ``base`` (default ``base/registry.parquet``) incrementally;
+    only the partitions of ``years`` and ``zones`` are read and rewritten.
     ``base`` may be a path or an ``s3://``/``http(s)://`` URL; header reads run on a
     thread pool with many requests in flight."""
     path = default_registry(base, registry)
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
         return update_registry(
-            base, path, pool, years=years or None, expected_bands=expected_bands,
+            base, path, pool, years=years or None, zones=zones, expected_bands=expected_bands,
             on_progress=on_progress)
 
 
@@ -99,10 +102,10 @@ def zarr_build(
     years = sorted(set(years)) if years else None
     if build:
         report.registry = default_registry(base, registry)
-        report.scan = scan(base, report.registry, years=years,
+        report.scan = scan(base, report.registry, years=years, zones=zones,
                            expected_bands=expected_bands, on_progress=on_progress)
-        report.build = build_stores(
-            _archive_root(base), output_dir, report.scan.records, executor, years=years,
+        report.build = build_from_registry(
+            _archive_root(base), output_dir, report.registry, executor, years=years,
             zones=zones, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
             max_in_flight=max_in_flight, on_progress=on_progress)
     if dry_run:

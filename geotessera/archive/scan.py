@@ -197,6 +197,7 @@ def scan_archive(
     executor: Executor,
     *,
     years: Iterable[int] | None = None,
+    zones: Iterable[int] | None = None,
     previous: Iterable[TileRecord] = (),
     expected_bands: int = N_BANDS,
     on_progress: ProgressFn | None = None,
@@ -212,6 +213,9 @@ def scan_archive(
     root = _root(base)
     previous = list(previous)
     found, ignored, stats = list_tiles(root, years, previous)
+    if zones is not None:
+        wanted = set(zones)
+        found = [t for t in found if utm_zone(t[2].lon) in wanted]
     scanned_years = {y for y, _, _ in found} | (set(years) if years else set())
     old = {(r.year, r.name): r for r in previous}
     url, opts = (str(root.path), ()) if root.is_local else (root.url, root.options)
@@ -232,7 +236,8 @@ def scan_archive(
     for _, rec in run_tasks(inspect_tile, todo, executor, label="scan", done=len(reused),
                             max_in_flight=64, on_progress=on_progress):
         records.append(rec)
-    kept = [r for r in old.values() if years and r.year not in scanned_years]
+    kept = [r for r in old.values() if years and r.year not in scanned_years
+            and (zones is None or r.zone in set(zones))]
     records = sorted(mark_duplicates(records) + kept,
                      key=lambda r: (r.year, r.lat_i, r.lon_i, r.name))
     return ScanResult(tuple(records), tuple(ignored), reread=len(todo), reused=len(reused))
@@ -277,21 +282,32 @@ def mark_duplicates(records: list[TileRecord]) -> list[TileRecord]:
 
 
 def update_registry(
-    base: Path,
+    base: Path | str | Location,
     registry_path: Path,
     executor: Executor,
     *,
     years: Iterable[int] | None = None,
+    zones: Iterable[int] | None = None,
     expected_bands: int = N_BANDS,
     on_progress: ProgressFn | None = None,
 ) -> ScanResult:
     """Scan incrementally against the registry at ``registry_path`` and save the result
-    there atomically. An unreadable existing registry is an error, never overwritten."""
+    there. Only the partitions of ``years`` and ``zones`` (default: all) are read and
+    rewritten; the rest of the registry is not opened. A single-file registry is migrated
+    first. An unreadable existing registry is an error, never overwritten."""
     from geotessera.archive import registry
 
     registry_path = Path(registry_path)
-    previous = registry.load(registry_path) if registry_path.exists() else []
-    result = scan_archive(base, executor, years=years, previous=previous,
+    if registry_path.is_file():
+        registry.migrate(registry_path)
+    years = sorted(set(years)) if years else None
+    zones = sorted(set(zones)) if zones is not None else None
+    previous = registry.load(registry_path, years, zones) if registry_path.exists() else []
+    result = scan_archive(base, executor, years=years, zones=zones, previous=previous,
                           expected_bands=expected_bands, on_progress=on_progress)
-    registry.save(list(result.records), registry_path)
+
+    def scope(year: int, zone: int) -> bool:
+        return (years is None or year in years) and (zones is None or zone in zones)
+
+    registry.save(list(result.records), registry_path, scope)
     return result

@@ -132,13 +132,18 @@ def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]
 
 @dataclass
 class BuildReport:
+    """``plans`` are kept only by ``build_stores`` (records in memory); ``summaries`` (one
+    ``ZonePlan.summary()`` per store, in build order) by every build."""
+
     plans: list[ZonePlan]
     results: list[ZoneResult] = field(default_factory=list)
     skipped: list[TileRecord] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_stores(
-    base: Path | str | Location, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
+    base: Path | str | Location, output_dir: Path, records: Iterable[TileRecord],
+    executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
     resume: bool = False, max_in_flight: int = 4, on_progress: ProgressFn | None = None,
@@ -151,6 +156,7 @@ def build_stores(
     """
     good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
+    report.summaries = [p.summary() for p in report.plans]
     if dry_run:
         return report
     check_writable(Path(output_dir))

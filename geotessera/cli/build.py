@@ -189,7 +189,7 @@ def _print_build(doc: dict[str, Any]) -> None:
 
 
 def _build_doc(report: BuildReport, scan: ScanResult, registry: Path) -> dict[str, Any]:
-    plans = [p.summary() for p in report.plans]
+    plans = [dict(p) for p in report.summaries]
     results = {Path(r.store).name: r for r in report.results}
     for doc in plans:
         r = results.get(doc["store"])
