@@ -76,7 +76,8 @@ def _assert_same_stores(a: Path, b: Path) -> None:
     assert names and names == sorted(p.name for p in b.glob("utm*.zarr"))
     for name in names:
         for arr in ("L0/embeddings", "L0/scales"):
-            x, y = zarr.open_array(a / name / arr, mode="r"), zarr.open_array(b / name / arr, mode="r")
+            x = zarr.open_array(a / name / arr, mode="r")
+            y = zarr.open_array(b / name / arr, mode="r")
             np.testing.assert_array_equal(x[...], y[...])
         ca, cb = _chunks(a / name), _chunks(b / name)
         assert ca and ca.keys() == cb.keys()
@@ -208,3 +209,14 @@ def test_server_errors_are_retried_then_name_the_url():
         assert _Failing.hits > 1  # retried before giving up
     finally:
         srv.shutdown()
+
+
+def test_cli_remote_base_dir_needs_a_registry_path():
+    from click.testing import CliRunner
+
+    from geotessera.cli import cli
+
+    res = CliRunner().invoke(cli, ["scan", "s3://tiles/archive", "--json"])
+    assert res.exit_code == 2 and "needs --registry" in res.output
+    res = CliRunner().invoke(cli, ["scan", "ftp://host/x"])
+    assert res.exit_code == 2 and "unsupported scheme" in res.output

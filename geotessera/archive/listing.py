@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geotessera.errors import ArchiveError
 from geotessera.store.location import Location
 from geotessera.tiles import EMBEDDINGS_DIR, LANDMASKS_DIR, YEAR_RE, parse_tile_name, tile_keys
 from geotessera.types import TileKey
+
+if TYPE_CHECKING:
+    from geotessera.archive.registry import TileRecord
 
 def list_archive(base: Path, years: Iterable[int] | None = None):
     """(year, name, key) for every tile directory, plus names that did not parse.

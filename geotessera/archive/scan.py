@@ -30,16 +30,7 @@ from geotessera.archive.remote import (
     read_npy_header,
 )
 from geotessera.store.location import Location
-from geotessera.tiles import (
-    EMBEDDINGS_DIR,
-    LANDMASKS_DIR,
-    YEAR_RE,
-    parse_tile_name,
-    tile_epsg,
-    tile_grid,
-    tile_keys,
-    utm_zone,
-)
+from geotessera.tiles import tile_epsg, tile_grid, tile_keys, utm_zone
 from geotessera.types import N_BANDS, TileGrid, TileKey
 
 #: Largest allowed distance (metres) between the landmask origin and the computed grid.

@@ -51,7 +51,8 @@ class ZoneResult:
 
 
 def build_zone(
-    plan: ZonePlan, base: Path | str | Location, output_dir: Path, executor: Executor, layout: StoreLayout,
+    plan: ZonePlan, base: Path | str | Location, output_dir: Path, executor: Executor,
+    layout: StoreLayout,
     *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
     on_progress: ProgressFn | None = None,
 ) -> ZoneResult:
