@@ -15,7 +15,7 @@ Two parts, each step in its own child process so its peak RSS is its own:
   (load the whole registry, then plan: ``build_stores``). Bounded planning shows as a peak
   that stays flat from 10,000 to 100,000 tiles while the whole-registry peak grows.
 
-Memory is the child's peak RSS (``ru_maxrss``) minus its RSS after imports, per tile.
+Memory is the child's peak RSS (``VmHWM``) minus its peak after imports, per tile.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from geotessera.archive import registry
@@ -41,7 +41,10 @@ from geotessera.build.run import build_stores
 from geotessera.build.zones import build_from_registry
 from geotessera.types import StoreLayout
 mode, base, reg = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def hwm():  # this process's own peak RSS (ru_maxrss would include the parent's at fork)
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+rss0 = hwm()
 t0, c0 = time.perf_counter(), time.process_time()
 if mode == "scan":
     with ThreadPoolExecutor(32) as pool:
@@ -54,7 +57,7 @@ else:
     rep = build_stores(base, Path("/nonexistent"), registry.load(reg), None, dry_run=True)
     extra = {"stores": len(rep.summaries), "tiles": sum(s["tiles"] for s in rep.summaries)}
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = hwm()
 print(json.dumps({"wall": wall, "cpu": cpu, "rss0": rss0, "peak": peak, **extra}))
 """
 
