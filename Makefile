@@ -61,6 +61,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_viewer.py
 	$(BIN)/python benchmarks/bench_cluster.py
 	$(BIN)/python benchmarks/bench_codecs.py
+	$(BIN)/python benchmarks/bench_remote.py
+	$(BIN)/python benchmarks/bench_plan.py
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install

@@ -14,15 +14,18 @@ from pathlib import Path
 
 from geotessera.archive.registry import REGISTRY_FILENAME
 from geotessera.archive.scan import ScanResult, update_registry
-from geotessera.build.run import BuildReport, build_stores
+from geotessera.build.run import BuildReport
+from geotessera.build.zones import build_from_registry
 from geotessera.catalog.stac import CatalogReport, write_catalog
 from geotessera.parallel import DEFAULT_RETRIES, ProgressFn
 from geotessera.preview.run import PreviewReport, run_preview_pass
 from geotessera.preview.sample import SampleSpec
+from geotessera.errors import LocationError
+from geotessera.store.location import Location
 from geotessera.types import N_BANDS, StoreLayout
 
 #: Header reads of a scan are I/O bound: threads, not processes.
-SCAN_THREADS = 16
+SCAN_THREADS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +51,40 @@ class PipelineReport:
     notes: list[str] = field(default_factory=list)
 
 
-def scan(base: Path, registry: Path | None = None, *, years: Iterable[int] | None = None,
-         expected_bands: int = N_BANDS, on_progress: ProgressFn | None = None) -> ScanResult:
-    """Update the registry of ``base`` (default ``base/registry.parquet``) incrementally."""
-    path = registry if registry is not None else Path(base) / REGISTRY_FILENAME
+def default_registry(base: Path | str | Location, registry: Path | None = None) -> Path:
+    """``registry`` or ``base/registry.parquet``; a remote archive (``s3://``, ``https://``)
+    has no default: the registry is a local file the maintainer keeps (LocationError)."""
+    if registry is not None:
+        return Path(registry)
+    root = Location.parse(base)
+    if not root.is_local:
+        raise LocationError(root.url, "a remote archive needs a local registry path "
+                                      "(--registry)")
+    return root.path / REGISTRY_FILENAME
+
+
+def scan(base: Path | str | Location, registry: Path | None = None, *,
+         years: Iterable[int] | None = None, zones: Iterable[int] | None = None,
+         expected_bands: int = N_BANDS,
+         on_progress: ProgressFn | None = None) -> ScanResult:
+    """Update the registry of ``base`` (default ``base/registry.parquet``) incrementally;
+    only the partitions of ``years`` and ``zones`` are read and rewritten.
+    ``base`` may be a path or an ``s3://``/``http(s)://`` URL; header reads run on a
+    thread pool with many requests in flight."""
+    path = default_registry(base, registry)
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
         return update_registry(
-            Path(base), path, pool, years=years or None, expected_bands=expected_bands,
+            base, path, pool, years=years or None, zones=zones, expected_bands=expected_bands,
             on_progress=on_progress)
 
 
+def _archive_root(base: Path | str | Location) -> Location:
+    root = Location.parse(base)
+    return Location.parse(root.path.resolve()) if root.is_local else root
+
+
 def zarr_build(
-    base: Path, output_dir: Path, executor: Executor, *,
+    base: Path | str | Location, output_dir: Path, executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), registry: Path | None = None,
     expected_bands: int = N_BANDS, dry_run: bool = False, resume: bool = False,
@@ -77,11 +102,11 @@ def zarr_build(
     report = PipelineReport()
     years = sorted(set(years)) if years else None
     if build:
-        report.registry = registry or Path(base) / REGISTRY_FILENAME
-        report.scan = scan(base, report.registry, years=years,
+        report.registry = default_registry(base, registry)
+        report.scan = scan(base, report.registry, years=years, zones=zones,
                            expected_bands=expected_bands, on_progress=on_progress)
-        report.build = build_stores(
-            Path(base).resolve(), output_dir, report.scan.records, executor, years=years,
+        report.build = build_from_registry(
+            _archive_root(base), output_dir, report.registry, executor, years=years,
             zones=zones, layout=layout, dry_run=dry_run, skip_bad=skip_bad, resume=resume,
             max_in_flight=max_in_flight, retries=retries, on_progress=on_progress)
     if dry_run:

@@ -82,9 +82,15 @@ class TilePaths:
 
 def tile_paths(base: Path, year: int, name: str) -> TilePaths:
     """Paths under ``base`` for the tile directory ``name`` (as spelled on disk) and year."""
-    tile_dir = base / EMBEDDINGS_DIR / str(year) / name
-    return TilePaths(
-        embeddings=tile_dir / f"{name}.npy",
-        scales=tile_dir / f"{name}_scales.npy",
-        landmask=base / LANDMASKS_DIR / f"{name}.tiff",
-    )
+    emb, sc, lm = tile_keys(year, name)
+    return TilePaths(embeddings=base / emb, scales=base / sc, landmask=base / lm)
+
+
+def tile_keys(year: int, name: str) -> tuple[str, str, str]:
+    """Relative ``/``-separated keys (embeddings, scales, landmask) of a tile-year below the
+    archive root. Raises ValueError unless ``name`` is a tile name (``grid_LON_LAT``), so the
+    keys can never leave the archive root."""
+    if TILE_NAME_RE.fullmatch(name) is None or not YEAR_RE.fullmatch(str(year)):
+        raise ValueError(f"not a tile name and year: {name!r}, {year!r}")
+    tile_dir = f"{EMBEDDINGS_DIR}/{year}/{name}"
+    return f"{tile_dir}/{name}.npy", f"{tile_dir}/{name}_scales.npy", f"{LANDMASKS_DIR}/{name}.tiff"

@@ -56,7 +56,7 @@ def test_subprocess_demo_data_then_scan_print_pure_json(tmp_path):
     doc = json.loads(scan.stdout)
     assert (doc["rows"], doc["reread"], doc["problems"]) == (4, 4, [])
     assert Path(doc["registry"]) == base / REGISTRY_FILENAME
-    assert (base / REGISTRY_FILENAME).is_file()
+    assert (base / REGISTRY_FILENAME).is_dir()  # a dataset partitioned by year and zone
 
 
 def test_subprocess_build_failure_exits_1_with_json_error(truncated, tmp_path):

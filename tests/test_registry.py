@@ -10,15 +10,19 @@ from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
 from geotessera.archive import registry
 from geotessera.errors import ArchiveError
 from geotessera.archive.registry import (
+    PARTITIONING,
     TileRecord,
     arrow_schema,
     load,
+    migrate,
+    partitions,
     save,
     schema_document,
     schema_markdown,
@@ -85,10 +89,14 @@ def test_save_overwrites_atomically_and_leaves_no_temp_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.parquet"]
 
 
+def _files(path):
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
 def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "registry.parquet"
     save(_records(), path)
-    before = path.read_bytes()
+    before = _files(path)
 
     def boom(*args, **kwargs):
         Path(args[1]).write_bytes(b"half a parquet file")  # a partial write, then failure
@@ -97,9 +105,9 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.setattr(pq, "write_table", boom)
     with pytest.raises(ArchiveError, match=r"registry.parquet: cannot write registry: No space"):
         save(_records()[:1], path)
-    assert path.read_bytes() == before
+    assert _files(path) == before
     assert len(load(path)) == 3
-    assert list(tmp_path.glob(".registry.parquet.*")) == []
+    assert [p for p in path.rglob(".*")] == []
 
 
 def test_load_missing_file_names_the_path(tmp_path):
@@ -129,7 +137,9 @@ def test_file_is_plain_parquet_with_the_documented_schema(tmp_path):
     """Other tools read it: pyarrow gives the documented types, mtimes as ns timestamps."""
     path = tmp_path / "registry.parquet"
     save(_records(), path)
-    table = pq.read_table(path)
+    table = ds.dataset(path, format="parquet",
+                       partitioning=ds.partitioning(PARTITIONING, flavor="hive")).to_table()
+    table = table.select(arrow_schema().names).sort_by([("year", "ascending")])
     assert table.schema.equals(arrow_schema(), check_metadata=False)
     assert table.num_rows == 3
     assert table.schema.metadata[b"geotessera-registry-version"] == b"1"
@@ -143,9 +153,9 @@ def test_file_reads_with_pandas_if_installed(tmp_path):
     pd = pytest.importorskip("pandas")
     path = tmp_path / "registry.parquet"
     save(_records(), path)
-    df = pd.read_parquet(path)
-    assert list(df.columns) == arrow_schema().names
-    assert df["embeddings_mtime"].iloc[0].value == MTIME
+    df = pd.read_parquet(path)  # partition keys (year, zone) come last, from the directories
+    assert sorted(df.columns) == sorted(arrow_schema().names)
+    assert MTIME in [t.value for t in df["embeddings_mtime"] if not pd.isna(t)]
 
 
 _NO_PANDAS = """
@@ -200,3 +210,62 @@ def test_installed_package_finds_its_schema(tmp_path):
     assert ncols == len(schema_document()["columns"]) and is_file
     assert resources.files("geotessera").joinpath("data/registry_schema.json").is_file()
 
+
+
+# --- the partitioned dataset -------------------------------------------------------------------
+
+
+def _zoned() -> list[TileRecord]:
+    """Rows in two years and two zones (30 and 31)."""
+    out = []
+    for year in (2024, 2025):
+        for lon_i, zone in ((-15, 30), (-5, 30), (5, 31), (15, 31)):
+            name = f"grid_{lon_i / 100:.2f}_0.05"
+            out.append(_record(year=year, name=name, lon=lon_i / 100, lon_i=lon_i, lat=0.05,
+                               lat_i=5, zone=zone, epsg=32600 + zone))
+    return out
+
+
+def test_save_writes_one_file_per_year_and_zone(tmp_path):
+    path = tmp_path / "registry.parquet"
+    save(_zoned(), path)
+    assert partitions(path) == [(2024, 30), (2024, 31), (2025, 30), (2025, 31)]
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.parquet"))
+    assert files == [f"year={y}/zone={z}/part-0.parquet" for y in (2024, 2025) for z in (30, 31)]
+    assert load(path) == sorted(_zoned(), key=lambda r: (r.year, r.lat_i, r.lon_i, r.name))
+
+
+def test_load_of_one_partition_opens_no_other_file(tmp_path):
+    """Predicate pushdown on the partition keys: the other partitions' files are never
+    opened (they are garbage here, and the load still succeeds)."""
+    path = tmp_path / "registry.parquet"
+    save(_zoned(), path)
+    for y, z in [(2024, 30), (2025, 30), (2025, 31)]:
+        (path / f"year={y}" / f"zone={z}" / "part-0.parquet").write_bytes(b"garbage")
+    rows = load(path, [2024], [31])
+    assert [(r.year, r.zone) for r in rows] == [(2024, 31), (2024, 31)]
+    with pytest.raises(ArchiveError, match="not a geotessera registry"):
+        load(path, [2025], [31])
+
+
+def test_scoped_save_keeps_partitions_outside_the_scope(tmp_path):
+    path = tmp_path / "registry.parquet"
+    save(_zoned(), path)
+    zone31 = [r for r in _zoned() if r.zone == 31 and r.year == 2024][:1]
+    save(zone31, path, scope=lambda y, z: z == 31)
+    assert partitions(path) == [(2024, 30), (2024, 31), (2025, 30)]
+    assert len(load(path, zones=[31])) == 1 and len(load(path, zones=[30])) == 4
+
+
+def test_single_file_registry_is_read_and_migrated(tmp_path):
+    path = tmp_path / "registry.parquet"
+    pq.write_table(registry.to_table(_zoned()), path)  # what version 1 wrote
+    assert partitions(path) == [(2024, 30), (2024, 31), (2025, 30), (2025, 31)]
+    assert len(load(path, [2025], [30])) == 2
+    old = load(path)
+    backup = migrate(path)
+    assert path.is_dir() and backup == tmp_path / "registry.parquet.v1" and backup.is_file()
+    assert load(path) == old
+    pq.write_table(registry.to_table(_zoned()[:1]), path.with_name("r2.parquet"))
+    save(_zoned(), path.with_name("r2.parquet"))  # saving over a single file migrates it
+    assert (tmp_path / "r2.parquet.v1").is_file() and load(tmp_path / "r2.parquet") == old

@@ -273,3 +273,63 @@ def test_base_without_embeddings_dir_is_archive_error(tmp_path):
     with pytest.raises(ArchiveError) as e:
         scan(tmp_path)
     assert e.value.path == str(tmp_path / EMBEDDINGS_DIR)
+
+
+def test_update_registry_with_zones_reads_and_rewrites_only_those_partitions(base, tmp_path,
+                                                                               monkeypatch):
+    from geotessera.archive import registry
+
+    reg = tmp_path / "registry.parquet"
+    with ThreadPoolExecutor(4) as pool:
+        first = update_registry(base, reg, pool, expected_bands=SPEC.bands)
+    assert registry.partitions(reg) == [(2024, 30), (2024, 31)]
+    zone30 = reg / "year=2024" / "zone=30" / "part-0.parquet"
+    zone30.write_bytes(b"not parquet")  # never opened by a zone-31 scan
+    loaded = []
+    real = registry.from_table
+    monkeypatch.setattr(registry, "from_table", lambda t: loaded.append(t.num_rows) or real(t))
+    with ThreadPoolExecutor(4) as pool:
+        again = update_registry(base, reg, pool, zones=[31], expected_bands=SPEC.bands)
+    assert loaded == [2]  # the two zone-31 rows, nothing else
+    assert (again.reread, again.reused) == (0, 2)
+    assert {r.zone for r in again.records} == {31}
+    assert zone30.read_bytes() == b"not parquet"  # outside the scope: left alone
+    assert len(first.records) == 4
+
+
+def test_update_registry_migrates_a_single_file_registry(base, tmp_path):
+    import pyarrow.parquet as pq
+
+    from geotessera.archive import registry
+
+    reg = tmp_path / "registry.parquet"
+    rows = list(scan(base).records)
+    pq.write_table(registry.to_table(rows), reg)  # the version 1 layout: one file
+    with ThreadPoolExecutor(4) as pool:
+        result = update_registry(base, reg, pool, expected_bands=SPEC.bands)
+    assert (result.reread, result.reused) == (0, 4)  # the old rows were reused
+    assert reg.is_dir() and (tmp_path / "registry.parquet.v1").is_file()
+    assert registry.load(reg) == rows
+
+
+def test_zarr_build_with_zones_reads_only_that_zone(base, tmp_path, monkeypatch):
+    """``zarr-build --zones 31``: the scan and the planner open only zone 31's partition
+    (zone 30's is garbage here), and one store is built."""
+    from geotessera.archive import registry
+    from geotessera.pipeline import zarr_build
+    from geotessera.types import StoreLayout
+
+    reg = tmp_path / "registry.parquet"
+    with ThreadPoolExecutor(4) as pool:
+        update_registry(base, reg, pool, expected_bands=SPEC.bands)
+    (reg / "year=2024" / "zone=30" / "part-0.parquet").write_bytes(b"garbage")
+    loaded = []
+    real = registry.from_table
+    monkeypatch.setattr(registry, "from_table", lambda t: loaded.append(t.num_rows) or real(t))
+    with ThreadPoolExecutor(2) as pool:
+        report = zarr_build(base, tmp_path / "out", pool, zones=frozenset({31}), registry=reg,
+                            expected_bands=SPEC.bands, layout=StoreLayout(shard_px=32,
+                            chunk_px=16, scales_chunk_px=16), preview=None, catalog=False)
+    assert [s["store"] for s in report.build.summaries] == ["utm31_2024.zarr"]
+    assert set(loaded) == {2}  # every read was zone 31's two rows
+    assert sorted(p.name for p in (tmp_path / "out").glob("utm*.zarr")) == ["utm31_2024.zarr"]

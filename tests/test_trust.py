@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from geotessera.archive import registry
 from geotessera.archive.demo import DemoSpec, write_demo_archive
 from geotessera.cli import cli
+from geotessera.errors import ArchiveError
 
 SPEC = DemoSpec(lon_min=0.0, lon_max=0.2, lat_min=0.0, lat_max=0.1, pixel_size=400.0,
                 bands=4, years=(2024,))
@@ -60,6 +61,32 @@ def zarr_build(base: Path, out: Path):
     return CliRunner().invoke(cli, ["zarr-build", str(base), "-o", str(out), *BUILD])
 
 
+def library_build(base: Path, out: Path):
+    """Build from the registry as it is (no rescan), as a cluster driver or notebook would:
+    the tampered row reaches the planner. Returns the error raised, if any."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geotessera.build.run import build_stores
+    from geotessera.types import StoreLayout
+
+    records = registry.load(base / registry.REGISTRY_FILENAME)
+    layout = StoreLayout(shard_px=32, chunk_px=16, scales_chunk_px=32)
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ArchiveError) as info:
+        build_stores(base, out, records, pool, layout=layout)
+    assert not list(out.glob("utm*.zarr*")), "nothing may be written or published"
+    return str(info.value)
+
+
+def assert_rescan_repairs(base: Path, out: Path, field: str) -> None:
+    """Through the CLI, the scan re-derives a row whose stored paths are not its tile's own
+    files, so the build reads only the archive's files: it succeeds and the row is
+    repaired."""
+    res = zarr_build(base, out)
+    assert res.exit_code == 0, res.stderr
+    row = next(r for r in registry.load(base / registry.REGISTRY_FILENAME) if r.name == TILE)
+    assert ".." not in getattr(row, field) and not getattr(row, field).startswith(("/", "/vsi"))
+
+
 def assert_refused(res, out: Path, *texts: str) -> None:
     assert res.exit_code == 1, (res.stdout, res.stderr)
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
@@ -80,14 +107,16 @@ def test_row_pointing_up_and_out_is_refused(base, tmp_path):
     outside.mkdir()
     shutil.copy(base / EMB, outside / "x.npy")  # a valid foreign file of the same shape
     tamper(base, embeddings_path="../outside/x.npy")
-    res = zarr_build(base, tmp_path / "out")
-    assert_refused(res, tmp_path / "out", "'../outside/x.npy'", f"{TILE}.npy", "registry row")
+    err = library_build(base, tmp_path / "out")
+    assert "'../outside/x.npy'" in err and f"{TILE}.npy" in err and "registry row" in err
+    assert_rescan_repairs(base, tmp_path / "out2", "embeddings_path")
 
 
 def test_absolute_row_path_is_refused(base, tmp_path):
     tamper(base, scales_path="/etc/passwd")
-    res = zarr_build(base, tmp_path / "out")
-    assert_refused(res, tmp_path / "out", "'/etc/passwd'", TILE)
+    err = library_build(base, tmp_path / "out")
+    assert "'/etc/passwd'" in err and TILE in err
+    assert_rescan_repairs(base, tmp_path / "out2", "scales_path")
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -117,21 +146,23 @@ def http_server():
 def test_vsicurl_landmask_row_sends_no_request(base, tmp_path, http_server):
     url = f"/vsicurl/http://127.0.0.1:{http_server.server_address[1]}/lm.tiff"
     tamper(base, landmask_path=url)
-    res = zarr_build(base, tmp_path / "out")
-    assert_refused(res, tmp_path / "out", "GDAL virtual filesystem", url)
+    err = library_build(base, tmp_path / "out")
+    assert "GDAL virtual filesystem" in err and url in err
+    assert_rescan_repairs(base, tmp_path / "out2", "landmask_path")
     assert _Recorder.requests == []
 
 
 def test_a_vsi_prefix_is_refused_at_the_gdal_call_too(tmp_path, http_server):
-    from geotessera.build.assemble import PieceSource, _read_landmask
-    from geotessera.errors import ArchiveError
+    from geotessera.build.assemble import PieceSource, TileArrays
+    from geotessera.store.location import Location
     from geotessera.types import TileKey, Window
 
     url = f"/vsicurl/http://127.0.0.1:{http_server.server_address[1]}/lm.tiff"
     w = Window(0, 2, 0, 2)
-    piece = PieceSource(TileKey(5, 5), w, w, "e.npy", "s.npy", url, (2, 2, 4))
+    piece = PieceSource(TileKey(5, 5), w, w, Location.parse(tmp_path), "e.npy", "s.npy", url,
+                        (2, 2, 4))
     with pytest.raises(ArchiveError, match="virtual filesystem"):
-        _read_landmask(piece, w)
+        TileArrays(piece).landmask(w)
     assert _Recorder.requests == []
 
 

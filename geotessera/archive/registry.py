@@ -1,4 +1,7 @@
-"""The registry: one row per tile and year, stored as Parquet.
+"""The registry: one row per tile and year, stored as a Parquet dataset partitioned by year
+and zone (hive layout ``registry.parquet/year=2024/zone=31/part-0.parquet``), so a planner
+reads one (zone, year) at a time with predicate pushdown; DuckDB and pyarrow read it as is.
+A single-file registry of version 1 is still read, and converted on the next save.
 
 The column list, types and meanings live in ``registry/schema.json`` (shipped inside the
 package as ``geotessera/data/registry_schema.json``); this module builds the Arrow schema
@@ -8,6 +11,9 @@ from it, so code, file and docs cannot drift apart. Never reads pixels, never to
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib import resources
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from geotessera.atomic import atomic_path
@@ -144,24 +151,115 @@ def from_table(table: pa.Table) -> list[TileRecord]:
     return out
 
 
-def save(records: list[TileRecord], path: Path) -> None:
-    """Write the registry atomically (temporary file in the same directory, then rename)."""
-    table = to_table(records)
+#: Hive partitioning of the registry dataset: ``year=YYYY/zone=ZZ/part-0.parquet``.
+PARTITIONING = pa.schema([pa.field("year", pa.int16(), nullable=False),
+                          pa.field("zone", pa.int16(), nullable=False)])
+PART_FILE = "part-0.parquet"
+#: Where ``migrate`` keeps a single-file (version 1) registry it converted.
+V1_SUFFIX = ".v1"
+
+Scope = Callable[[int, int], bool]
+
+
+def _partition_file(path: Path, year: int, zone: int) -> Path:
+    return path / f"year={year}" / f"zone={zone}" / PART_FILE
+
+
+def save(records: list[TileRecord], path: Path, scope: Scope | None = None) -> None:
+    """Write the registry as a Parquet dataset partitioned by year and zone. Each partition
+    file is replaced atomically (written beside, then renamed), so a reader sees every
+    partition whole. Partitions inside ``scope`` (default: all) that ``records`` no longer
+    has are deleted; partitions outside it are left as they are."""
+    path = Path(path)
+    if path.is_file():
+        migrate(path)
+    groups: dict[tuple[int, int], list[TileRecord]] = {}
+    path.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        groups.setdefault((r.year, r.zone), []).append(r)
     try:
-        with atomic_path(Path(path)) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+        for (year, zone), rows in groups.items():
+            table = to_table(rows).drop_columns(["year", "zone"])
+            with atomic_path(_partition_file(path, year, zone)) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
+        for year, zone in partitions(path) if path.is_dir() else []:
+            if (year, zone) not in groups and (scope is None or scope(year, zone)):
+                _partition_file(path, year, zone).unlink()
     except OSError as e:
         raise ArchiveError(path, f"cannot write registry: {e.strerror or e}") from e
 
 
-def load(path: Path) -> list[TileRecord]:
-    """Read a registry written by ``save``; a missing file is an ArchiveError."""
+def migrate(path: Path) -> Path:
+    """Convert a single-file (version 1) registry at ``path`` into the partitioned dataset at
+    the same path; the old file is kept as ``path + ".v1"``. Returns the backup's path."""
     path = Path(path)
-    if not path.exists():
+    rows = load(path)
+    tmp = path.with_name(f".{path.name}.migrating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(rows, tmp)
+    backup = path.with_name(path.name + V1_SUFFIX)
+    os.replace(path, backup)
+    os.replace(tmp, path)
+    return backup
+
+
+def partitions(path: Path) -> list[tuple[int, int]]:
+    """(year, zone) of every partition, from the directory names alone (nothing is read);
+    for a single-file registry, from its year and zone columns."""
+    path = Path(path)
+    if path.is_file():
+        t = _read_v1(path, ["year", "zone"])
+        return sorted(set(zip(t.column("year").to_pylist(), t.column("zone").to_pylist())))
+    if not path.is_dir():
         raise ArchiveError(path, "registry not found (run `geotessera-registry scan` first)")
+    found = []
+    for f in path.glob(f"year=*/zone=*/{PART_FILE}"):
+        try:
+            found.append((int(f.parent.parent.name[5:]), int(f.parent.name[5:])))
+        except ValueError:
+            continue  # not ours: a directory name that is not year=N/zone=N
+    return sorted(found)
+
+
+def load(path: Path, years: Iterable[int] | None = None,
+         zones: Iterable[int] | None = None) -> list[TileRecord]:
+    """Rows of the registry at ``path``, only of ``years`` and ``zones`` when given. A
+    partitioned registry is read with predicate pushdown: only the selected partitions'
+    files are opened. A missing registry is an ArchiveError."""
+    path = Path(path)
+    expr = _filter(years, zones)
     try:
-        return from_table(pq.read_table(path))
-    except (pa.ArrowException, KeyError) as e:
+        if path.is_file():
+            return from_table(_read_v1(path, None, expr))
+        if not path.is_dir():
+            raise ArchiveError(path, "registry not found (run `geotessera-registry scan` first)")
+        if not partitions(path):
+            return []
+        # the schema is given, so discovery lists the files but opens none of them
+        dataset = ds.dataset(path, schema=arrow_schema(), format="parquet",
+                             partitioning=ds.partitioning(PARTITIONING, flavor="hive"))
+        return sorted(from_table(dataset.to_table(filter=expr)), key=_order)
+    except (pa.ArrowException, KeyError, OSError) as e:
+        raise ArchiveError(path, f"not a geotessera registry: {e}") from e
+
+
+def _order(r: TileRecord) -> tuple[int, int, int, str]:
+    return (r.year, r.lat_i, r.lon_i, r.name)
+
+
+def _filter(years: Iterable[int] | None, zones: Iterable[int] | None) -> ds.Expression | None:
+    expr = None
+    for name, values in (("year", years), ("zone", zones)):
+        if values is not None:
+            term = ds.field(name).isin(sorted(set(values)))
+            expr = term if expr is None else expr & term
+    return expr
+
+
+def _read_v1(path: Path, columns: list[str] | None, expr: ds.Expression | None = None):
+    try:
+        return pq.read_table(path, columns=columns, filters=expr)
+    except (pa.ArrowException, KeyError, OSError) as e:
         raise ArchiveError(path, f"not a geotessera registry: {e}") from e
 
 

@@ -1,6 +1,7 @@
 """Assemble one shard in memory from tile windows. Knows nothing of zarr.
 
-A shard is filled from memory-mapped ``.npy`` windows and windowed landmask reads, under the
+A shard is filled from ``.npy`` windows (memory-mapped locally, row-run range requests
+remotely) and windowed landmask reads, under the
 overlap rule of ``owner.py`` and the no-data rule: water (landmask 0) and non-finite scales
 become NaN scales, and embeddings are 0 wherever scales are NaN. A scale of 0 is valid data.
 """
@@ -9,16 +10,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
+from geotessera.archive.remote import RemoteNpy, open_raster
 from geotessera.errors import ArchiveError
 from geotessera.build.owner import choose_sources
 from geotessera.build.sources import refuse_vsi
+from geotessera.store.location import Location
 from geotessera.types import TileKey, Window
 from geotessera.zonegrid import ZoneGrid, core_windows
 
@@ -28,12 +29,14 @@ MAP_ROWS = 128
 
 @dataclass(frozen=True, slots=True)
 class PieceSource:
-    """One tile's contribution to a shard, with the absolute paths of its files. The windows
-    include the tile's halo (see ``zonegrid.HALO_PX``)."""
+    """One tile's contribution to a shard: the archive ``root`` and the keys of its files
+    below it (derived from the tile name). The windows include the tile's halo (see
+    ``zonegrid.HALO_PX``)."""
 
     key: TileKey
     tile_window: Window
     shard_window: Window
+    root: Location
     embeddings: str
     scales: str
     landmask: str
@@ -74,6 +77,10 @@ class ShardData:
     embeddings: np.ndarray  # (bands, S, S) int8
     scales: np.ndarray  # (S, S) float32, NaN = no data
     stats: tuple[PieceStat, ...]
+    #: .npy bytes fetched from remote tiles (0 for local, memory-mapped tiles) and the
+    #: bytes of the pixels the shard used (windows plus halo pixels, embeddings and scales).
+    fetched: int = 0
+    needed: int = 0
 
 
 def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
@@ -93,24 +100,28 @@ def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
     src = choose_sources(spec.grid, spec.window, [
         (p.key, p.shard_window, c and c[1]) for p, c in zip(spec.pieces, cores, strict=True)])
     stats = []
+    fetched = needed = 0
     for i, (piece, core) in enumerate(zip(spec.pieces, cores, strict=True)):
         owned = src[piece.shard_window.slices] == i
         if not owned.any():
             continue
         in_core = np.zeros_like(owned)
         finite = 0
+        files = TileArrays(piece)
         if core is not None:
             rel = core[1].shift(-piece.shard_window.row0, -piece.shard_window.col0)
             in_core[rel.slices] = True
-            finite += _copy_core(piece, core, owned[rel.slices], emb, scales)
+            finite += _copy_core(files, core, owned[rel.slices], emb, scales)
         halo = owned & ~in_core
         if halo.any():
-            finite += _copy_halo(piece, halo, emb, scales)
+            finite += _copy_halo(files, halo, emb, scales)
         stats.append(PieceStat(piece.key.name, int(owned.sum()), finite))
-    return ShardData(emb, scales, tuple(stats))
+        fetched += files.fetched
+        needed += files.needed
+    return ShardData(emb, scales, tuple(stats), fetched, needed)
 
 
-def _copy_core(piece: PieceSource, core: tuple[Window, Window], owned: np.ndarray,
+def _copy_core(files: TileArrays, core: tuple[Window, Window], owned: np.ndarray,
                emb: np.ndarray, scales: np.ndarray) -> int:
     """Copy the owned pixels inside the tile raster with window reads; returns how many had
     finite input scales.
@@ -120,9 +131,9 @@ def _copy_core(piece: PieceSource, core: tuple[Window, Window], owned: np.ndarra
     full-shard mask. Owned pixels without data are then zeroed; no other piece writes them,
     so the result equals the masked copy."""
     tw, sw = core
-    sc = _read_scales(piece, tw)
+    sc = files.scales_window(tw)
     finite_in = np.isfinite(sc)
-    water = _read_landmask(piece, tw) == 0
+    water = files.landmask(tw) == 0
     sc[water | ~finite_in] = np.nan
     scales[sw.slices][owned] = sc[owned]
     dest = emb[(slice(None), *sw.slices)]
@@ -130,8 +141,7 @@ def _copy_core(piece: PieceSource, core: tuple[Window, Window], owned: np.ndarra
     for r0 in range(0, tw.height, MAP_ROWS):
         # map the tile afresh per block of rows, so at most MAP_ROWS rows of its pages are
         # resident in this worker at a time (they count in its RSS until unmapped)
-        block = _open_npy(piece.embeddings, piece.shape, np.int8)[
-            tw.row0 + r0 : tw.row0 + r0 + MAP_ROWS, tw.col0 : tw.col1]
+        block = files.embeddings_rows(tw, r0, MAP_ROWS)
         lo, hi = np.searchsorted(rows, [r0, r0 + MAP_ROWS])
         for r, a, b in zip(rows[lo:hi], starts[lo:hi], stops[lo:hi], strict=True):
             dest[:, r, a:b] = block[r - r0, a:b].T
@@ -155,47 +165,118 @@ def row_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows, starts, stops
 
 
-def _copy_halo(piece: PieceSource, halo: np.ndarray, emb: np.ndarray,
+def _copy_halo(files: TileArrays, halo: np.ndarray, emb: np.ndarray,
                scales: np.ndarray) -> int:
     """Fill owned crack pixels just outside the raster from the nearest edge pixel (at most
     HALO_PX away); returns how many had finite input scales."""
+    piece = files.piece
     h, w, _ = piece.shape
     rr, cc = np.nonzero(halo)
     tr = np.clip(rr + piece.tile_window.row0, 0, h - 1)
     tc = np.clip(cc + piece.tile_window.col0, 0, w - 1)
-    sc = _gather_scales(piece, tr, tc)
+    sc = files.scales_gather(tr, tc)
     finite_in = np.isfinite(sc)
     box = Window(int(tr.min()), int(tr.max()) + 1, int(tc.min()), int(tc.max()) + 1)
-    water = _read_landmask(piece, box)[tr - box.row0, tc - box.col0] == 0
+    water = files.landmask(box)[tr - box.row0, tc - box.col0] == 0
     sc[water | ~finite_in] = np.nan
     srow, scol = rr + piece.shard_window.row0, cc + piece.shard_window.col0
     scales[srow, scol] = sc
     ok = np.isfinite(sc)
-    vectors = _open_npy(piece.embeddings, piece.shape, np.int8)[tr[ok], tc[ok]]
+    vectors = files.embeddings_gather(tr[ok], tc[ok])
     emb[:, srow[ok], scol[ok]] = vectors.T
     return int(finite_in.sum())
 
 
-def _open_npy(path: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise ArchiveError(path, f"cannot map .npy: {e}") from e
-    if arr.shape != shape or arr.dtype != np.dtype(dtype):
-        raise ArchiveError(path, f"changed since the scan: {arr.dtype}{arr.shape}, "
-                                 f"registry says {np.dtype(dtype)}{shape}")
-    return arr
+class TileArrays:
+    """The embeddings, scales and landmask of one piece, opened once per shard task: local
+    tiles memory-mapped (today's path), remote tiles through ``RemoteNpy`` (row-run range
+    requests) and GDAL windows. Counts the bytes fetched and needed."""
 
+    def __init__(self, piece: PieceSource) -> None:
+        self.piece = piece
+        self.needed = 0
+        self._emb: np.ndarray | RemoteNpy | None = None
+        self._sc: np.ndarray | RemoteNpy | None = None
 
-def _scales_source(piece: PieceSource) -> np.ndarray:
-    h, w, bands = piece.shape
-    try:
-        arr = np.load(piece.scales, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise ArchiveError(piece.scales, f"cannot map .npy: {e}") from e
-    if arr.shape not in ((h, w), (h, w, bands)) or arr.dtype != np.float32:
-        raise ArchiveError(piece.scales, f"changed since the scan: {arr.dtype}{arr.shape}")
-    return arr
+    @property
+    def fetched(self) -> int:
+        return sum(a.fetched for a in (self._emb, self._sc) if isinstance(a, RemoteNpy))
+
+    def _open(self, key: str, dtype: type, shapes: tuple[tuple[int, ...], ...]):
+        p = self.piece
+        loc = p.root.child(key)
+        if p.root.is_local:
+            try:
+                arr = np.load(loc.path, mmap_mode="r")
+            except (OSError, ValueError) as e:
+                raise ArchiveError(loc, f"cannot map .npy: {e}") from e
+        else:
+            arr = RemoteNpy.open(p.root, key)
+        if arr.shape not in shapes or arr.dtype != np.dtype(dtype):
+            raise ArchiveError(loc, f"changed since the scan: {arr.dtype}{arr.shape}, "
+                                    f"registry says {np.dtype(dtype)}{shapes[0]}")
+        return arr
+
+    def _embeddings(self):
+        if self._emb is None:
+            self._emb = self._open(self.piece.embeddings, np.int8, (self.piece.shape,))
+        return self._emb
+
+    def _scales(self):
+        if self._sc is None:
+            h, w, bands = self.piece.shape
+            self._sc = self._open(self.piece.scales, np.float32, ((h, w), (h, w, bands)))
+        return self._sc
+
+    def _count(self, pixels: int, arr) -> None:
+        self.needed += pixels * int(np.prod(arr.shape[2:], dtype=np.int64)) * arr.dtype.itemsize
+
+    def embeddings_window(self, tw: Window) -> np.ndarray:
+        arr = self._embeddings()
+        self._count(tw.height * tw.width, arr)
+        return arr.window(*tw.slices) if isinstance(arr, RemoteNpy) else arr[tw.slices]
+
+    def embeddings_rows(self, tw: Window, r0: int, n: int) -> np.ndarray:
+        """Rows [r0, r0 + n) of window ``tw`` as (rows, cols, bands). A local tile is mapped
+        afresh for each call and the map dropped with the block, so at most ``n`` rows of its
+        pages stay resident in the worker (they count in its RSS until unmapped)."""
+        rows = slice(tw.row0 + r0, min(tw.row1, tw.row0 + r0 + n))
+        arr = self._embeddings()
+        self._count((rows.stop - rows.start) * tw.width, arr)
+        if isinstance(arr, RemoteNpy):
+            return arr.window(rows, slice(tw.col0, tw.col1))
+        self._emb = None  # the caller's block holds the only reference to the map
+        return arr[rows, tw.col0:tw.col1]
+
+    def embeddings_gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        arr = self._embeddings()
+        self._count(len(rows), arr)
+        return arr.gather(rows, cols) if isinstance(arr, RemoteNpy) else arr[rows, cols]
+
+    def scales_window(self, tw: Window) -> np.ndarray:
+        """Scales of a window inside the raster as a float32 (h, w) copy."""
+        arr = self._scales()
+        self._count(tw.height * tw.width, arr)
+        values = arr.window(*tw.slices) if isinstance(arr, RemoteNpy) else arr[tw.slices]
+        return _as_2d_scales(values, arr.ndim)
+
+    def scales_gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        arr = self._scales()
+        self._count(len(rows), arr)
+        values = arr.gather(rows, cols) if isinstance(arr, RemoteNpy) else arr[rows, cols]
+        return _as_2d_scales(values, arr.ndim)
+
+    def landmask(self, tw: Window) -> np.ndarray:
+        refuse_vsi(self.piece.landmask, self.piece.landmask)  # never a GDAL /vsi… path
+        loc = self.piece.root.child(self.piece.landmask)
+        try:
+            with open_raster(loc) as src:
+                if (src.height, src.width) != self.piece.shape[:2]:
+                    raise ArchiveError(loc, f"changed since the scan: {src.height}x"
+                                            f"{src.width}, expected {self.piece.shape[:2]}")
+                return src.read(1, window=RioWindow(tw.col0, tw.row0, tw.width, tw.height))
+        except RasterioError as e:
+            raise ArchiveError(loc, f"cannot read landmask window: {e}") from e
 
 
 def _as_2d_scales(values: np.ndarray, ndim: int) -> np.ndarray:
@@ -206,27 +287,3 @@ def _as_2d_scales(values: np.ndarray, ndim: int) -> np.ndarray:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
             return np.nanmax(values, axis=-1).astype(np.float32)
     return np.array(values, dtype=np.float32)
-
-
-def _read_scales(piece: PieceSource, tw: Window) -> np.ndarray:
-    """Scales of a window inside the raster as a float32 (h, w) copy."""
-    arr = _scales_source(piece)
-    return _as_2d_scales(arr[tw.slices], arr.ndim)
-
-
-def _gather_scales(piece: PieceSource, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    arr = _scales_source(piece)
-    return _as_2d_scales(arr[rows, cols], arr.ndim)
-
-
-def _read_landmask(piece: PieceSource, tw: Window) -> np.ndarray:
-    refuse_vsi(piece.landmask, piece.landmask)  # GDAL would read /vsicurl/… over the network
-    try:
-        with rasterio.open(Path(piece.landmask)) as src:
-            if (src.height, src.width) != piece.shape[:2]:
-                raise ArchiveError(piece.landmask, f"changed since the scan: "
-                                   f"{src.height}x{src.width}, expected {piece.shape[:2]}")
-            win = RioWindow(tw.col0, tw.row0, tw.width, tw.height)
-            return src.read(1, window=win)
-    except RasterioError as e:
-        raise ArchiveError(piece.landmask, f"cannot read landmask window: {e}") from e

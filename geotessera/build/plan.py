@@ -14,11 +14,19 @@ from typing import Any
 
 from geotessera.archive.registry import TileRecord
 from geotessera.build.assemble import PieceSource, ShardSpec
-from geotessera.build.sources import tile_files
+from geotessera.build.sources import refuse_vsi, row_name, tile_files
 from geotessera.build.tasks import ShardTask
-from geotessera.errors import GridError, NoTilesError, SelectionError, TileProblemsError
-from geotessera.store.location import Location
+from geotessera.errors import (
+    ArchiveError,
+    GridError,
+    LocationError,
+    NoTilesError,
+    SelectionError,
+    TileProblemsError,
+)
+from geotessera.store.location import Location, check_relative
 from geotessera.store.naming import store_name
+from geotessera.tiles import tile_keys
 from geotessera.types import StoreLayout, check_shard_memory
 from geotessera.zonegrid import ShardIndexEntry, ZoneGrid, shard_index, zone_grid
 
@@ -69,7 +77,7 @@ def parse_zones(text: str | None) -> frozenset[int] | None:
 
 def select(
     records: Iterable[TileRecord], years: Iterable[int] | None, zones: frozenset[int] | None,
-    skip_bad: bool = False, base: Path | None = None,
+    skip_bad: bool = False, base: Path | str | Location | None = None,
 ) -> tuple[list[TileRecord], list[TileRecord]]:
     """(usable, skipped) records of the selection. Raises TileProblemsError listing every
     problem in the selection (paths joined to ``base``) unless ``skip_bad``, and
@@ -79,14 +87,29 @@ def select(
               if (years is None or r.year in years) and (zones is None or r.zone in zones)]
     bad = [r for r in chosen if not r.usable]
     if bad and not skip_bad:
-        root = Path(base) if base is not None else Path()
-        raise TileProblemsError([(str(root / path), problem) for path, problem in
+        raise TileProblemsError([(_show(base, path), problem) for path, problem in
                                  (r.issue for r in bad)])
     good = [r for r in chosen if r.usable]
     if not good:
         raise NoTilesError(f"no usable tiles for years {sorted(years) if years else 'all'} "
                            f"and zones {sorted(zones) if zones else 'all'}")
     return good, bad
+
+
+def _show(base: Path | str | Location | None, rel: str) -> str:
+    """``rel`` joined to the archive root for messages (a URL for remote archives)."""
+    if isinstance(base, Location) or (base is not None and "://" in str(base)):
+        loc = Location.parse(base)
+        return str(loc.child(rel)) if not _escapes(rel) else f"{loc}: {rel}"
+    return str((Path(base) if base is not None else Path()) / rel)
+
+
+def _escapes(rel: str) -> bool:
+    try:
+        check_relative(rel)
+    except LocationError:
+        return True
+    return False
 
 
 def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZonePlan]:
@@ -116,20 +139,21 @@ def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZoneP
     return plans
 
 
-def shard_tasks(plan: ZonePlan, base: Path, store: Location, layout: StoreLayout
-                ) -> list[ShardTask]:
-    """The shard tasks of ``plan``. Tile files are derived from ``base`` and each tile's name
-    (``sources.tile_files``), never read from the registry row; raises ArchiveError for a
-    row that disagrees or a file that resolves outside ``base``."""
-    files = {r.key: tile_files(base, r) for r in plan.tiles}
-    shapes = {r.key: (r.height, r.width, plan.bands) for r in plan.tiles}
+def shard_tasks(plan: ZonePlan, base: Path | str | Location, store: Location,
+                layout: StoreLayout) -> list[ShardTask]:
+    """One task per non-empty shard. Tile files are named by the archive root ``base`` and
+    keys derived from each tile's name and year (``tiles.tile_keys``), never by paths read
+    from the registry."""
+    root = Location.parse(base)
+    by_key = {r.key: r for r in plan.tiles}
+    keys = {k: _tile_keys(r) for k, r in by_key.items()}
     tasks = []
     for entry in plan.shards:
         pieces = tuple(
             PieceSource(
-                key=p.key, tile_window=p.tile_window, shard_window=p.shard_window,
-                embeddings=str(files[p.key].embeddings), scales=str(files[p.key].scales),
-                landmask=str(files[p.key].landmask), shape=shapes[p.key],
+                key=p.key, tile_window=p.tile_window, shard_window=p.shard_window, root=root,
+                embeddings=keys[p.key][0], scales=keys[p.key][1], landmask=keys[p.key][2],
+                shape=(by_key[p.key].height, by_key[p.key].width, plan.bands),
             )
             for p in entry.pieces
         )
@@ -138,12 +162,27 @@ def shard_tasks(plan: ZonePlan, base: Path, store: Location, layout: StoreLayout
     return tasks
 
 
-def check_sources(plans: Iterable[ZonePlan], base: Path) -> None:
-    """Raise ArchiveError before anything is written if any planned tile's files are not
-    the archive's own (see ``sources.tile_files``)."""
+def _tile_keys(rec: TileRecord) -> tuple[str, str, str]:
+    try:
+        return tile_keys(rec.year, rec.name)
+    except ValueError as e:
+        raise ArchiveError(rec.name, f"registry row is not a tile: {e}") from e
+
+
+def check_sources(plans: Iterable[ZonePlan], base: Path | str | Location) -> None:
+    """Raise ArchiveError before anything is written if any planned tile is not the
+    archive's own: a name that is not a tile, a registry row whose stored paths disagree
+    with the derived ones, a ``/vsi…`` value, or (on local disks) a file that resolves
+    outside ``base`` (see ``sources.tile_files``)."""
+    root = Location.parse(base)
     for plan in plans:
         for rec in plan.tiles:
-            tile_files(base, rec)
+            _tile_keys(rec)
+            if root.is_local:
+                tile_files(root.path, rec)
+            else:
+                for value in (rec.embeddings_path, rec.scales_path, rec.landmask_path):
+                    refuse_vsi(str(value), row_name(rec))
 
 
 def plan_id(plan: ZonePlan, layout: StoreLayout) -> str:

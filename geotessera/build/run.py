@@ -62,7 +62,8 @@ class ZoneResult:
 
 
 def build_zone(
-    plan: ZonePlan, base: Path, output_dir: Path, executor: Executor, layout: StoreLayout,
+    plan: ZonePlan, base: Path | str | Location, output_dir: Path, executor: Executor,
+    layout: StoreLayout,
     *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
     retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
 ) -> ZoneResult:
@@ -86,7 +87,7 @@ def build_zone(
     owned: dict[str, list[int]] = {}
     for rec in done.values():  # totals include the shards a resumed build keeps
         _add(result, owned, rec)
-    tasks = [t for t in shard_tasks(plan, Path(base), Location.parse(paths.partial), layout)
+    tasks = [t for t in shard_tasks(plan, base, Location.parse(paths.partial), layout)
              if (t.spec.row, t.spec.col) not in done]
     _run_shards(tasks, executor, paths, result, owned, plan,
                 dict(max_in_flight=max_in_flight, retries=retries, on_progress=on_progress))
@@ -152,13 +153,18 @@ def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]
 
 @dataclass
 class BuildReport:
+    """``plans`` are kept only by ``build_stores`` (records in memory); ``summaries`` (one
+    ``ZonePlan.summary()`` per store, in build order) by every build."""
+
     plans: list[ZonePlan]
     results: list[ZoneResult] = field(default_factory=list)
     skipped: list[TileRecord] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_stores(
-    base: Path, output_dir: Path, records: Iterable[TileRecord], executor: Executor, *,
+    base: Path | str | Location, output_dir: Path, records: Iterable[TileRecord],
+    executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
     resume: bool = False, max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
@@ -174,7 +180,8 @@ def build_stores(
     """
     good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
-    check_sources(report.plans, Path(base))
+    check_sources(report.plans, base)
+    report.summaries = [p.summary() for p in report.plans]
     if dry_run:
         return report
     check_writable(Path(output_dir))

@@ -10,13 +10,14 @@ from rich.table import Table
 
 from geotessera.build.plan import parse_zones
 from geotessera.build.run import BuildReport
-from geotessera.errors import SelectionError
+from geotessera.errors import LocationError, SelectionError
 from geotessera.cluster import open_executor
 from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.archive.scan import ScanResult
 from geotessera.types import N_BANDS, StoreLayout, check_shard_memory, parse_codec
-from geotessera.pipeline import PreviewOptions, scan, zarr_build
+from geotessera.pipeline import PreviewOptions, default_registry, scan, zarr_build
 from geotessera.cli._options import executor_options
+from geotessera.store.location import Location
 from geotessera.cli._output import Output, common, err
 from geotessera.cli.preview import preview_doc, print_preview, rgb_options
 from geotessera.cli.stac import catalog_doc, print_catalog
@@ -24,8 +25,28 @@ from geotessera.cli.stac import catalog_doc, print_catalog
 _DEFAULT = StoreLayout()
 
 
-def _registry_path(base: Path, registry: Path | None) -> Path:
-    return registry if registry is not None else base / REGISTRY_FILENAME
+def _registry_path(base: str, registry: Path | None) -> Path:
+    try:
+        return default_registry(base, registry)
+    except LocationError as e:
+        raise click.UsageError(f"{e.path}: a remote BASE_DIR needs --registry PATH "
+                               "(a local registry file)") from e
+
+
+class ArchiveRoot(click.ParamType):
+    """BASE_DIR: an existing local directory, or an ``s3://``/``http(s)://`` URL."""
+
+    name = "base_dir"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        try:
+            loc = Location.parse(text)
+        except LocationError as e:
+            self.fail(str(e), param, ctx)
+        if loc.is_local and not loc.path.is_dir():
+            self.fail(f"directory {text!r} does not exist", param, ctx)
+        return str(loc.path) if loc.is_local and "://" in text else text
 
 
 def _report_ignored(out: Output, result: ScanResult, base: Path) -> None:
@@ -45,8 +66,7 @@ def _scan_doc(result: ScanResult, path: Path) -> dict[str, Any]:
     }
 
 
-base_arg = click.argument(
-    "base_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+base_arg = click.argument("base_dir", type=ArchiveRoot())
 registry_opt = click.option(
     "--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help=f"Registry file [default: BASE_DIR/{REGISTRY_FILENAME}].")
@@ -62,13 +82,14 @@ bands_opt = click.option("--bands", type=click.IntRange(1, 4096), default=N_BAND
 @year_opt
 @bands_opt
 @common
-def scan_cmd(out: Output, base_dir: Path, registry: Path | None, years, bands: int) -> None:
-    """Scan BASE_DIR into the registry (headers only; incremental)."""
+def scan_cmd(out: Output, base_dir: str, registry: Path | None, years, bands: int) -> None:
+    """Scan BASE_DIR (a directory, s3:// or https:// URL) into the registry (headers only;
+    incremental)."""
+    path = _registry_path(base_dir, registry)
     with out.progress() as update:
-        result = scan(base_dir, _registry_path(base_dir, registry), years=years,
-                      expected_bands=bands, on_progress=update)
+        result = scan(base_dir, path, years=years, expected_bands=bands, on_progress=update)
     _report_ignored(out, result, base_dir)
-    doc = _scan_doc(result, _registry_path(base_dir, registry))
+    doc = _scan_doc(result, path)
 
     def human() -> None:
         click.echo(f"{doc['rows']} tile-year rows in {doc['registry']} "
@@ -131,7 +152,7 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common
-def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: str | None,
+def zarr_build_cmd(out: Output, base_dir: str, output_dir: Path, years, zones: str | None,
                    workers: int | None, scheduler: str | None, retries: int,
                    dry_run: bool, resume: bool, skip_bad: bool,
                    no_rgb: bool, rgb_only: bool, no_stac: bool, registry: Path | None,
@@ -148,6 +169,8 @@ def zarr_build_cmd(out: Output, base_dir: Path, output_dir: Path, years, zones: 
         raise click.BadParameter(str(e), param_hint="--zones") from e
     preview = None if (no_rgb or dry_run) else PreviewOptions(
         rgb_opts["mode"], rgb_opts["rgb_bands"], rgb_opts["rgb_seed"], rgb_opts["rgb_force"])
+    if not rgb_only:
+        registry = _registry_path(base_dir, registry)
     with out.progress() as update, open_executor(scheduler, workers) as pool:
         report = zarr_build(
             base_dir, output_dir, pool.executor, years=years, zones=zone_set, layout=layout,
@@ -177,7 +200,7 @@ def _print_build(doc: dict[str, Any]) -> None:
 
 
 def _build_doc(report: BuildReport, scan: ScanResult, registry: Path) -> dict[str, Any]:
-    plans = [p.summary() for p in report.plans]
+    plans = [dict(p) for p in report.summaries]
     results = {Path(r.store).name: r for r in report.results}
     for doc in plans:
         r = results.get(doc["store"])

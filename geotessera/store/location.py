@@ -14,6 +14,7 @@ outside the location it is joined to.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -159,6 +160,29 @@ class Location:
         except FileNotFoundError:
             return None
 
+    def head(self, key: str) -> tuple[int, int] | None:
+        """(size, mtime in ns) of an object by one HEAD, or None when it does not exist."""
+        import obstore
+
+        try:
+            meta = obstore.head(self.obstore(), _key(key, self.url))
+        except FileNotFoundError:
+            return None
+        return int(meta["size"]), _ns(meta["last_modified"])
+
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, int, int]]:
+        """(key, size, mtime in ns) of every object below ``prefix``, from the listing alone
+        (no request per object), any order."""
+        import obstore
+
+        pre = _key(prefix, self.url) if prefix else None
+        try:
+            for batch in obstore.list(self.obstore(), pre):
+                for meta in batch:
+                    yield meta["path"], int(meta["size"]), _ns(meta["last_modified"])
+        except FileNotFoundError:
+            return
+
     def write(self, key: str, data: bytes) -> None:
         """Replace an object in one PUT (readers see the old or the new bytes, never part)."""
         import obstore
@@ -244,6 +268,11 @@ def _key(key: str, where: str) -> str:
     return check_relative(key, where)
 
 
+def _ns(when: Any) -> int:
+    """A listing's ``last_modified`` (a datetime) as integer nanoseconds since the epoch."""
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
 def _opts(options: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in (options or {}).items()))
 
@@ -272,8 +301,18 @@ def _obstore(url: str, options: tuple[tuple[str, str], ...]) -> Any:
         client = {k: opts.pop(k) for k in list(opts) if k in _CLIENT_OPTIONS}
         if _env_true("AWS_ALLOW_HTTP") and "allow_http" not in client:
             client["allow_http"] = "true"
-        return S3Store.from_url(url, config=opts or None, client_options=client or None)
-    return HTTPStore.from_url(url, client_options=opts or None)
+        return S3Store.from_url(url, config=opts or None, client_options=client or None,
+                                retry_config=RETRY)
+    if scheme == "http":  # the user named a plain-http URL: let the client use it
+        opts.setdefault("allow_http", "true")
+    return HTTPStore.from_url(url, client_options=opts or None, retry_config=RETRY)
+
+
+#: obstore's retries of transient errors (5xx, timeouts, dropped connections): exponential
+#: backoff from 0.1 s, at most 5 retries and 30 s, then the error reaches the caller.
+RETRY = {"max_retries": 5, "retry_timeout": dt.timedelta(seconds=30),
+         "backoff": {"init_backoff": dt.timedelta(milliseconds=100),
+                     "max_backoff": dt.timedelta(seconds=4), "base": 2}}
 
 
 #: Storage options that obstore takes as client options rather than S3 configuration.
