@@ -19,6 +19,7 @@ from geotessera.catalog.stac import CatalogReport, write_catalog
 from geotessera.parallel import ProgressFn
 from geotessera.preview.run import PreviewReport, run_preview_pass
 from geotessera.preview.sample import SampleSpec
+from geotessera.store.location import Location
 from geotessera.types import N_BANDS, StoreLayout
 
 #: Header reads of a scan are I/O bound: threads, not processes.
@@ -59,7 +60,7 @@ def scan(base: Path, registry: Path | None = None, *, years: Iterable[int] | Non
 
 
 def zarr_build(
-    base: Path, output_dir: Path, executor: Executor, *,
+    base: Path, output_dir: Location | Path, executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), registry: Path | None = None,
     expected_bands: int = N_BANDS, dry_run: bool = False, resume: bool = False,
@@ -67,7 +68,8 @@ def zarr_build(
     catalog: bool = True, build: bool = True, max_in_flight: int = 4,
     on_progress: ProgressFn | None = None,
 ) -> PipelineReport:
-    """Scan ``base``, build every selected (zone, year) store into ``output_dir``, run the
+    """Scan ``base``, build every selected (zone, year) store into ``output_dir`` (a path or
+    a ``file://``/``s3://`` Location, with its storage options), run the
     preview pass (``preview=None`` skips it) and regenerate the STAC catalog (``catalog``).
 
     ``build=False`` runs only the later passes on the stores already there. A dry run plans

@@ -19,7 +19,7 @@ from geotessera.pipeline import PreviewOptions, zarr_build
 from geotessera.preview.run import PreviewReport
 from geotessera.preview.stretch import MODES
 from geotessera.preview.quicklook import DEFAULT_SIZE, write_quicklook
-from geotessera.cli._output import Output, common
+from geotessera.cli._output import Output, common, location, storage_option
 
 
 def _parse_bands(ctx, param, value: str) -> tuple[int, ...]:
@@ -88,7 +88,8 @@ def _zones(text: str | None) -> frozenset[int] | None:
 
 
 @click.command("rgb")
-@click.argument("output_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", metavar="OUTPUT_DIR|URL")
+@storage_option
 @click.option("--year", "years", type=int, multiple=True,
               help="Year to preview (repeatable) [default: all].")
 @click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
@@ -96,7 +97,7 @@ def _zones(text: str | None) -> frozenset[int] | None:
               help="Worker processes [default: usable CPUs].")
 @rgb_options
 @common
-def rgb_cmd(out: Output, output_dir: Path, years, zones: str | None, workers: int | None,
+def rgb_cmd(out: Output, output_dir: str, storage_options: dict[str, str], years, zones: str | None, workers: int | None,
             **opts: Any) -> None:
     """Colour preview (L0/rgba) and overview levels for the stores in OUTPUT_DIR.
 
@@ -106,7 +107,7 @@ def rgb_cmd(out: Output, output_dir: Path, years, zones: str | None, workers: in
     workers = workers or default_workers()
     opts = PreviewOptions(opts["mode"], opts["rgb_bands"], opts["rgb_seed"], opts["rgb_force"])
     with out.progress() as update, process_pool(workers) as pool:
-        report = zarr_build(Path(), output_dir, pool, years=years, zones=zone_set,
+        report = zarr_build(Path(), location(output_dir, storage_options), pool, years=years, zones=zone_set,
                             preview=opts, catalog=False, build=False,
                             max_in_flight=workers + 1, on_progress=update).preview
     doc = preview_doc(report)
