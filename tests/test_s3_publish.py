@@ -217,3 +217,51 @@ def test_a_renewed_lock_stays_and_a_stolen_one_stops_the_build(bucket):
         lock.renew()
     lock.release()
     assert home.exists("lock.json")  # not ours any more: left alone
+
+
+def test_the_whole_job_and_every_reader_work_on_s3(small_archive, tmp_path, bucket):
+    """zarr-build (with preview and STAC on S3), then stac with s3:// hrefs that validate,
+    info, sample and verify, all by URL; sample agrees with a local build."""
+    url = f"s3://{bucket}/stores"
+    args = ["--shard-px", "32", "--chunk-px", "16", "--scales-chunk-px", "32", "--bands", "8",
+            "-j", "1"]
+    res = _cli("zarr-build", str(small_archive), "-o", url, "-q", "--json", *args)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["preview"]["stores"] and doc["stac"]["items"] == ["geotessera-2024-utm31"]
+    out = Location.parse(url)
+    assert out.exists("stac/catalog.json")
+    version = StoreHome.of(out, "utm31_2024").current()
+    assert zarr.open_group(store=version.zarr_store(), mode="r").attrs[
+        "geotessera:rgb_complete"] is True
+
+    cat = tmp_path / "stac"
+    res = _cli("stac", url, "-o", str(cat), "--validate", "--json", "-q")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["validated"] >= 3
+    (item,) = cat.glob("*/*/*.json")
+    hrefs = {a["href"] for a in json.loads(item.read_text())["assets"].values()
+             if a["href"].endswith(".zarr")}
+    assert hrefs == {version.url}  # the version itself, absolute
+    res = _cli("stac", url, "-o", str(tmp_path / "stac2"), "--href-base",
+               "https://data.example/stores", "--json", "-q")
+    assert res.returncode == 0, res.stderr
+
+    info = _cli("info", f"{url}/utm31_2024", "--json", "-q")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["store"] == version.url
+
+    local = tmp_path / "local"
+    assert _cli("zarr-build", str(small_archive), "-o", str(local), "-q", "--no-stac",
+                *args).returncode == 0
+    pts = ["--lon", "0.15", "--lat", "50.05", "--lon", "0.05", "--lat", "50.15"]
+    remote_s = _cli("sample", url, "--year", "2024", "--json", "-q", *pts)
+    local_s = _cli("sample", str(local), "--year", "2024", "--json", "-q", *pts)
+    assert remote_s.returncode == 0, remote_s.stderr
+    got = [p["vector"] for p in json.loads(remote_s.stdout)["points"]]
+    assert got == [p["vector"] for p in json.loads(local_s.stdout)["points"]]
+    assert all(v is not None for v in got)
+
+    ver = _cli("verify", f"{url}/utm31_2024", "--base-dir", str(small_archive), "--full",
+               "-j", "1", "--json", "-q")
+    assert ver.returncode == 0, ver.stdout + ver.stderr

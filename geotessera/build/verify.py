@@ -23,6 +23,7 @@ from geotessera.build.tasks import ShardTask
 from geotessera.errors import GeoTesseraError
 from geotessera.parallel import imap_unordered
 from geotessera.store.location import Location
+from geotessera.store.versions import published
 from geotessera.store.zone import (
     EMBEDDINGS,
     SCALES,
@@ -80,10 +81,10 @@ def compare_shard(task: ShardTask) -> Comparison:
     return Comparison(task.spec.row, task.spec.col, bad.size, int(bad.sum()), first)
 
 
-def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8,
+def verify_store(store: Location | Path | str, base: Path, executor: Executor, *, sample: int = 8,
                  full: bool = False, seed: int = 0) -> VerifyReport:
     """Check one store; every finding is a line in ``report.problems``."""
-    store, base = Path(store), Path(base)
+    store, base = published(Location.parse(store)), Path(base)
     report = VerifyReport(str(store))
     try:
         root = open_root(store)

@@ -104,10 +104,13 @@ def rgb_cmd(out: Output, output_dir: str, storage_options: dict[str, str], years
     One stretch per year, fitted across all of that year's stores.
     """
     zone_set = _zones(zones)
+    where = location(output_dir, storage_options)
+    if where.is_local and not where.path.is_dir():
+        raise click.BadParameter(f"{output_dir!r} is not a directory", param_hint="OUTPUT_DIR")
     workers = workers or default_workers()
     opts = PreviewOptions(opts["mode"], opts["rgb_bands"], opts["rgb_seed"], opts["rgb_force"])
     with out.progress() as update, process_pool(workers) as pool:
-        report = zarr_build(Path(), location(output_dir, storage_options), pool, years=years, zones=zone_set,
+        report = zarr_build(Path(), where, pool, years=years, zones=zone_set,
                             preview=opts, catalog=False, build=False,
                             max_in_flight=workers + 1, on_progress=update).preview
     doc = preview_doc(report)

@@ -10,11 +10,12 @@ import click
 from geotessera.errors import VerifyFailed
 from geotessera.parallel import default_workers, process_pool
 from geotessera.build.verify import verify_store
-from geotessera.cli._output import Output, common
+from geotessera.cli._output import Output, common, location, storage_option
+from geotessera.cli.stac import _existing
 
 
 @click.command("verify")
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", metavar="STORE|URL")
 @click.option("--base-dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The archive the store was built from.")
@@ -24,12 +25,13 @@ from geotessera.cli._output import Output, common
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-j", "--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes [default: usable CPUs].")
+@storage_option
 @common
-def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool, seed: int,
+def verify_cmd(out: Output, store: str, storage_options: dict[str, str], base_dir: Path, sample: int, full: bool, seed: int,
                workers: int | None) -> None:
     """Check STORE against the tiles under --base-dir: pixels, metadata, shard objects."""
     with process_pool(workers or default_workers()) as pool:
-        report = verify_store(store, base_dir, pool, sample=sample, full=full, seed=seed)
+        report = verify_store(_existing(location(store, storage_options), store), base_dir, pool, sample=sample, full=full, seed=seed)
     doc = {"status": "ok", **asdict(report)}
 
     def human() -> None:

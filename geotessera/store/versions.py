@@ -90,6 +90,16 @@ class StoreHome:
         return None
 
 
+def published(store: Location) -> Location:
+    """The store a reader should open at ``store``: for a store home (it holds a
+    ``current.json``), the version its pointer names; anything else as it is."""
+    if store.exists(POINTER):
+        found = StoreHome(store.parent, store.name).current()
+        if found is not None:
+            return found
+    return store
+
+
 def check_version(name: str, where: object) -> str:
     if not isinstance(name, str) or not VERSION_RE.match(name):
         raise StoreError(where, f"{name!r} is not a store version name (v<UTC time>-<hex>.zarr)")
