@@ -112,6 +112,8 @@ def main() -> None:
           + ", ".join(f"{k} {v / shards:.2f}" for k, v in sorted(all_req.items())))
     print("requests on embeddings shard objects per shard: "
           + ", ".join(f"{k} {v / shards:.2f}" for k, v in sorted(shard_req.items())))
+    print("  (obstore uploads an object above its 5 MiB part size as one multipart upload: a "
+          "POST to start, one PUT per part, a POST to complete; still one object, never read)")
     print("requests on scales chunk objects per shard: "
           + ", ".join(f"{k} {v / shards:.2f}" for k, v in sorted(scales_req.items())))
     print(f"bytes stored per shard: {sum(sizes) / shards / h.MIB:.2f} MiB "

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -239,3 +240,43 @@ def test_unwritable_output_is_refused_before_any_work(small_archive, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="not writable"):
         _build(small_archive, blocker / "stores")
+
+
+def test_an_old_layout_store_is_read_then_kept_as_the_first_old_version(small_archive,
+                                                                        tmp_path):
+    from geotessera.store.naming import find_stores
+
+    first = tmp_path / "first"
+    _build(small_archive, first)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copytree((first / "utm31_2024.zarr").resolve(), out / "utm31_2024.zarr")
+    (ref,) = find_stores(out)  # a real directory of the old layout is found and read
+    assert ref.home is None and Path(ref.location.path) == out / "utm31_2024.zarr"
+    before = _arrays(out / "utm31_2024.zarr")
+    report = _build(small_archive, out)
+    link = out / "utm31_2024.zarr"
+    assert link.is_symlink() and os.readlink(link) == f"utm31_2024/{report.results[0].version}"
+    versions = sorted(p.name for p in (out / "utm31_2024").iterdir() if p.is_dir())
+    assert len(versions) == 2  # the adopted old store and the new version
+    legacy = next(v for v in versions if v != report.results[0].version)
+    _assert_same(_arrays(out / "utm31_2024" / legacy), before)
+    (ref,) = find_stores(out)
+    assert ref.home is not None and ref.location.name == report.results[0].version
+
+
+def test_a_store_name_that_is_a_foreign_symlink_is_repointed_and_builds_keep_working(
+        small_archive, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    _build(small_archive, elsewhere)
+    target = (elsewhere / "utm31_2024.zarr").resolve()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "utm31_2024.zarr").symlink_to(target)
+    for _ in range(3):
+        report = _build(small_archive, out)
+        assert os.readlink(out / "utm31_2024.zarr") == (
+            f"utm31_2024/{report.results[0].version}")
+    assert target.is_dir() and (target / "zarr.json").exists()  # the foreign store untouched
+    assert sorted(p.name for p in out.iterdir()) == ["utm31_2024", "utm31_2024.zarr"]
+    assert len([p for p in (out / "utm31_2024").iterdir() if p.is_dir()]) == 2

@@ -113,6 +113,7 @@ def _journal(out: Location, name: str = "utm31_2024") -> list[str]:
     return [k for k in home.keys(journal) if k.endswith(".json") and "created" not in k]
 
 
+@pytest.mark.slow
 def test_sigkill_on_s3_keeps_the_published_version_and_resume_completes_it(
         small_archive, s3_server, bucket):
     out = Location.parse(f"s3://{bucket}/stores")
@@ -219,6 +220,7 @@ def test_a_renewed_lock_stays_and_a_stolen_one_stops_the_build(bucket):
     assert home.exists("lock.json")  # not ours any more: left alone
 
 
+@pytest.mark.slow
 def test_the_whole_job_and_every_reader_work_on_s3(small_archive, tmp_path, bucket):
     """zarr-build (with preview and STAC on S3), then stac with s3:// hrefs that validate,
     info, sample and verify, all by URL; sample agrees with a local build."""
