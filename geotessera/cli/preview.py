@@ -97,7 +97,8 @@ def _zones(text: str | None) -> frozenset[int] | None:
               help="Worker processes [default: usable CPUs].")
 @rgb_options
 @common
-def rgb_cmd(out: Output, output_dir: str, storage_options: dict[str, str], years, zones: str | None, workers: int | None,
+def rgb_cmd(out: Output, output_dir: str, storage_options: dict[str, str], years,
+            zones: str | None, workers: int | None,
             **opts: Any) -> None:
     """Colour preview (L0/rgba) and overview levels for the stores in OUTPUT_DIR.
 

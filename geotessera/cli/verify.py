@@ -27,11 +27,12 @@ from geotessera.cli.stac import _existing
               help="Worker processes [default: usable CPUs].")
 @storage_option
 @common
-def verify_cmd(out: Output, store: str, storage_options: dict[str, str], base_dir: Path, sample: int, full: bool, seed: int,
-               workers: int | None) -> None:
+def verify_cmd(out: Output, store: str, storage_options: dict[str, str], base_dir: Path,
+               sample: int, full: bool, seed: int, workers: int | None) -> None:
     """Check STORE against the tiles under --base-dir: pixels, metadata, shard objects."""
     with process_pool(workers or default_workers()) as pool:
-        report = verify_store(_existing(location(store, storage_options), store), base_dir, pool, sample=sample, full=full, seed=seed)
+        where = _existing(location(store, storage_options), store)
+        report = verify_store(where, base_dir, pool, sample=sample, full=full, seed=seed)
     doc = {"status": "ok", **asdict(report)}
 
     def human() -> None:
