@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_codecs.py
 	$(BIN)/python benchmarks/bench_remote.py
 	$(BIN)/python benchmarks/bench_plan.py
+	$(BIN)/python benchmarks/bench_s3.py
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install

@@ -84,7 +84,7 @@ def _archive_root(base: Path | str | Location) -> Location:
 
 
 def zarr_build(
-    base: Path | str | Location, output_dir: Path, executor: Executor, *,
+    base: Path | str | Location, output_dir: Location | Path, executor: Executor, *,
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), registry: Path | None = None,
     expected_bands: int = N_BANDS, dry_run: bool = False, resume: bool = False,
@@ -92,7 +92,8 @@ def zarr_build(
     catalog: bool = True, build: bool = True, max_in_flight: int = 4,
     retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
 ) -> PipelineReport:
-    """Scan ``base``, build every selected (zone, year) store into ``output_dir``, run the
+    """Scan ``base``, build every selected (zone, year) store into ``output_dir`` (a path or
+    a ``file://``/``s3://`` Location, with its storage options), run the
     preview pass (``preview=None`` skips it) and regenerate the STAC catalog (``catalog``).
 
     ``build=False`` runs only the later passes on the stores already there. A dry run plans

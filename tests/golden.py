@@ -29,13 +29,17 @@ def _strip(doc):
 def manifest(stores: Path) -> dict[str, str]:
     """{relative object path: sha256} of every object of every store under ``stores``."""
     out = {}
-    for p in sorted(stores.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        data = p.read_bytes()
-        if p.name == "zarr.json":
-            data = json.dumps(_strip(json.loads(data)), sort_keys=True).encode()
-        out[str(p.relative_to(stores))] = hashlib.sha256(data).hexdigest()
+    # each published store by its name (on disk a symlink to the current version), so the
+    # keys do not depend on the version names of the versioned layout
+    for store in sorted(stores.glob("utm*_*.zarr")):
+        root = store.resolve()
+        for p in sorted(root.rglob("*")):
+            if not p.is_file() or p.name.startswith("."):
+                continue
+            data = p.read_bytes()
+            if p.name == "zarr.json":
+                data = json.dumps(_strip(json.loads(data)), sort_keys=True).encode()
+            out[f"{store.name}/{p.relative_to(root)}"] = hashlib.sha256(data).hexdigest()
     return out
 
 

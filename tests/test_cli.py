@@ -118,7 +118,8 @@ def test_skip_bad_builds_the_rest_and_lists_the_skipped_tile(truncated, tmp_path
     assert "truncated" in doc["skipped_tiles"][0]["problem"]
     tiles = {s["store"]: s["tiles"] for s in doc["stores"]}
     assert tiles == {"utm30_2024.zarr": 2, "utm31_2024.zarr": 1}
-    assert sorted(p.name for p in out.iterdir()) == sorted([*tiles, "stac"])  # + the catalog
+    homes = [t.removesuffix(".zarr") for t in tiles]  # homes, links to versions, the catalog
+    assert sorted(p.name for p in out.iterdir()) == sorted([*tiles, *homes, "stac"])
     attrs = json.loads((out / "utm31_2024.zarr" / "zarr.json").read_text())["attributes"]
     assert [s["name"] for s in attrs["geotessera:tiles_skipped"]] == [BAD_TILE]
 

@@ -28,8 +28,10 @@ def records(tmp_path_factory):
 
 
 def _chunk_bytes(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes()
-            for p in sorted(out.rglob("*")) if p.is_file() and "/c/" in str(p)}
+    """Chunk objects by store name (the published version; version names differ per build)."""
+    return {f"{store.name}/{p.relative_to(store.resolve())}": p.read_bytes()
+            for store in sorted(out.glob("utm*_*.zarr"))
+            for p in sorted(store.resolve().rglob("*")) if p.is_file() and "/c/" in str(p)}
 
 
 def _build(base, records, out, workers):

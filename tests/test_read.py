@@ -384,7 +384,7 @@ def test_region_in_wgs84(built):
 
 def test_region_refuses_an_oversized_read_with_a_hint(built, monkeypatch):
     monkeypatch.setattr(region_mod, "MAX_READ_BYTES", 10_000)
-    with pytest.raises(ValueError, match=r"utm30_2025.zarr.*GiB from level L0.*overview"):
+    with pytest.raises(ValueError, match=r"utm30_2025/v[^ ]*\.zarr.*GiB from level L0.*overview"):
         read.read_region((-0.05, 0.05, 0.05, 0.1), 2025, built)
 
 

@@ -4,6 +4,7 @@ validation, idempotent regeneration, and the lifecycle of items as stores change
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from pyproj import Transformer
 from conftest import build, scan
 from geotessera.catalog import footprint, stac, validate
 from geotessera.store import meta, naming
+from geotessera.store.location import Location
+from geotessera.store.versions import StoreHome
 from geotessera.errors import CatalogValidationError, StoreError
 
 PX_DEG = 160.0 / 111_320.0  # one test pixel in degrees (near the equator)
@@ -101,8 +104,9 @@ def test_asset_matches_the_store_and_opens_with_plain_xarray(catalog, built):
     for item in _items(catalog).values():
         asset = item.assets["embeddings"]
         href = asset.get_absolute_href()
-        assert Path(href) == built / f"utm{item.properties['geotessera:zone']}_" \
-                                     f"{item.properties['geotessera:year']}.zarr"
+        name = f"utm{item.properties['geotessera:zone']}_{item.properties['geotessera:year']}"
+        current = StoreHome.of(Location.parse(built), name).current()  # the version itself
+        assert Path(href) == current.path and (built / f"{name}.zarr").resolve() == current.path
         assert asset.media_type == "application/vnd.zarr; version=3; profile=multiscales"
         assert asset.roles == ["data"] and asset.extra_fields["zarr:consolidated"] is True
         store = [ln for ln in item.links if ln.rel == "store"]
@@ -230,7 +234,8 @@ def test_incomplete_stores_are_skipped_and_said_so(stores):
 def test_href_base_makes_asset_hrefs_absolute(built, tmp_path):
     report = stac.write_catalog(built, tmp_path / "pub", href_base="s3://bucket/tessera/")
     item = json.loads(next((tmp_path / "pub").glob("*/*utm31/*.json")).read_text())
-    assert item["assets"]["embeddings"]["href"].startswith("s3://bucket/tessera/utm31_")
+    assert re.fullmatch(r"s3://bucket/tessera/utm31_\d{4}/v\d{8}T\d{6}Z-[0-9a-f]{6}\.zarr",
+                        item["assets"]["embeddings"]["href"])
     assert [ln["href"] for ln in item["links"] if ln["rel"] == "store"] == [
         item["assets"]["embeddings"]["href"]]
     assert item["links"][0] == {"href": "../../catalog.json", "rel": "root",

@@ -158,7 +158,7 @@ def shard_tasks(plan: ZonePlan, base: Path | str | Location, store: Location,
             for p in entry.pieces
         )
         spec = ShardSpec(plan.grid, entry.row, entry.col, pieces)
-        tasks.append(ShardTask(str(store), spec, layout.pixel_major))
+        tasks.append(ShardTask(store, spec, layout.pixel_major))
     return tasks
 
 

@@ -26,16 +26,18 @@ from geotessera.build.plan import (
 from geotessera.build.tasks import ShardResult, write_shard
 from geotessera.errors import ShardWriteError, TaskFailed
 from geotessera.parallel import DEFAULT_RETRIES, ProgressFn, run_tasks
+from geotessera.store.lock import StoreLock
 from geotessera.store.publish import (
-    StorePaths,
-    acquire_lock,
+    Staging,
+    adopt_legacy,
     check_writable,
     journal_shard,
+    mark_created,
     publish,
-    recover,
-    release_lock,
-    start_journal,
+    start_version,
+    verify_journal,
 )
+from geotessera.store.versions import StoreHome
 from geotessera.archive.registry import TileRecord
 from geotessera.store.location import Location
 from geotessera.store.zone import consolidate, create_zone_store, update_root_attrs
@@ -56,54 +58,66 @@ class ZoneResult:
     valid_pixels: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
-    retries: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     tiles_without_data: list[str] = field(default_factory=list)
+    retries: int = 0
+    name: str = ""
+    version: str = ""
+    #: Journaled shards that ``--resume`` found damaged and wrote again: "row_col" → problem.
+    rewritten: dict[str, str] = field(default_factory=dict)
 
 
 def build_zone(
-    plan: ZonePlan, base: Path | str | Location, output_dir: Path, executor: Executor,
-    layout: StoreLayout,
-    *, skipped: Iterable[TileRecord] = (), resume: bool = False, max_in_flight: int = 4,
-    retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
+    plan: ZonePlan, base: Path | str | Location, output_dir: Location, executor: Executor,
+    layout: StoreLayout, lock: StoreLock, *, skipped: Iterable[TileRecord] = (),
+    resume: bool = False, max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
+    on_progress: ProgressFn | None = None,
 ) -> ZoneResult:
-    """Build the store of ``plan`` in its staging directory and publish it when every shard
-    and all metadata are written. The caller holds the store's lock.
+    """Build the store of ``plan`` as a new version (or continue the interrupted one with
+    ``resume``) and publish it when every shard and all metadata are written. The caller
+    holds ``lock``, the lock of the store's home.
 
-    A shard task that raises is run again (it rewrites its whole shard) up to ``retries``
-    times; then ShardWriteError is raised, the previous store stays untouched and the
-    journal lets ``resume=True`` continue without rewriting finished shards.
+    On a failed shard raises ShardWriteError; the published version stays untouched and the
+    journal lets ``resume=True`` continue without rewriting shards that are durably done.
     """
     t0 = time.perf_counter()
-    paths = StorePaths(Path(output_dir) / plan.store_name)
+    home = StoreHome.of(output_dir, plan.store_name)
     skipped_list = [{"name": r.name, "year": r.year, "path": r.issue[0], "problem": r.issue[1]}
                     for r in skipped if r.issue]
-    done = start_journal(paths, plan_id(plan, layout), resume)
-    if not paths.partial.exists():
-        create_zone_store(paths.partial, plan.grid.pixels, plan.bands, layout,
+    pid = plan_id(plan, layout)
+    staging = start_version(home, pid, resume)
+    bad = verify_journal(staging, executor) if staging.done else {}
+    done = {rc: rec for rc, rec in staging.done.items() if rc not in bad}
+    if not staging.created:
+        create_zone_store(staging.store, plan.grid.pixels, plan.bands, layout,
                           _provenance(plan, skipped_list))
-    result = ZoneResult(str(paths.final), plan.zone, plan.year, len(plan.tiles),
-                        len(plan.shards), resumed_shards=len(done), skipped=skipped_list)
+        mark_created(staging)
+    public = home.link if output_dir.is_local else staging.store
+    result = ZoneResult(str(public), plan.zone, plan.year, len(plan.tiles), len(plan.shards),
+                        resumed_shards=len(done), skipped=skipped_list, name=plan.store_name,
+                        version=staging.name,
+                        rewritten={f"{r}_{c}": p for (r, c), p in sorted(bad.items())})
     owned: dict[str, list[int]] = {}
     for rec in done.values():  # totals include the shards a resumed build keeps
         _add(result, owned, rec)
-    tasks = [t for t in shard_tasks(plan, base, Location.parse(paths.partial), layout)
+    tasks = [t for t in shard_tasks(plan, base, staging.store, layout)
              if (t.spec.row, t.spec.col) not in done]
-    _run_shards(tasks, executor, paths, result, owned, plan,
+    _run_shards(tasks, executor, staging, home, result, owned, plan,
                 dict(max_in_flight=max_in_flight, retries=retries, on_progress=on_progress))
     result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
-    update_root_attrs(paths.partial, build_complete=True, shards_written=len(plan.shards),
+    update_root_attrs(staging.store, build_complete=True, shards_written=len(plan.shards),
                       shards_with_data=result.shards_with_data,
                       tiles_without_data=result.tiles_without_data)
-    consolidate(paths.partial)
-    publish(paths)
+    consolidate(staging.store)
+    publish(home, staging, pid, lock)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def _journal_record(res: ShardResult) -> dict[str, Any]:
     return {"row": res.row, "col": res.col, "valid": res.valid_pixels, "bytes_in": res.bytes_in,
-            "stats": [[s.name, s.owned, s.finite] for s in res.stats]}
+            "stats": [[s.name, s.owned, s.finite] for s in res.stats],
+            "objects": [list(o) for o in res.objects]}
 
 
 def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -> None:
@@ -116,11 +130,12 @@ def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -
         tot[1] += f
 
 
-def _run_shards(tasks, executor, paths, result, owned, plan, run_opts):
+def _run_shards(tasks, executor, staging: Staging, home: StoreHome, result, owned, plan,
+                run_opts):
     def on_retry(task, attempt, error):
         result.retries += 1
         log.warning("%s: shard %s failed (attempt %d of %d), running it again: %s",
-                    paths.final, (task.spec.row, task.spec.col), attempt,
+                    home.home, (task.spec.row, task.spec.col), attempt,
                     run_opts["retries"] + 1, error)
 
     try:
@@ -128,11 +143,11 @@ def _run_shards(tasks, executor, paths, result, owned, plan, run_opts):
                                 total=len(plan.shards), done=result.resumed_shards,
                                 on_retry=on_retry, **run_opts):
             rec = _journal_record(res)
-            journal_shard(paths, rec)
+            journal_shard(staging, rec)
             _add(result, owned, rec)
     except TaskFailed as e:
         spec = e.task.spec
-        raise ShardWriteError(paths.final, (spec.row, spec.col), e.cause,
+        raise ShardWriteError(home.home, (spec.row, spec.col), e.cause,
                               e.attempts) from e.cause
 
 
@@ -163,14 +178,15 @@ class BuildReport:
 
 
 def build_stores(
-    base: Path | str | Location, output_dir: Path, records: Iterable[TileRecord],
-    executor: Executor, *,
-    years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
-    layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
-    resume: bool = False, max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
-    on_progress: ProgressFn | None = None,
+    base: Path | str | Location, output_dir: Location | str | Path,
+    records: Iterable[TileRecord], executor: Executor, *, years: Iterable[int] | None = None,
+    zones: frozenset[int] | None = None, layout: StoreLayout = StoreLayout(),
+    dry_run: bool = False, skip_bad: bool = False, resume: bool = False, max_in_flight: int = 4,
+    retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
+    lock_ttl: float | None = None,
 ) -> BuildReport:
-    """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection.
+    """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection
+    into ``output_dir`` (a path or a ``file://`` or ``s3://`` location).
 
     Raises TileProblemsError before writing anything if the selection has problem tiles
     (unless ``skip_bad``), ArchiveError before writing anything if a registry row names files
@@ -184,21 +200,23 @@ def build_stores(
     report.summaries = [p.summary() for p in report.plans]
     if dry_run:
         return report
-    check_writable(Path(output_dir))
-    locked: list[StorePaths] = []
+    out = Location.parse(output_dir)
+    check_writable(out)
+    locks: list[StoreLock] = []
     try:
         for plan in report.plans:
-            paths = StorePaths(Path(output_dir) / plan.store_name)
-            acquire_lock(paths)
-            locked.append(paths)
-            recover(paths)
-        for plan in report.plans:
+            home = StoreHome.of(out, plan.store_name)
+            lock = StoreLock(home.home) if lock_ttl is None else StoreLock(home.home, lock_ttl)
+            lock.acquire()
+            locks.append(lock)
+            adopt_legacy(home)
+        for plan, lock in zip(report.plans, locks, strict=True):
             mine = [r for r in bad if r.zone == plan.zone and r.year == plan.year]
             report.results.append(build_zone(
-                plan, base, output_dir, executor, layout, skipped=mine, resume=resume,
+                plan, base, out, executor, layout, lock, skipped=mine, resume=resume,
                 max_in_flight=max_in_flight, retries=retries, on_progress=on_progress,
             ))
     finally:
-        for paths in locked:
-            release_lock(paths)
+        for lock in locks:
+            lock.release()
     return report

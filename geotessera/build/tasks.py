@@ -27,18 +27,22 @@ class ShardResult:
     valid_pixels: int
     bytes_in: int
     stats: tuple[PieceStat, ...]
+    #: Every object the task stored: (key below the store, size, CRC32C), for the journal.
+    objects: tuple[tuple[str, int, int], ...] = ()
 
 
 def write_shard(task: ShardTask) -> ShardResult:
-    """Assemble the shard and write both arrays with one whole-shard write each.
+    """Assemble the shard and write both arrays with one whole-shard write each; returns the
+    objects written (for the journal).
 
     The shard is assembled in the tiles' pixel-major order whatever the stored order: tile
     rows copy as plain slices, and a band-major store transposes one cache-sized inner chunk
     at a time while encoding it (``store/shardio.py``)."""
     data = assemble(task.spec, pixel_major=True)
-    write_shard_arrays(task.store, task.spec.row, task.spec.col,
-                       embeddings=data.embeddings, scales=data.scales)
+    objects = write_shard_arrays(task.store, task.spec.row, task.spec.col,
+                                 embeddings=data.embeddings, scales=data.scales)
     valid = int(np.isfinite(data.scales).sum())
     bytes_in = sum(c[0].height * c[0].width * p.shape[2]
                    for p in task.spec.pieces if (c := p.core) is not None)
-    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats)
+    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats,
+                       tuple(objects))

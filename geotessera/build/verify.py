@@ -28,6 +28,7 @@ from geotessera.parallel import DEFAULT_RETRIES, imap_unordered
 from geotessera.store.location import Location
 from geotessera.store.meta import is_damage, metadata_problems
 from geotessera.store.shardio import IntegrityTask, check_integrity, read_layout
+from geotessera.store.versions import published
 from geotessera.store.zone import (
     EMBEDDINGS,
     SCALES,
@@ -88,13 +89,14 @@ def compare_shard(task: ShardTask) -> Comparison:
     return Comparison(task.spec.row, task.spec.col, bad.size, int(bad.sum()), first)
 
 
-def verify_store(store: Path, base: Path, executor: Executor, *, sample: int = 8,
-                 full: bool = False, seed: int = 0, max_in_flight: int = 8,
+def verify_store(store: Location | Path | str, base: Path, executor: Executor, *,
+                 sample: int = 8, full: bool = False, seed: int = 0, max_in_flight: int = 8,
                  retries: int = DEFAULT_RETRIES) -> VerifyReport:
-    """Check one store; every finding is a line in ``report.problems``. A comparison task
-    that raises (a worker lost, say, rather than a finding) runs again up to ``retries``
-    times; if it still fails, that is a finding and the comparisons stop."""
-    store, base = Path(store), Path(base)
+    """Check one store (a version, or a store home whose pointer names it); every finding is
+    a line in ``report.problems``. A comparison task that raises (a worker lost, say, rather
+    than a finding) runs again up to ``retries`` times; if it still fails, that is a finding
+    and the comparisons stop."""
+    store, base = published(Location.parse(store)), Path(base)
     report = VerifyReport(str(store))
     try:
         root = open_root(store)

@@ -7,12 +7,13 @@ from typing import Any
 
 from geotessera.catalog.footprint import data_footprint, footprint_geojson
 from geotessera.store.location import Location
+from geotessera.store.versions import published
 from geotessera.store.meta import open_root, read_meta, store_size
 
 
 def describe_store(href: Location | str | Path) -> dict[str, Any]:
     """A JSON-ready description of the store at ``href`` (reads one coarse valid mask)."""
-    loc = Location.parse(href)
+    loc = published(Location.parse(href))
     root = open_root(loc)
     meta = read_meta(root, str(loc))
     fp = data_footprint(loc, root, meta)

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pystac
@@ -27,6 +27,7 @@ from geotessera.atomic import atomic_path
 from geotessera.errors import StoreError
 from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geojson
 from geotessera.store.meta import StoreMeta, open_root, read_meta
+from geotessera.store.location import Location
 from geotessera.store.naming import find_stores
 
 ZARR_TYPE = "application/vnd.zarr; version=3"
@@ -189,20 +190,28 @@ def build_root(collections: dict[int, str]) -> dict:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _store_href(store: Path, item_dir: Path, href_base: str | None) -> str:
-    if href_base is None:
-        return _rel(store, item_dir)
-    return f"{href_base.rstrip('/')}/{store.name}"
+def _store_href(store: Location, stores: Location, item_dir: PurePath,
+                href_base: str | None) -> str:
+    """The asset href of a published store (the version, not a name that a later build
+    repoints): under ``href_base``; else relative for a local store catalogued on disk; else
+    the store's absolute URL (``s3://…``)."""
+    if href_base is not None:
+        return f"{href_base.rstrip('/')}/{store.url[len(stores.url):].lstrip('/')}"
+    if store.is_local and isinstance(item_dir, Path):
+        return _rel(store.path, item_dir)
+    return store.url
 
 
-def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
-                 ) -> tuple[dict[Path, dict], list[tuple[str, str]]]:
-    """Every catalog file (absolute path → JSON dict) and the skipped stores, without writing."""
-    files: dict[Path, dict] = {}
+def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str | None = None
+                 ) -> tuple[dict[PurePath, dict], list[tuple[str, str]]]:
+    """Every catalog file (path under ``output`` → JSON dict) and the skipped stores, without
+    writing. ``output`` is a local Path, or a PurePosixPath root for a remote catalog."""
+    files: dict[PurePath, dict] = {}
     skipped: list[tuple[str, str]] = []
     by_year: dict[int, list[tuple[dict, str]]] = {}
-    for ref in find_stores(stores_dir):
-        store = ref.location.path
+    stores = Location.parse(stores_dir)
+    for ref in find_stores(stores):
+        store = str(ref.location)
         root = open_root(ref.location)
         meta = read_meta(root, str(store))
         if not meta.passes.get("build"):
@@ -215,7 +224,7 @@ def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
         idir = output / collection_id(meta.year) / item_id(meta.zone, meta.year)
         links = {"root": "../../catalog.json", "parent": "../collection.json",
                  "collection": "../collection.json"}
-        item = build_item(meta, fp, _store_href(store, idir, href_base), links)
+        item = build_item(meta, fp, _store_href(ref.location, stores, idir, href_base), links)
         files[idir / f"{item['id']}.json"] = item
         by_year.setdefault(meta.year, []).append((item, f"./{idir.name}/{item['id']}.json"))
     for year, entries in by_year.items():
@@ -247,17 +256,27 @@ def _stale(output: Path, keep: set[Path]) -> list[Path]:
     return out
 
 
-def write_catalog(stores_dir: Path, output: Path | None = None,
+def write_catalog(stores_dir: Path | Location, output: Path | Location | None = None,
                   href_base: str | None = None) -> CatalogReport:
     """Regenerate the catalog of ``stores_dir`` into ``output`` (default ``stores_dir/stac``).
 
     Files whose bytes would not change are left alone (mtime too); stale items and empty
     collections are deleted. Raises StoreError when ``stores_dir`` holds no zone store.
+    Stores and catalog may be on object storage (``s3://``): asset hrefs are then the
+    stores' absolute URLs unless ``href_base`` is given.
     """
-    stores_dir = Path(stores_dir).resolve()
-    output = (Path(output) if output is not None else stores_dir / "stac").resolve()
     if href_base is not None and "://" not in href_base:
         raise ValueError(f"href_base must be a URL such as https://… or s3://…, got {href_base!r}")
+    stores_loc = Location.parse(stores_dir)
+    out_loc = Location.parse(output) if output is not None else stores_loc.child("stac")
+    if not out_loc.is_local:
+        return _write_remote(stores_loc, out_loc, href_base)
+    if not stores_loc.is_local:
+        stores_dir, output = stores_loc, out_loc.path
+    else:
+        stores_dir = stores_loc.path.resolve()
+        output = out_loc.path
+    output = output.resolve()
     if not find_stores(stores_dir):
         raise StoreError(stores_dir, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
     files, skipped = plan_catalog(stores_dir, output, href_base)
@@ -279,4 +298,31 @@ def write_catalog(stores_dir: Path, output: Path | None = None,
             d.rmdir()
     items = tuple(sorted(d["id"] for d in files.values() if d.get("type") == "Feature"))
     return CatalogReport(output / "catalog.json", items, tuple(written), tuple(unchanged),
+                         tuple(removed), tuple(skipped))
+
+
+def _write_remote(stores: Location, out: Location, href_base: str | None) -> CatalogReport:
+    """``write_catalog`` onto an object store: each file one PUT (items, then collections,
+    then the root); stale catalog objects deleted."""
+    if stores.is_local and href_base is None:
+        raise ValueError(f"{out}: a catalog on object storage cannot hold relative hrefs to "
+                         "local stores; give href_base")
+    if not find_stores(stores):
+        raise StoreError(stores, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
+    files, skipped = plan_catalog(stores, PurePosixPath("/"), href_base)
+    written, unchanged = [], []
+    for path, doc in sorted(files.items(), key=lambda kv: (-len(kv[0].parts), kv[0])):
+        key, data = str(path).lstrip("/"), dumps(doc)
+        if out.size(key) == len(data) and out.read(key) == data:
+            unchanged.append(out.child(key))
+        else:
+            out.write(key, data)
+            written.append(out.child(key))
+    keep = {str(p).lstrip("/") for p in files}
+    removed = [out.child(k) for k in sorted(out.keys())
+               if k not in keep and _COLLECTION_DIR.match(k.split("/")[0]) and k.endswith(".json")]
+    for loc in removed:
+        out.delete(loc.url[len(out.url) + 1:])
+    items = tuple(sorted(d["id"] for d in files.values() if d.get("type") == "Feature"))
+    return CatalogReport(out.child("catalog.json"), items, tuple(written), tuple(unchanged),
                          tuple(removed), tuple(skipped))

@@ -68,6 +68,36 @@ class Output:
             human()
 
 
+def _parse_storage_options(ctx, param, values) -> dict[str, str]:
+    opts = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--storage-option")
+        opts[key.strip()] = value
+    return opts
+
+
+#: The one ``--storage-option KEY=VALUE`` (repeatable): obstore options that override the
+#: standard AWS environment for every ``s3://`` location of the command.
+storage_option = click.option(
+    "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+    callback=_parse_storage_options,
+    help="Object-store option overriding the AWS_* environment, e.g. endpoint=URL, "
+         "region=R, allow_http=true (repeatable).")
+
+
+def location(text: str, options: dict[str, str] | None = None):
+    """A ``Location`` for a CLI argument (a path or URL); a usage error when unusable."""
+    from geotessera.errors import LocationError
+    from geotessera.store.location import Location
+
+    try:
+        return Location.parse(text, options or None)
+    except LocationError as e:
+        raise click.BadParameter(str(e)) from e
+
+
 def common(fn: Callable) -> Callable:
     """Shared -q/-v/--json options; turns library errors into one line and an exit code."""
 

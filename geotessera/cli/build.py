@@ -18,7 +18,7 @@ from geotessera.types import N_BANDS, StoreLayout, check_shard_memory, parse_cod
 from geotessera.pipeline import PreviewOptions, default_registry, scan, zarr_build
 from geotessera.cli._options import executor_options
 from geotessera.store.location import Location
-from geotessera.cli._output import Output, common, err
+from geotessera.cli._output import Output, common, err, location, storage_option
 from geotessera.cli.preview import preview_doc, print_preview, rgb_options
 from geotessera.cli.stac import catalog_doc, print_catalog
 
@@ -116,8 +116,9 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 
 @click.command("zarr-build")
 @base_arg
-@click.option("-o", "--output-dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where the stores go.")
+@click.option("-o", "--output-dir", required=True, metavar="DIR|URL",
+              help="Where the stores go: a directory, file://… or s3://bucket/prefix.")
+@storage_option
 @year_opt
 @click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
 @executor_options
@@ -152,9 +153,9 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common
-def zarr_build_cmd(out: Output, base_dir: str, output_dir: Path, years, zones: str | None,
-                   workers: int | None, scheduler: str | None, retries: int,
-                   dry_run: bool, resume: bool, skip_bad: bool,
+def zarr_build_cmd(out: Output, base_dir: str, output_dir: str, storage_options: dict[str, str],
+                   years, zones: str | None, workers: int | None, scheduler: str | None,
+                   retries: int, dry_run: bool, resume: bool, skip_bad: bool,
                    no_rgb: bool, rgb_only: bool, no_stac: bool, registry: Path | None,
                    bands: int, **opts: Any) -> None:
     """Build one Zarr v3 store per UTM zone and year from BASE_DIR, then the preview pass
@@ -167,13 +168,14 @@ def zarr_build_cmd(out: Output, base_dir: str, output_dir: Path, years, zones: s
         zone_set = parse_zones(zones)
     except SelectionError as e:
         raise click.BadParameter(str(e), param_hint="--zones") from e
+    where = location(output_dir, storage_options)
     preview = None if (no_rgb or dry_run) else PreviewOptions(
         rgb_opts["mode"], rgb_opts["rgb_bands"], rgb_opts["rgb_seed"], rgb_opts["rgb_force"])
     if not rgb_only:
         registry = _registry_path(base_dir, registry)
     with out.progress() as update, open_executor(scheduler, workers) as pool:
         report = zarr_build(
-            base_dir, output_dir, pool.executor, years=years, zones=zone_set, layout=layout,
+            base_dir, where, pool.executor, years=years, zones=zone_set, layout=layout,
             registry=registry, expected_bands=bands, dry_run=dry_run, resume=resume,
             skip_bad=skip_bad, preview=preview, catalog=not (dry_run or no_stac),
             build=not rgb_only, max_in_flight=pool.max_in_flight, retries=retries,
@@ -201,11 +203,12 @@ def _print_build(doc: dict[str, Any]) -> None:
 
 def _build_doc(report: BuildReport, scan: ScanResult, registry: Path) -> dict[str, Any]:
     plans = [dict(p) for p in report.summaries]
-    results = {Path(r.store).name: r for r in report.results}
+    results = {r.name: r for r in report.results}
     for doc in plans:
         r = results.get(doc["store"])
         if r is not None:
-            doc.update(path=r.store, shards_written=r.shards, resumed_shards=r.resumed_shards,
+            doc.update(path=r.store, version=r.version, rewritten_shards=r.rewritten,
+                       shards_written=r.shards, resumed_shards=r.resumed_shards,
                        shards_with_data=r.shards_with_data, valid_pixels=r.valid_pixels,
                        bytes_in=r.bytes_in, seconds=round(r.seconds, 3), retries=r.retries,
                        tiles_without_data=r.tiles_without_data)

@@ -20,7 +20,7 @@ from geotessera.preview.run import PreviewReport
 from geotessera.preview.stretch import MODES
 from geotessera.preview.quicklook import DEFAULT_SIZE, write_quicklook
 from geotessera.cli._options import executor_options
-from geotessera.cli._output import Output, common
+from geotessera.cli._output import Output, common, location, storage_option
 
 
 def _parse_bands(ctx, param, value: str) -> tuple[int, ...]:
@@ -89,23 +89,28 @@ def _zones(text: str | None) -> frozenset[int] | None:
 
 
 @click.command("rgb")
-@click.argument("output_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", metavar="OUTPUT_DIR|URL")
+@storage_option
 @click.option("--year", "years", type=int, multiple=True,
               help="Year to preview (repeatable) [default: all].")
 @click.option("--zones", default=None, help="Zones: 30, 30,31 or 29-34 [default: all].")
 @executor_options
 @rgb_options
 @common
-def rgb_cmd(out: Output, output_dir: Path, years, zones: str | None, workers: int | None,
-            scheduler: str | None, retries: int, **opts: Any) -> None:
+def rgb_cmd(out: Output, output_dir: str, storage_options: dict[str, str], years,
+            zones: str | None, workers: int | None, scheduler: str | None, retries: int,
+            **opts: Any) -> None:
     """Colour preview (L0/rgba) and overview levels for the stores in OUTPUT_DIR.
 
     One stretch per year, fitted across all of that year's stores.
     """
     zone_set = _zones(zones)
+    where = location(output_dir, storage_options)
+    if where.is_local and not where.path.is_dir():
+        raise click.BadParameter(f"{output_dir!r} is not a directory", param_hint="OUTPUT_DIR")
     opts = PreviewOptions(opts["mode"], opts["rgb_bands"], opts["rgb_seed"], opts["rgb_force"])
     with out.progress() as update, open_executor(scheduler, workers) as pool:
-        report = zarr_build(Path(), output_dir, pool.executor, years=years, zones=zone_set,
+        report = zarr_build(Path(), where, pool.executor, years=years, zones=zone_set,
                             preview=opts, catalog=False, build=False,
                             max_in_flight=pool.max_in_flight, retries=retries,
                             on_progress=update).preview

@@ -8,31 +8,38 @@ from typing import Any
 
 import click
 
-from geotessera.cli._output import Output, common
+from geotessera.cli._output import Output, common, location, storage_option
 
-stores_dir_arg = click.argument(
-    "stores_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+stores_dir_arg = click.argument("stores_dir", metavar="STORES_DIR|URL")
 
 
 @click.command("stac")
 @stores_dir_arg
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Catalog directory [default: STORES_DIR/stac].")
+@click.option("-o", "--output", default=None, metavar="DIR|URL",
+              help="Catalog directory or s3:// prefix [default: STORES_DIR/stac].")
 @click.option("--href-base", default=None, metavar="URL",
               help="Where STORES_DIR is published (https://… or s3://…): asset hrefs become "
                    "absolute [default: relative hrefs].")
 @click.option("--validate", is_flag=True,
-              help="Validate every catalog object offline (core + extension schemas).")
+              help="Validate every catalog object offline (core + extension schemas); the "
+                   "catalog must be on a local disk.")
+@storage_option
 @common
-def stac_cmd(out: Output, stores_dir: Path, output: Path | None, href_base: str | None,
-             validate: bool) -> None:
+def stac_cmd(out: Output, stores_dir: str, output: str | None, href_base: str | None,
+             validate: bool, storage_options: dict[str, str]) -> None:
     """Regenerate the STAC catalog of STORES_DIR from the stores' metadata."""
     from geotessera.catalog.stac import write_catalog
     from geotessera.catalog.validate import validate_catalog
 
     if href_base is not None and "://" not in href_base:
         raise click.BadParameter(f"{href_base!r} is not a URL", param_hint="--href-base")
-    report = write_catalog(stores_dir, output, href_base)
+    stores = location(stores_dir, storage_options)
+    if stores.is_local and not stores.path.is_dir():
+        raise click.BadParameter(f"{stores_dir}: no such directory", param_hint="STORES_DIR")
+    target = None if output is None else location(output, storage_options)
+    if validate and not (target or stores).is_local:
+        raise click.UsageError("--validate needs a local catalog: add -o DIR")
+    report = write_catalog(stores, target, href_base)
     checked = validate_catalog(report.catalog) if validate else None
     doc = catalog_doc(report, checked)
     out.result({"status": "ok", **doc}, lambda: print_catalog(doc))
@@ -59,14 +66,23 @@ def print_catalog(doc: dict[str, Any]) -> None:
 
 
 @click.command("info")
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", metavar="STORE|URL")
+@storage_option
 @common
-def info_cmd(out: Output, store: Path) -> None:
-    """Describe one zone STORE: grid, tiles, coverage, levels, passes, size."""
+def info_cmd(out: Output, store: str, storage_options: dict[str, str]) -> None:
+    """Describe one zone STORE (a store, a store home or a URL): grid, tiles, coverage,
+    levels, passes, size."""
     from geotessera.catalog.info import describe_store
 
-    doc = describe_store(store)
+    doc = describe_store(_existing(location(store, storage_options), store))
     out.result({"status": "ok", **doc}, lambda: click.echo(_info_text(doc)))
+
+
+def _existing(loc, text: str):
+    """A usage error for a local path that does not exist (as click.Path(exists=True))."""
+    if loc.is_local and not loc.path.exists():
+        raise click.BadParameter(f"{text!r} does not exist", param_hint="STORE")
+    return loc
 
 
 def _info_text(d: dict[str, Any]) -> str:

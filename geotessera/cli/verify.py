@@ -10,12 +10,13 @@ import click
 from geotessera.errors import VerifyFailed
 from geotessera.build.verify import verify_store
 from geotessera.cli._options import executor_options
-from geotessera.cli._output import Output, common
+from geotessera.cli._output import Output, common, location, storage_option
+from geotessera.cli.stac import _existing
 from geotessera.cluster import open_executor
 
 
 @click.command("verify")
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", metavar="STORE|URL")
 @click.option("--base-dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The archive the store was built from.")
@@ -24,12 +25,15 @@ from geotessera.cluster import open_executor
 @click.option("--full", is_flag=True, help="Compare every non-empty shard.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @executor_options
+@storage_option
 @common
-def verify_cmd(out: Output, store: Path, base_dir: Path, sample: int, full: bool, seed: int,
-               workers: int | None, scheduler: str | None, retries: int) -> None:
+def verify_cmd(out: Output, store: str, storage_options: dict[str, str], base_dir: Path,
+               sample: int, full: bool, seed: int, workers: int | None, scheduler: str | None,
+               retries: int) -> None:
     """Check STORE against the tiles under --base-dir: pixels, metadata, shard objects."""
     with open_executor(scheduler, workers) as pool:
-        report = verify_store(store, base_dir, pool.executor, sample=sample, full=full,
+        where = _existing(location(store, storage_options), store)
+        report = verify_store(where, base_dir, pool.executor, sample=sample, full=full,
                               seed=seed, max_in_flight=pool.max_in_flight, retries=retries)
     doc = {"status": "ok", **asdict(report)}
 

@@ -40,6 +40,7 @@ from geotessera.store import attrs as md
 from geotessera.store.location import Location
 from geotessera.store.meta import metadata_problems
 from geotessera.store.naming import find_stores as find_named
+from geotessera.store.naming import store_name
 from geotessera.store.zone import (
     EMBEDDINGS,
     RGBA,
@@ -70,7 +71,7 @@ class StoreInfo:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return store_name(self.zone, self.year)
 
 
 def find_stores(output_dir: Location | str | Path, years: Iterable[int] | None = None
@@ -220,7 +221,7 @@ def _finish(path: Location, levels: list[Level]) -> None:
 
 
 def run_preview_pass(
-    output_dir: Path, executor: Executor, *, years: Iterable[int] | None = None,
+    output_dir: Location | Path, executor: Executor, *, years: Iterable[int] | None = None,
     zones: Iterable[int] | None = None, mode: str = "bands", bands: tuple[int, ...] = (0, 1, 2),
     seed: int = 0, sample: SampleSpec = SampleSpec(), force: bool = False,
     max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,

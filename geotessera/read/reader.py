@@ -18,6 +18,7 @@ from geotessera.read.project import dequantise, transformer
 from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance_m
 from geotessera.read.sources import Source, stores_of
 from geotessera.store.location import Location
+from geotessera.store.versions import published
 from geotessera.store.meta import StoreMeta, open_root, read_meta
 from geotessera.store.pointread import PointReader, ScalesReader
 from geotessera.tiles import utm_zone
@@ -37,7 +38,7 @@ class ZoneStore:
     def open(cls, href: Any, allow_incomplete: bool = False) -> ZoneStore:
         """Open a path, URL or zarr Store; raise StoreError if it is not a zone store or its
         build is not complete."""
-        loc = Location.parse(href)
+        loc = published(Location.parse(href))
         root = open_root(loc)
         meta = read_meta(root, str(loc))
         if not (allow_incomplete or meta.passes.get("build")):

@@ -1,7 +1,8 @@
 """Where a year's zone stores are: a stores directory or URL, one store, or a STAC catalog.
 
-A source is a stores location (local path, ``file://``, ``s3://`` or ``https://``), one store,
-a STAC catalog or collection (path, URL or pystac object). Stores are found by name
+A source is a stores location (local path, ``file://``, ``s3://`` or ``https://``), one store
+(a version, an old-layout store, or a store home ``utmZZ_YYYY`` whose pointer names the
+version), a STAC catalog or collection (path, URL or pystac object). Stores are found by name
 (``utmZZ_YYYY.zarr``) where the location can list; at an ``https://`` stores URL they are
 looked up by name on first use.
 """
@@ -17,6 +18,7 @@ from geotessera.errors import StoreError
 from geotessera.store.location import Location
 from geotessera.store.meta import open_root, read_meta
 from geotessera.store.naming import find_stores, store_name
+from geotessera.store.versions import POINTER, StoreHome
 
 Source = str | Path | Location | pystac.Catalog
 
@@ -34,6 +36,9 @@ class StoreSet:
     def href(self, zone: int) -> str | None:
         if self.listed:
             return self.hrefs.get(zone)
+        home = StoreHome(Location.parse(self.source), store_name(zone, self.year)[:-5])
+        if home.home.exists(POINTER):  # the version its pointer names
+            return str(home.current())
         return f"{self.source.rstrip('/')}/{store_name(zone, self.year)}"
 
 
@@ -62,6 +67,9 @@ def stores_of(source: Source, year: int) -> StoreSet:
     text = str(loc)
     if text.endswith(".json"):
         return _stac_stores(pystac.read_file(text), year, text)
+    if loc.exists(POINTER):  # a store home: its published version
+        loc = StoreHome(loc.parent, loc.name).current()
+        text = str(loc)
     if text.rstrip("/").endswith(".zarr") or loc.exists("zarr.json"):  # one store
         meta = read_meta(open_root(loc), text)
         if meta.year != year:

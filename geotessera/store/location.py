@@ -203,6 +203,58 @@ class Location:
             return False
         return True
 
+    def read_meta(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
+        """An object's bytes and metadata (``e_tag``, ``last_modified``, ``size``) from one
+        GET, or None when it does not exist."""
+        import obstore
+
+        try:
+            res = obstore.get(self.obstore(), _key(key, self.url))
+            return bytes(res.bytes()), dict(res.meta)
+        except FileNotFoundError:
+            return None
+
+    def put_if(self, key: str, data: bytes, *, etag: str | None = None) -> str | None:
+        """A conditional PUT: create-only when ``etag`` is None (``If-None-Match: *``), else
+        replace only if the object's ETag is still ``etag`` (``If-Match``). Returns the new
+        ETag, or None when the condition failed.
+
+        On a local disk (obstore has no conditional update there) the compare-and-replace
+        runs under an exclusive ``flock`` on a guard file beside the object, so processes of
+        one host see it as atomic; the replacement itself is obstore's staged rename."""
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        self._writable()
+        k = _key(key, self.url)
+        if etag is None:
+            try:
+                return obstore.put(self.obstore(), k, data, mode="create")["e_tag"]
+            except AlreadyExistsError:
+                return None
+        if self.is_local:
+            return self._put_if_local(k, data, etag)
+        try:
+            return obstore.put(self.obstore(), k, data, mode={"e_tag": etag})["e_tag"]
+        except (PreconditionError, FileNotFoundError):
+            return None
+
+    def _put_if_local(self, key: str, data: bytes, etag: str) -> str | None:
+        import fcntl
+
+        import obstore
+
+        guard = self.path / f"{key}.guard"
+        with open(guard, "a+b") as g:
+            fcntl.flock(g, fcntl.LOCK_EX)
+            try:
+                now = obstore.head(self.obstore(), key)["e_tag"]
+            except FileNotFoundError:
+                return None
+            if now != etag:
+                return None
+            return obstore.put(self.obstore(), key, data)["e_tag"]
+
     def delete(self, key: str) -> None:
         """Delete an object; a missing object is not an error."""
         import obstore

@@ -1,4 +1,6 @@
-"""Store names: ``utmZZ_YYYY.zarr``, and the one rule for finding stores under a location."""
+"""Store names: ``utmZZ_YYYY.zarr``, and the one rule for finding stores under a location:
+a store home ``utmZZ_YYYY/`` with a pointer (``store.versions``), or a store of the old
+layout, a ``utmZZ_YYYY.zarr`` holding a ``zarr.json``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geotessera.store.location import Location
+from geotessera.store.versions import HOME_RE, StoreHome
 
 STORE_RE = re.compile(r"^utm(\d{2})_(\d{4})\.zarr$")
 
@@ -19,11 +22,13 @@ def store_name(zone: int, year: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoreRef:
-    """A store found by name under a stores location."""
+    """A store found under a stores location: ``location`` is the published store (the
+    current version, or an old-layout store), ``home`` its home (None for the old layout)."""
 
     location: Location
     zone: int
     year: int
+    home: Location | None = None
 
     @property
     def name(self) -> str:
@@ -32,15 +37,26 @@ class StoreRef:
 
 def find_stores(stores: Location | str | Path, years: Iterable[int] | None = None
                 ) -> list[StoreRef]:
-    """Every entry named ``utmZZ_YYYY.zarr`` directly under ``stores``, with its year in
-    ``years`` (all years when None or empty), sorted by name. Names alone decide what is a
-    store candidate; opening it checks what it is (so one whose ``zarr.json`` is lost is a
-    StoreNotFoundError naming it, not silently left out)."""
+    """Every published store directly under ``stores`` with its year in ``years`` (all years
+    when None or empty), sorted by name: each home ``utmZZ_YYYY`` with a ``current.json``
+    (resolved to the version it names), and each old-layout ``utmZZ_YYYY.zarr`` with a
+    ``zarr.json`` that has no such home. Raises StoreError naming a malformed pointer."""
     loc = Location.parse(stores)
     years = set(years) if years else None
-    found = []
-    for name in loc.dirs():
+    found: dict[tuple[int, int], StoreRef] = {}
+    names = loc.dirs()
+    for name in names:
+        m = HOME_RE.match(name)
+        if m and (years is None or int(m.group(2)) in years):
+            home = StoreHome(loc, name)
+            ptr = home.pointer()
+            if ptr is not None:
+                zone, year = int(m.group(1)), int(m.group(2))
+                found[(zone, year)] = StoreRef(home.version(ptr.store), zone, year, home.home)
+    for name in names:
         m = STORE_RE.match(name)
         if m and (years is None or int(m.group(2)) in years):
-            found.append(StoreRef(loc.child(name), int(m.group(1)), int(m.group(2))))
-    return found
+            zone, year = int(m.group(1)), int(m.group(2))
+            if (zone, year) not in found and loc.exists(f"{name}/zarr.json"):
+                found[(zone, year)] = StoreRef(loc.child(name), zone, year)
+    return [found[k] for k in sorted(found, key=lambda k: store_name(*k))]

@@ -170,11 +170,12 @@ def _ordered_map(fn, items: list, threads: int) -> Iterator:
 
 def write_shard(store: Location, array_path: str, coords: tuple[int, ...],
                 block: np.ndarray, layout: ShardLayout, *,
-                skip: np.ndarray | None = None) -> int:
+                skip: np.ndarray | None = None) -> tuple[int, int]:
     """Store one whole shard as one object (removing it when ``block`` is all fill); returns
-    the bytes written. Local files are written beside the target, fsynced and renamed, so a
-    shard is durable before this returns; elsewhere the object is one PUT (obstore uploads
-    large objects in parts and completes them at once)."""
+    the object's (size, CRC32C), (0, 0) when not stored. Local files are written beside the
+    target, fsynced and renamed, so a shard is durable before this returns; elsewhere the
+    object is one PUT (obstore uploads large objects in parts and completes them at once),
+    durable when the PUT returns."""
     key = f"{array_path}/{layout.key(coords)}"
     pieces = encode_shard(block, layout, skip=skip)
     if store.is_local:
@@ -184,30 +185,38 @@ def write_shard(store: Location, array_path: str, coords: tuple[int, ...],
         store.write(key, data)
     else:
         store.delete(key)
-    return len(data)
+    return len(data), (google_crc32c.value(data) if data else 0)
 
 
-def _write_local(path, pieces: Iterator[bytes]) -> int:
+def _write_local(path, pieces: Iterator[bytes]) -> tuple[int, int]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")  # one writer per shard: no clash, no debris
-    size = 0
+    size, crc = 0, 0
     try:
         with open(tmp, "wb") as f:
             for piece in pieces:
                 f.write(piece)
                 size += len(piece)
+                crc = google_crc32c.extend(crc, piece)
             f.flush()
             os.fsync(f.fileno())
         if size:
             os.replace(tmp, path)
             _fsync_dir(path.parent)
-            return size
+            return size, crc
         tmp.unlink()
         path.unlink(missing_ok=True)
-        return 0
+        return 0, 0
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def fsync_file(path) -> None:
+    """Make a file and its directory entry durable."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path) -> None:

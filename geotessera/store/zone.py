@@ -17,15 +17,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 import zarr
 from zarr.codecs import TransposeCodec, ZstdCodec
+from zarr.storage import WrapperStore
 
 from geotessera.errors import StoreError
 from geotessera.store import attrs as md
 from geotessera.store.location import Location
 from geotessera.store.meta import ROOT_DOC, decoding
-from geotessera.store.shardio import read_layout, write_shard
+from geotessera.store.shardio import fsync_file, read_layout, write_shard
 from geotessera.types import Level, PixelGrid, StoreLayout
 
 EMBEDDINGS = "embeddings"
@@ -192,14 +194,41 @@ def drop_overviews(store: StoreLike) -> None:
 # --- writing shards ----------------------------------------------------------------------------
 
 
+#: An object a shard write stored: (key below the store, size in bytes, CRC32C).
+Written = tuple[str, int, int]
+
+
+class _Recorder(WrapperStore):
+    """Passes writes through and notes (key, size, CRC32C) of every object it stored."""
+
+    def __init__(self, store: Any, log: list[Written]) -> None:
+        super().__init__(store)
+        self.log = log
+
+    async def set(self, key: str, value: Any) -> None:
+        await self._store.set(key, value)
+        data = value.to_bytes()
+        self.log.append((key, len(data), google_crc32c.value(data)))
+
+
+def _writable_store(loc: Location) -> Any:
+    """The zarr store shard writes go through (a seam for fault-injection tests)."""
+    return loc.zarr_store(read_only=False)
+
+
 def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarray,
                        embeddings: np.ndarray | None = None, rgba: np.ndarray | None = None,
-                       level: str = "L0") -> None:
+                       level: str = "L0") -> list[Written]:
     """Write shard (row, col) of a level whole: ``embeddings`` (bands, S, S) as one shard
     object, and ``scales`` (h, w) and ``rgba`` (4, h, w) over the same pixels. At a level's
-    lower/right edge the blocks may be smaller than S (they are padded with fill)."""
+    lower/right edge the blocks may be smaller than S (they are padded with fill).
+
+    Returns every object stored, with its size and CRC32C. On a local disk each is fsynced
+    before this returns; on an object store each PUT has completed."""
     loc = Location.parse(store)
-    group = open_level(loc, level)
+    log: list[Written] = []
+    group = zarr.open_group(store=_Recorder(_writable_store(loc), log), path=level,
+                            mode="r+", zarr_format=3, use_consolidated=False)
     s = group[EMBEDDINGS].shards[1]
     h, w = scales.shape
     rows, cols = slice(row * s, row * s + h), slice(col * s, col * s + w)
@@ -212,11 +241,18 @@ def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarr
             full = np.zeros((embeddings.shape[0], s, s), np.int8)
             full[:, :h, :w] = embeddings
             embeddings = full
-        write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col), embeddings, layout,
-                    skip=_no_data_chunks(scales, s, layout.chunk[1])[None])
+        key = f"{level}/{EMBEDDINGS}/{layout.key((0, row, col))}"
+        size, crc = write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col), embeddings,
+                                layout, skip=_no_data_chunks(scales, s, layout.chunk[1])[None])
+        if size:
+            log.append((key, size, crc))
     group[SCALES][rows, cols] = scales
     if rgba is not None:
         group[RGBA][:, rows, cols] = rgba
+    if loc.is_local:  # zarr's LocalStore does not fsync; the journal must not run ahead
+        for key, _, _ in log:
+            fsync_file(loc.path / key)
+    return sorted(log)
 
 
 def _no_data_chunks(scales: np.ndarray, s: int, c: int) -> np.ndarray:
