@@ -24,13 +24,13 @@ from typing import Any
 import pystac
 
 from geotessera.atomic import atomic_path
+from geotessera.catalog import assets
 from geotessera.errors import StoreError
 from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geojson
 from geotessera.store.meta import StoreMeta, open_root, read_meta
 from geotessera.store.naming import find_stores
 
 ZARR_TYPE = "application/vnd.zarr; version=3"
-MULTISCALES_TYPE = f"{ZARR_TYPE}; profile=multiscales"
 EXT = {
     "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "cube": "https://stac-extensions.github.io/datacube/v2.3.0/schema.json",
@@ -100,21 +100,28 @@ def _cube(meta: StoreMeta, variables: Iterable[str]) -> dict[str, Any]:
     return {"cube:dimensions": dims, "cube:variables": cube_vars}
 
 
-def _zarr_asset(href: str, meta: StoreMeta, roles: list[str], title: str,
-                variables: Iterable[str]) -> pystac.Asset:
+def _grid_fields(meta: StoreMeta) -> dict[str, Any]:
     level = meta.levels[0]
+    return {"proj:code": f"EPSG:{meta.epsg}", "proj:shape": list(level.shape),
+            "proj:transform": list(level.transform), "proj:bbox": list(level.bbox)}
+
+
+def _zarr_asset(href: str, meta: StoreMeta, roles: list[str], title: str,
+                variables: Iterable[str], chunks: dict[str, int]) -> pystac.Asset:
     fields = {
         "zarr:zarr_format": 3, "zarr:node_type": "group", "zarr:consolidated": meta.consolidated,
-        "proj:code": f"EPSG:{meta.epsg}", "proj:shape": list(level.shape),
-        "proj:transform": list(level.transform), "proj:bbox": list(level.bbox),
-        **_cube(meta, variables),
+        **_grid_fields(meta), **_cube(meta, variables),
+        "xarray:open_kwargs": assets.open_kwargs(meta.levels[0].path, chunks),
     }
-    return pystac.Asset(href, title=title, media_type=MULTISCALES_TYPE, roles=roles,
+    return pystac.Asset(href, title=title, media_type=assets.ZARR_STORE_TYPE, roles=roles,
                         extra_fields=fields)
 
 
-def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str, str]) -> dict:
-    """The item dict of one store. ``links`` maps rel (root, parent, collection) to href."""
+def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str, str],
+               chunks: dict[str, int] | None = None, gdal_store: str | None = None) -> dict:
+    """The item dict of one store. ``links`` maps rel (root, parent, collection) to href;
+    ``chunks`` are the dask chunks of ``xarray:open_kwargs`` (whole L0 shards);
+    ``gdal_store`` is the store's absolute GDAL path (None: no GDAL/odc-stac assets)."""
     geometry, bbox = footprint_geojson(meta.zone, fp.utm_bbox)
     props: dict[str, Any] = {
         "title": f"GeoTessera embeddings {meta.year}, UTM zone {meta.zone}",
@@ -131,13 +138,19 @@ def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str,
         stac_extensions=sorted(EXT.values()), collection=collection_id(meta.year),
     )
     data_vars = [v.name for v in meta.variables if v.name != "rgba"]
+    chunks = chunks or {}
+    has_rgba = bool(meta.passes.get("rgb")) and any(v.name == "rgba" for v in meta.variables)
     item.add_asset("embeddings", _zarr_asset(
         store_href, meta, ["data"], "int8 embeddings × per-pixel scales (multiscale group)",
-        data_vars))
-    if meta.passes.get("rgb") and any(v.name == "rgba" for v in meta.variables):
+        data_vars, chunks))
+    if has_rgba:
         item.add_asset("preview", _zarr_asset(
             store_href, meta, ["overview", "visual"], "uint8 RGBA preview: array `rgba` of "
-            "each level", ["rgba"]))
+            "each level", ["rgba"], chunks))
+    if gdal_store is not None:
+        for key, asset in assets.gdal_assets(gdal_store, meta.levels[0].path,
+                                             _grid_fields(meta), has_rgba).items():
+            item.add_asset(key, asset)
     for rel, href in links.items():
         item.add_link(pystac.Link(rel, href, media_type="application/json"))
     item.add_link(pystac.Link("store", store_href, media_type=ZARR_TYPE))
@@ -195,6 +208,13 @@ def _store_href(store: Path, item_dir: Path, href_base: str | None) -> str:
     return f"{href_base.rstrip('/')}/{store.name}"
 
 
+def _shard_chunks(root: Any, meta: StoreMeta) -> dict[str, int]:
+    """One dask chunk per L0 shard of ``embeddings`` (the unit a reader fetches whole)."""
+    arr = root[f"{meta.levels[0].path}/embeddings"]
+    unit = arr.shards or arr.chunks
+    return {"y": int(unit[-2]), "x": int(unit[-1])}
+
+
 def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
                  ) -> tuple[dict[Path, dict], list[tuple[str, str]]]:
     """Every catalog file (absolute path → JSON dict) and the skipped stores, without writing."""
@@ -215,7 +235,8 @@ def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
         idir = output / collection_id(meta.year) / item_id(meta.zone, meta.year)
         links = {"root": "../../catalog.json", "parent": "../collection.json",
                  "collection": "../collection.json"}
-        item = build_item(meta, fp, _store_href(store, idir, href_base), links)
+        item = build_item(meta, fp, _store_href(store, idir, href_base), links,
+                          _shard_chunks(root, meta), assets.gdal_store_path(store, href_base))
         files[idir / f"{item['id']}.json"] = item
         by_year.setdefault(meta.year, []).append((item, f"./{idir.name}/{item['id']}.json"))
     for year, entries in by_year.items():
