@@ -26,7 +26,7 @@ import pystac
 from geotessera.atomic import atomic_path
 from geotessera.catalog import assets
 from geotessera.errors import StoreError
-from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geojson
+from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geometry
 from geotessera.store.meta import StoreMeta, open_root, read_meta
 from geotessera.store.naming import find_stores
 
@@ -122,7 +122,7 @@ def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str,
     """The item dict of one store. ``links`` maps rel (root, parent, collection) to href;
     ``chunks`` are the dask chunks of ``xarray:open_kwargs`` (whole L0 shards);
     ``gdal_store`` is the store's absolute GDAL path (None: no GDAL/odc-stac assets)."""
-    geometry, bbox = footprint_geojson(meta.zone, fp.utm_bbox)
+    geometry, bbox = footprint_geometry(meta.zone, fp)
     props: dict[str, Any] = {
         "title": f"GeoTessera embeddings {meta.year}, UTM zone {meta.zone}",
         "gsd": meta.levels[0].pixel_size,
