@@ -16,7 +16,7 @@ from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, sche
 from geotessera.archive.scan import ScanResult
 from geotessera.types import N_BANDS, StoreLayout
 from geotessera.pipeline import PreviewOptions, scan, zarr_build
-from geotessera.cli._output import Output, common, err
+from geotessera.cli._output import Output, common, err, render_table
 from geotessera.cli.preview import preview_doc, print_preview, rgb_options
 from geotessera.cli.stac import catalog_doc, print_catalog
 
@@ -203,11 +203,7 @@ def _print_plans(plans: list[dict[str, Any]], dry_run: bool, skipped) -> None:
 
 
 def _render(table: Table) -> str:
-    from rich.console import Console
-
-    console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(table)
-    return console.export_text().rstrip()
+    return render_table(table)  # boxed on a terminal, plain columns on a pipe
 
 
 @click.command("registry-schema")

@@ -25,7 +25,7 @@ except ImportError:  # the optional `read` extra is not installed
 
 def _need_xarray() -> None:
     if xr is None:
-        raise ImportError("xarray is not installed: pip install 'geotessera[read]'")
+        raise ImportError("xarray is not installed: pip install '.[read]' (in the geotessera checkout)")
 
 
 # --- sample ------------------------------------------------------------------------------------
