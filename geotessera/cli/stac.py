@@ -94,19 +94,40 @@ def _info_text(d: dict[str, Any]) -> str:
 
 @click.command("sample")
 @click.argument("source")
-@click.option("--lon", type=float, multiple=True, required=True, help="Longitude (repeatable).")
-@click.option("--lat", type=float, multiple=True, required=True, help="Latitude (repeatable).")
+@click.option("--lon", type=float, multiple=True, help="Longitude (repeatable).")
+@click.option("--lat", type=float, multiple=True, help="Latitude (repeatable).")
+@click.option("--points", "points_file", default=None, metavar="FILE",
+              help="Points from a file, - for standard input: CSV with lon/lat columns, "
+                   "GeoJSON or GeoParquet (by suffix; stdin is CSV unless --points-format).")
+@click.option("--points-format", type=click.Choice(["csv", "geojson", "parquet"]),
+              default=None, help="Format of --points [default: from its suffix, else csv].")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="With --points: where the vectors go (- is standard output).")
+@click.option("--to", "out_format", type=click.Choice(["csv", "jsonl", "parquet"]),
+              default=None, help="With --points: output format [default: from the -o "
+                                 "suffix, else csv].")
+@click.option("--batch-size", type=click.IntRange(1), default=65_536, show_default=True,
+              help="With --points: points read, sampled and written at a time.")
 @click.option("--year", type=int, required=True)
 @click.option("--allow-incomplete", is_flag=True, help="Read stores whose build is unfinished.")
 @common
 def sample_cmd(out: Output, source: str, lon: tuple[float, ...], lat: tuple[float, ...],
-               year: int, allow_incomplete: bool) -> None:
+               points_file: str | None, points_format: str | None, output: str,
+               out_format: str | None, batch_size: int, year: int,
+               allow_incomplete: bool) -> None:
     """Print the dequantised vector at each --lon/--lat from SOURCE (a stores directory, a
-    store, a STAC catalog or a URL). No data prints as "no data" (null in --json)."""
+    store, a STAC catalog or a URL). No data prints as "no data" (null in --json).
+
+    With --points, read any number of points from a file or stdin and stream the vectors,
+    one batch at a time, as CSV, JSON lines or Parquet to -o (stdout by default)."""
+    if points_file is not None:
+        return _sample_stream(out, source, points_file, points_format, output, out_format,
+                              batch_size, year, allow_incomplete, bool(lon or lat))
     from geotessera.read.api import sample
 
-    if len(lon) != len(lat):
-        raise click.BadParameter(f"{len(lon)} --lon but {len(lat)} --lat")
+    if not lon or len(lon) != len(lat):
+        raise click.BadParameter(f"{len(lon)} --lon but {len(lat)} --lat (give pairs, or "
+                                 "--points FILE)")
     values = sample(list(zip(lon, lat)), year, source, allow_incomplete=allow_incomplete)
     points = [{"lon": x, "lat": y,
                "vector": None if math.isnan(v[0]) else [float(f) for f in v]}
@@ -118,3 +139,31 @@ def sample_cmd(out: Output, source: str, lon: tuple[float, ...], lat: tuple[floa
             click.echo(f"{p['lon']:.6f} {p['lat']:.6f}: {vec}")
 
     out.result({"status": "ok", "year": year, "source": source, "points": points}, human)
+
+
+def _sample_stream(out: Output, source: str, points_file: str, points_format: str | None,
+                   output: str, out_format: str | None, batch_size: int, year: int,
+                   allow_incomplete: bool, also_pairs: bool) -> None:
+    import sys
+
+    from geotessera.read.points import guess_format, sample_file
+
+    if also_pairs:
+        raise click.UsageError("give either --points or --lon/--lat, not both")
+    if out.as_json and output == "-":
+        raise click.UsageError("--json with --points needs -o FILE (stdout carries the data)")
+    fmt = out_format or guess_format(output, "csv")
+    with (open(output, "wb") if output != "-" else _stdout_bytes(sys)) as stream:
+        n = sample_file(points_file, stream, year, source, in_fmt=points_format, out_fmt=fmt,
+                        batch=batch_size, allow_incomplete=allow_incomplete)
+    if output != "-":
+        doc = {"status": "ok", "year": year, "source": source, "points": n,
+               "output": output, "format": fmt}
+        out.result(doc, lambda: click.echo(f"{n} point(s) sampled into {output} ({fmt})",
+                                           err=True))
+
+
+def _stdout_bytes(sys):
+    from contextlib import nullcontext
+
+    return nullcontext(sys.stdout.buffer)
