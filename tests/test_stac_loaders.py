@@ -121,3 +121,23 @@ def test_gdal_store_paths():
     assert assets.gdal_store_path(store, "s3://bucket/k") == "/vsis3/bucket/k/utm31_2024.zarr"
     assert assets.gdal_store_path(store, "file:///srv/st") == "/srv/st/utm31_2024.zarr"
     assert assets.gdal_store_path(store, "ftp://h/x") is None
+
+
+def test_collection_metadata_and_root_link(stores, tmp_path):
+    cat = stac.write_catalog(stores, tmp_path / "stac", license="CC-BY-4.0").catalog
+    assert validate.validate_catalog(cat) == 7
+    root = pystac.Catalog.from_file(str(cat))
+    assert root.get_root_link().href.endswith("catalog.json")
+    coll = root.get_child("geotessera-2024")
+    assert coll.license == "CC-BY-4.0"
+    assert [p.roles for p in coll.providers] == [["producer"], ["processor"]]
+    assert coll.summaries.get_list("geotessera:zone") == [30, 31]
+    assert coll.summaries.get_list("gsd") == [160.0]
+    item_assets = coll.to_dict()["item_assets"]
+    for item in coll.get_items():
+        assert set(item.assets) <= set(item_assets)  # every asset key is declared
+        for key, asset in item.assets.items():
+            assert asset.media_type == item_assets[key]["type"]
+            assert asset.roles == item_assets[key]["roles"]
+    default = pystac.Catalog.from_file(str(stac.write_catalog(stores).catalog))
+    assert default.get_child("geotessera-2024").license == "other"

@@ -38,8 +38,26 @@ EXT = {
 }
 CATALOG_ID = "geotessera"
 _COLLECTION_DIR = re.compile(r"^geotessera-\d{4}$")
-#: Spec-allowed licence value; the embeddings' terms are stated by their publisher.
+#: The default licence: "other" (a value the spec allows), because the terms of the TESSERA
+#: embeddings were not found stated in the archive or its repositories. Set the real SPDX id
+#: with ``write_catalog(license=...)`` / ``stac --license``.
 LICENSE = "other"
+PROVIDERS = [
+    pystac.Provider("University of Cambridge (TESSERA model and embeddings)",
+                    roles=[pystac.ProviderRole.PRODUCER], url="https://github.com/ucam-eo/tessera"),
+    pystac.Provider("geotessera zone store builder", roles=[pystac.ProviderRole.PROCESSOR]),
+]
+#: What every item of a collection may carry (STAC 1.1 core ``item_assets``).
+ITEM_ASSETS = {
+    "embeddings": {"title": "int8 embeddings × per-pixel scales (multiscale group)",
+                   "type": "application/vnd+zarr", "roles": ["data"]},
+    "preview": {"title": "uint8 RGBA preview: array `rgba` of each level",
+                "type": "application/vnd+zarr", "roles": ["overview", "visual"]},
+    "scales": {"title": "float32 per-pixel scales of L0 (GDAL, odc-stac)",
+               "type": "application/zarr", "roles": ["data"]},
+    "rgba": {"title": "uint8 RGBA preview of L0 (GDAL, odc-stac)",
+             "type": "application/zarr", "roles": ["visual"]},
+}
 
 
 def collection_id(year: int) -> str:
@@ -167,8 +185,10 @@ def _union_bbox(bboxes: list[list[float]]) -> list[float]:
             180.0 if crosses else max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
 
 
-def build_collection(year: int, items: list[dict], item_hrefs: list[str]) -> dict:
+def build_collection(year: int, items: list[dict], item_hrefs: list[str],
+                     license: str = LICENSE) -> dict:
     gsd = sorted({i["properties"]["gsd"] for i in items})
+    zones = sorted({i["properties"]["geotessera:zone"] for i in items})
     coll = pystac.Collection(
         collection_id(year),
         f"GeoTessera 128-d embeddings for {year}, one Zarr v3 store per UTM zone "
@@ -178,8 +198,8 @@ def build_collection(year: int, items: list[dict], item_hrefs: list[str]) -> dic
             pystac.TemporalExtent([[pystac.utils.str_to_datetime(f"{year}-01-01T00:00:00Z"),
                                     pystac.utils.str_to_datetime(f"{year}-12-31T23:59:59Z")]]),
         ),
-        title=f"GeoTessera embeddings {year}", license=LICENSE, summaries=pystac.Summaries(
-            {"gsd": gsd}),
+        title=f"GeoTessera embeddings {year}", license=license, providers=PROVIDERS,
+        summaries=pystac.Summaries({"gsd": gsd, "geotessera:zone": zones}),
         keywords=["embeddings", "TESSERA", "Sentinel-1", "Sentinel-2", "Zarr"],
     )
     coll.add_link(pystac.Link("root", "../catalog.json", media_type="application/json"))
@@ -187,7 +207,9 @@ def build_collection(year: int, items: list[dict], item_hrefs: list[str]) -> dic
     for i, href in zip(items, item_hrefs):
         coll.add_link(pystac.Link("item", href, media_type="application/geo+json",
                                   title=i["properties"]["title"]))
-    return coll.to_dict(include_self_link=False, transform_hrefs=False)
+    doc = coll.to_dict(include_self_link=False, transform_hrefs=False)
+    doc["item_assets"] = ITEM_ASSETS
+    return doc
 
 
 def build_root(collections: dict[int, str]) -> dict:
@@ -196,6 +218,7 @@ def build_root(collections: dict[int, str]) -> dict:
     for year, href in sorted(collections.items()):
         cat.add_link(pystac.Link("child", href, media_type="application/json",
                                  title=f"GeoTessera embeddings {year}"))
+    cat.add_link(pystac.Link("root", "./catalog.json", media_type="application/json"))
     return cat.to_dict(include_self_link=False, transform_hrefs=False)
 
 
@@ -215,8 +238,8 @@ def _shard_chunks(root: Any, meta: StoreMeta) -> dict[str, int]:
     return {"y": int(unit[-2]), "x": int(unit[-1])}
 
 
-def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
-                 ) -> tuple[dict[Path, dict], list[tuple[str, str]]]:
+def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None,
+                 license: str = LICENSE) -> tuple[dict[Path, dict], list[tuple[str, str]]]:
     """Every catalog file (absolute path → JSON dict) and the skipped stores, without writing."""
     files: dict[Path, dict] = {}
     skipped: list[tuple[str, str]] = []
@@ -241,7 +264,8 @@ def plan_catalog(stores_dir: Path, output: Path, href_base: str | None = None
         by_year.setdefault(meta.year, []).append((item, f"./{idir.name}/{item['id']}.json"))
     for year, entries in by_year.items():
         entries.sort(key=lambda e: e[0]["id"])
-        coll = build_collection(year, [e[0] for e in entries], [e[1] for e in entries])
+        coll = build_collection(year, [e[0] for e in entries], [e[1] for e in entries],
+                                license)
         files[output / collection_id(year) / "collection.json"] = coll
     files[output / "catalog.json"] = build_root(
         {y: f"./{collection_id(y)}/collection.json" for y in by_year})
@@ -269,7 +293,7 @@ def _stale(output: Path, keep: set[Path]) -> list[Path]:
 
 
 def write_catalog(stores_dir: Path, output: Path | None = None,
-                  href_base: str | None = None) -> CatalogReport:
+                  href_base: str | None = None, license: str = LICENSE) -> CatalogReport:
     """Regenerate the catalog of ``stores_dir`` into ``output`` (default ``stores_dir/stac``).
 
     Files whose bytes would not change are left alone (mtime too); stale items and empty
@@ -281,7 +305,7 @@ def write_catalog(stores_dir: Path, output: Path | None = None,
         raise ValueError(f"href_base must be a URL such as https://… or s3://…, got {href_base!r}")
     if not find_stores(stores_dir):
         raise StoreError(stores_dir, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
-    files, skipped = plan_catalog(stores_dir, output, href_base)
+    files, skipped = plan_catalog(stores_dir, output, href_base, license)
     written, unchanged = [], []
     # items first, then collections, then the root: a link never points at a missing file
     for path, doc in sorted(files.items(), key=lambda kv: (-len(kv[0].parts), kv[0])):

@@ -23,16 +23,19 @@ stores_dir_arg = click.argument(
                    "absolute [default: relative hrefs].")
 @click.option("--validate", is_flag=True,
               help="Validate every catalog object offline (core + extension schemas).")
+@click.option("--license", "license_", default="other", show_default=True, metavar="SPDX",
+              help="Licence of the collections (an SPDX id); the default 'other' marks that "
+                   "the embeddings' terms are not recorded in the archive.")
 @common
 def stac_cmd(out: Output, stores_dir: Path, output: Path | None, href_base: str | None,
-             validate: bool) -> None:
+             validate: bool, license_: str) -> None:
     """Regenerate the STAC catalog of STORES_DIR from the stores' metadata."""
     from geotessera.catalog.stac import write_catalog
     from geotessera.catalog.validate import validate_catalog
 
     if href_base is not None and "://" not in href_base:
         raise click.BadParameter(f"{href_base!r} is not a URL", param_hint="--href-base")
-    report = write_catalog(stores_dir, output, href_base)
+    report = write_catalog(stores_dir, output, href_base, license=license_)
     checked = validate_catalog(report.catalog) if validate else None
     doc = catalog_doc(report, checked)
     out.result({"status": "ok", **doc}, lambda: print_catalog(doc))
