@@ -23,6 +23,8 @@ _LAZY = {
     "write_catalog": "catalog.stac", "validate_catalog": "catalog.validate",
     "open_store": "read", "sample": "read", "read_region": "read",
     "open_item": "read", "write_demo_archive": "archive.demo", "DemoSpec": "archive.demo",
+    "Reader": "read", "dequantise_dataset": "read", "dequantise": "read",
+    "catalog_items": "read", "sample_file": "read.points",
 }
 
 
@@ -45,6 +47,11 @@ def __getattr__(name: str):
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'geotessera' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names including the lazily loaded ones (so completion shows them)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
