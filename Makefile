@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_preview.py
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_cli.py
+	$(BIN)/python benchmarks/bench_install_size.py read
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install
