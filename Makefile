@@ -64,6 +64,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_remote.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_s3.py
+	$(BIN)/python benchmarks/bench_cli.py
+	$(BIN)/python benchmarks/bench_install_size.py read
 
 # docs/registry.md is generated from registry/schema.json (tests check it is up to date).
 docs: install

@@ -3,14 +3,7 @@
 The library never draws to a terminal; the ``geotessera-registry`` CLI does.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("geotessera")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
-from .errors import (  # noqa: E402
+from .errors import (
     ArchiveError,
     GeoTesseraError,
     NoTilesError,
@@ -19,7 +12,7 @@ from .errors import (  # noqa: E402
     StoreError,
     TileProblemsError,
 )
-from .types import StoreLayout, TileGrid, TileKey, Window  # noqa: E402
+from .types import StoreLayout, TileGrid, TileKey, Window
 
 #: Public functions, imported on first use so that ``import geotessera`` stays light (the read
 #: side needs xarray, which is an optional extra).
@@ -30,15 +23,35 @@ _LAZY = {
     "write_catalog": "catalog.stac", "validate_catalog": "catalog.validate",
     "open_store": "read", "sample": "read", "read_region": "read",
     "open_item": "read", "write_demo_archive": "archive.demo", "DemoSpec": "archive.demo",
+    "Reader": "read", "dequantise_dataset": "read", "dequantise": "read",
+    "catalog_items": "read", "sample_file": "read.points",
 }
 
 
+def _version() -> str:
+    """The installed distribution's version (importlib.metadata is read on first use: it
+    costs more than the rest of ``import geotessera``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("geotessera")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        return _version()
     if name in _LAZY:
         from importlib import import_module
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'geotessera' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names including the lazily loaded ones (so completion shows them)."""
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -105,6 +105,10 @@ class LocationNotFoundError(LocationError, FileNotFoundError):
     """No object or file at the location."""
 
 
+class PointsError(_WhereError, ValueError):
+    """A points file (CSV, GeoJSON, GeoParquet) cannot be read as lon/lat points."""
+
+
 class VerifyFailed(GeoTesseraError):
     """verify found problems (already listed in its report)."""
 

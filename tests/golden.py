@@ -3,8 +3,10 @@
 Metadata documents are compared as JSON without the keys that name the time or the tool
 version of a build (``geotessera:build_time``, ``geotessera:version``), so a manifest pins
 every byte of data and every other byte of metadata. Written with the package-root API only,
-so the same script runs against older releases (that is how the committed manifest was made:
-with the code before the restructure, commit 32ffb90).
+so the same script runs against older releases. The committed manifest was first made with
+the code before the restructure (commit 32ffb90); it was regenerated once since, when the
+``rgba`` arrays gained GDAL's ``COLOR_INTERPRETATION`` attribute (only the ``rgba/zarr.json``
+documents and the consolidated root changed; every data object kept its bytes).
 """
 
 from __future__ import annotations

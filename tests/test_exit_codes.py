@@ -108,4 +108,5 @@ def test_failures_with_json_print_one_document(env, line):
 
 def test_every_command_is_in_the_table():
     covered = {c[0].split()[0] for c in CASES}
-    assert covered == set(cli.commands), set(cli.commands) ^ covered
+    names = set(cli.list_commands(None))  # commands load lazily: list them by name
+    assert covered == names, names ^ covered

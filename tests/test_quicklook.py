@@ -47,12 +47,23 @@ def test_png_round_trip_is_exact(tmp_path):
 
 
 def test_quicklook_writes_the_chosen_level(store, tmp_path):
-    res = write_quicklook(store, tmp_path / "q.png", size=200)
+    res = write_quicklook(store, tmp_path / "q.png", size=200, crop=False)
     assert (res.level, res.shape, res.pixel_size) == (1, (160, 128), 320.0)
     assert np.array_equal(read_png(tmp_path / "q.png"), _rgba(store, 1))
-    res0 = write_quicklook(store, tmp_path / "q0.png", level=0)
+    res0 = write_quicklook(store, tmp_path / "q0.png", level=0, crop=False)
     assert res0.shape == (320, 256)
     assert np.array_equal(read_png(tmp_path / "q0.png"), _rgba(store, 0))
+
+
+def test_quicklook_is_cropped_to_the_data(store, tmp_path):
+    res = write_quicklook(store, tmp_path / "q.png", level=0)
+    full, w = _rgba(store, 0), res.window
+    png = read_png(tmp_path / "q.png")
+    assert np.array_equal(png, full[:, w.row0:w.row1, w.col0:w.col1])
+    alpha = png[3] > 0
+    assert alpha[0].any() and alpha[-1].any() and alpha[:, 0].any() and alpha[:, -1].any()
+    assert alpha.sum() == (full[3] > 0).sum()  # nothing with data was cut off
+    assert png[0].size < full[0].size and alpha.mean() > (full[3] > 0).mean()
 
 
 def test_quicklook_refuses_missing_levels_and_unfinished_previews(store, built, tmp_path):
@@ -72,7 +83,8 @@ def test_cli_quicklook(store, tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert (doc["level"], doc["width"], doc["height"]) == (2, 64, 80)
-    assert np.array_equal(read_png(tmp_path / "q.png"), _rgba(store, 2))
+    r0, r1, c0, c1 = doc["crop"]  # cropped to the data by default
+    assert np.array_equal(read_png(tmp_path / "q.png"), _rgba(store, 2)[:, r0:r1, c0:c1])
     bad = runner.invoke(cli, ["quicklook", str(store), "-o", str(tmp_path / "b.png"),
                               "--level", "7"])
     assert bad.exit_code == 1 and "no level 7" in bad.output

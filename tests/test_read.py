@@ -250,7 +250,7 @@ def test_an_incomplete_store_is_refused_unless_allowed(built, tmp_path):
 
 
 def test_open_store_is_lazy_with_crs_and_dequantises_like_sample(built):
-    ds = read.open_store(built / "utm31_2024.zarr")
+    ds = read.open_store(built / "utm31_2024.zarr", chunks="shards")
     assert ds.embeddings.dims == ("band", "y", "x") and ds.embeddings.chunks[1][0] == 64
     assert ds.rio.crs.to_epsg() == 32631 and ds.embeddings.rio.crs.to_epsg() == 32631
     deq = read.dequantise_dataset(ds)

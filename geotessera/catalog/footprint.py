@@ -1,19 +1,26 @@
-"""Where a zone store has data: a bounding window of its valid pixels, and that window as a
-WGS84 GeoJSON geometry.
+"""Where a zone store has data: a bounding window of its valid pixels, and a WGS84 GeoJSON
+geometry that follows the data (``footprint_geometry``) or its bounding rectangle.
 
 Guarantees: the footprint covers every valid pixel (exact at the level read, or a cover of
-stored chunks); the geometry is deterministic (coordinates rounded to 1e-7°) and splits at
-±180° as RFC 7946 asks. Only the ``scales`` array of one level is ever read.
+stored chunks); the geometry holds every valid pixel centre, is deterministic (coordinates
+rounded to 1e-7°) and splits at ±180° as RFC 7946 asks. Only the ``scales`` array of one
+level is ever read.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import rasterio.features
+import shapely
+import shapely.affinity
+from affine import Affine
 from pyproj import Transformer
+from shapely.geometry import mapping, shape
+from shapely.geometry.polygon import orient
 
 from geotessera.store.location import Location
 from geotessera.store.meta import StoreMeta
@@ -40,6 +47,10 @@ class Footprint:
     window: Window | None
     method: str
     coverage: float
+    #: The valid mask the window came from, on ``mask_transform``'s grid (the level's pixels,
+    #: or its chunks for "chunks").
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    mask_transform: tuple[float, ...] | None = None
 
     @property
     def utm_bbox(self) -> tuple[float, float, float, float] | None:
@@ -66,16 +77,19 @@ def data_footprint(store: Location, root: Any, meta: StoreMeta,
     fits = [lv for lv in meta.levels if math.prod(lv.shape) <= max_read_px]
     if fits:
         mask = np.isfinite(root[f"{fits[0].path}/scales"][...])
-        return Footprint(fits[0], _bounding_window(mask), "pixels", float(mask.mean()))
+        return Footprint(fits[0], _bounding_window(mask), "pixels", float(mask.mean()), mask,
+                         fits[0].grid.transform)
     level = meta.levels[-1]
     arr = root[f"{level.path}/scales"]
     grid = stored_chunks(store, arr)
     win = _bounding_window(grid)
+    u0, u1 = arr.shards or arr.chunks
     if win is not None:
-        u0, u1 = arr.shards or arr.chunks
         h, w = arr.shape
         win = Window(win.row0 * u0, min(win.row1 * u0, h), win.col0 * u1, min(win.col1 * u1, w))
-    return Footprint(level, win, "chunks", float(grid.mean()))
+    a, b, c, d, e, f = level.grid.transform
+    return Footprint(level, win, "chunks", float(grid.mean()), grid,
+                     (a * u1, b, c, d, e * u0, f))
 
 
 # --- geometry ----------------------------------------------------------------------------------
@@ -136,3 +150,72 @@ def footprint_geojson(zone: int, utm_bbox: tuple[float, float, float, float]
     return ({"type": "MultiPolygon",
              "coordinates": [[near_plus.tolist()], [near_minus.tolist()]]},
             [float(v) for v in bbox])
+
+
+# --- a geometry that follows the data ----------------------------------------------------------
+
+
+def _utm_shape(fp: Footprint) -> Any:
+    """The valid cells of ``fp.mask`` as one shapely geometry in canonical UTM metres, grown
+    by one cell and simplified by one cell (so it still holds every valid cell)."""
+    mask = fp.mask.astype(np.uint8)
+    polys = [shape(g) for g, _ in rasterio.features.shapes(
+        mask, mask=mask.astype(bool), transform=Affine(*fp.mask_transform[:6]))]
+    cell = abs(fp.mask_transform[0])
+    grown = shapely.union_all(polys).buffer(cell, join_style="mitre")
+    return grown.simplify(cell, preserve_topology=True)
+
+
+def _to_lonlat(zone: int, geom: Any) -> Any:
+    """``geom`` (canonical EPSG:326ZZ) in lon/lat, longitudes unwrapped around the zone's
+    central meridian (so they may run past ±180°)."""
+    cm = 6.0 * zone - 183.0
+    tr = Transformer.from_crs(32600 + zone, 4326, always_xy=True)
+
+    def fn(xy: np.ndarray) -> np.ndarray:
+        lon, lat = tr.transform(xy[:, 0], xy[:, 1])
+        lon = cm + (np.asarray(lon) - cm + 180.0) % 360.0 - 180.0
+        return np.column_stack([lon, lat])
+
+    return shapely.transform(geom, fn)
+
+
+def _split_antimeridian(geom: Any) -> list[Any]:
+    """Polygons of ``geom`` within [-180°, 180°]: parts past ±180° are cut off and shifted
+    by 360°."""
+    parts = []
+    for shift in (0.0, -360.0, 360.0):
+        window = shapely.box(-180.0 - shift, -90.0, 180.0 - shift, 90.0)
+        piece = shapely.affinity.translate(geom.intersection(window), xoff=shift)
+        parts += [p for p in getattr(piece, "geoms", [piece])
+                  if p.geom_type == "Polygon" and not p.is_empty]
+    return parts
+
+
+def _rounded(poly: Any) -> list[list[list[float]]]:
+    rings = mapping(orient(poly, 1.0))["coordinates"]
+    return [np.round(np.asarray(r, dtype=float), 7).tolist() for r in rings]
+
+
+def footprint_geometry(zone: int, fp: Footprint) -> tuple[dict[str, Any], list[float]]:
+    """(GeoJSON geometry, bbox) in WGS84 that follows the valid data of ``fp``: its mask
+    polygonised (rasterio), grown and simplified by one cell (shapely), densified to
+    ≤ ``max(DENSIFY_M, 4 cells)`` segments, reprojected and split at ±180° (a MultiPolygon;
+    its bbox then has west > east, RFC 7946 §5.2). Holds every valid pixel centre."""
+    cell = abs(fp.mask_transform[0])
+    utm = shapely.segmentize(_utm_shape(fp), max(DENSIFY_M, 4 * cell))
+    parts = _split_antimeridian(_to_lonlat(zone, utm))
+    coords = [_rounded(p) for p in sorted(parts, key=lambda p: p.bounds)]
+    s = min(p.bounds[1] for p in parts)
+    n = max(p.bounds[3] for p in parts)
+    east_side = [p for p in parts if p.centroid.x > 0]
+    west_side = [p for p in parts if p.centroid.x <= 0]
+    crosses = any(p.bounds[2] >= 180.0 for p in parts) and any(p.bounds[0] <= -180.0 for p in parts)
+    if crosses and east_side and west_side:
+        bbox = [min(p.bounds[0] for p in east_side), s, max(p.bounds[2] for p in west_side), n]
+    else:
+        bbox = [min(p.bounds[0] for p in parts), s, max(p.bounds[2] for p in parts), n]
+    bbox = [round(float(v), 7) for v in bbox]
+    if len(coords) == 1:
+        return {"type": "Polygon", "coordinates": coords[0]}, bbox
+    return {"type": "MultiPolygon", "coordinates": coords}, bbox

@@ -24,14 +24,14 @@ from typing import Any
 import pystac
 
 from geotessera.atomic import atomic_path
+from geotessera.catalog import assets
 from geotessera.errors import StoreError
-from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geojson
+from geotessera.catalog.footprint import Footprint, data_footprint, footprint_geometry
 from geotessera.store.meta import StoreMeta, open_root, read_meta
 from geotessera.store.location import Location
 from geotessera.store.naming import find_stores
 
 ZARR_TYPE = "application/vnd.zarr; version=3"
-MULTISCALES_TYPE = f"{ZARR_TYPE}; profile=multiscales"
 EXT = {
     "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "cube": "https://stac-extensions.github.io/datacube/v2.3.0/schema.json",
@@ -39,8 +39,26 @@ EXT = {
 }
 CATALOG_ID = "geotessera"
 _COLLECTION_DIR = re.compile(r"^geotessera-\d{4}$")
-#: Spec-allowed licence value; the embeddings' terms are stated by their publisher.
+#: The default licence: "other" (a value the spec allows), because the terms of the TESSERA
+#: embeddings were not found stated in the archive or its repositories. Set the real SPDX id
+#: with ``write_catalog(license=...)`` / ``stac --license``.
 LICENSE = "other"
+PROVIDERS = [
+    pystac.Provider("University of Cambridge (TESSERA model and embeddings)",
+                    roles=[pystac.ProviderRole.PRODUCER], url="https://github.com/ucam-eo/tessera"),
+    pystac.Provider("geotessera zone store builder", roles=[pystac.ProviderRole.PROCESSOR]),
+]
+#: What every item of a collection may carry (STAC 1.1 core ``item_assets``).
+ITEM_ASSETS = {
+    "embeddings": {"title": "int8 embeddings × per-pixel scales (multiscale group)",
+                   "type": "application/vnd+zarr", "roles": ["data"]},
+    "preview": {"title": "uint8 RGBA preview: array `rgba` of each level",
+                "type": "application/vnd+zarr", "roles": ["overview", "visual"]},
+    "scales": {"title": "float32 per-pixel scales of L0 (GDAL, odc-stac)",
+               "type": "application/zarr", "roles": ["data"]},
+    "rgba": {"title": "uint8 RGBA preview of L0 (GDAL, odc-stac)",
+             "type": "application/zarr", "roles": ["visual"]},
+}
 
 
 def collection_id(year: int) -> str:
@@ -101,22 +119,29 @@ def _cube(meta: StoreMeta, variables: Iterable[str]) -> dict[str, Any]:
     return {"cube:dimensions": dims, "cube:variables": cube_vars}
 
 
-def _zarr_asset(href: str, meta: StoreMeta, roles: list[str], title: str,
-                variables: Iterable[str]) -> pystac.Asset:
+def _grid_fields(meta: StoreMeta) -> dict[str, Any]:
     level = meta.levels[0]
+    return {"proj:code": f"EPSG:{meta.epsg}", "proj:shape": list(level.shape),
+            "proj:transform": list(level.transform), "proj:bbox": list(level.bbox)}
+
+
+def _zarr_asset(href: str, meta: StoreMeta, roles: list[str], title: str,
+                variables: Iterable[str], chunks: dict[str, int]) -> pystac.Asset:
     fields = {
         "zarr:zarr_format": 3, "zarr:node_type": "group", "zarr:consolidated": meta.consolidated,
-        "proj:code": f"EPSG:{meta.epsg}", "proj:shape": list(level.shape),
-        "proj:transform": list(level.transform), "proj:bbox": list(level.bbox),
-        **_cube(meta, variables),
+        **_grid_fields(meta), **_cube(meta, variables),
+        "xarray:open_kwargs": assets.open_kwargs(meta.levels[0].path, chunks),
     }
-    return pystac.Asset(href, title=title, media_type=MULTISCALES_TYPE, roles=roles,
+    return pystac.Asset(href, title=title, media_type=assets.ZARR_STORE_TYPE, roles=roles,
                         extra_fields=fields)
 
 
-def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str, str]) -> dict:
-    """The item dict of one store. ``links`` maps rel (root, parent, collection) to href."""
-    geometry, bbox = footprint_geojson(meta.zone, fp.utm_bbox)
+def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str, str],
+               chunks: dict[str, int] | None = None, gdal_store: str | None = None) -> dict:
+    """The item dict of one store. ``links`` maps rel (root, parent, collection) to href;
+    ``chunks`` are the dask chunks of ``xarray:open_kwargs`` (whole L0 shards);
+    ``gdal_store`` is the store's absolute GDAL path (None: no GDAL/odc-stac assets)."""
+    geometry, bbox = footprint_geometry(meta.zone, fp)
     props: dict[str, Any] = {
         "title": f"GeoTessera embeddings {meta.year}, UTM zone {meta.zone}",
         "gsd": meta.levels[0].pixel_size,
@@ -132,13 +157,19 @@ def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str,
         stac_extensions=sorted(EXT.values()), collection=collection_id(meta.year),
     )
     data_vars = [v.name for v in meta.variables if v.name != "rgba"]
+    chunks = chunks or {}
+    has_rgba = bool(meta.passes.get("rgb")) and any(v.name == "rgba" for v in meta.variables)
     item.add_asset("embeddings", _zarr_asset(
         store_href, meta, ["data"], "int8 embeddings × per-pixel scales (multiscale group)",
-        data_vars))
-    if meta.passes.get("rgb") and any(v.name == "rgba" for v in meta.variables):
+        data_vars, chunks))
+    if has_rgba:
         item.add_asset("preview", _zarr_asset(
             store_href, meta, ["overview", "visual"], "uint8 RGBA preview: array `rgba` of "
-            "each level", ["rgba"]))
+            "each level", ["rgba"], chunks))
+    if gdal_store is not None:
+        for key, asset in assets.gdal_assets(gdal_store, meta.levels[0].path,
+                                             _grid_fields(meta), has_rgba).items():
+            item.add_asset(key, asset)
     for rel, href in links.items():
         item.add_link(pystac.Link(rel, href, media_type="application/json"))
     item.add_link(pystac.Link("store", store_href, media_type=ZARR_TYPE))
@@ -155,8 +186,10 @@ def _union_bbox(bboxes: list[list[float]]) -> list[float]:
             180.0 if crosses else max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
 
 
-def build_collection(year: int, items: list[dict], item_hrefs: list[str]) -> dict:
+def build_collection(year: int, items: list[dict], item_hrefs: list[str],
+                     license: str = LICENSE) -> dict:
     gsd = sorted({i["properties"]["gsd"] for i in items})
+    zones = sorted({i["properties"]["geotessera:zone"] for i in items})
     coll = pystac.Collection(
         collection_id(year),
         f"GeoTessera 128-d embeddings for {year}, one Zarr v3 store per UTM zone "
@@ -166,8 +199,8 @@ def build_collection(year: int, items: list[dict], item_hrefs: list[str]) -> dic
             pystac.TemporalExtent([[pystac.utils.str_to_datetime(f"{year}-01-01T00:00:00Z"),
                                     pystac.utils.str_to_datetime(f"{year}-12-31T23:59:59Z")]]),
         ),
-        title=f"GeoTessera embeddings {year}", license=LICENSE, summaries=pystac.Summaries(
-            {"gsd": gsd}),
+        title=f"GeoTessera embeddings {year}", license=license, providers=PROVIDERS,
+        summaries=pystac.Summaries({"gsd": gsd, "geotessera:zone": zones}),
         keywords=["embeddings", "TESSERA", "Sentinel-1", "Sentinel-2", "Zarr"],
     )
     coll.add_link(pystac.Link("root", "../catalog.json", media_type="application/json"))
@@ -175,7 +208,9 @@ def build_collection(year: int, items: list[dict], item_hrefs: list[str]) -> dic
     for i, href in zip(items, item_hrefs):
         coll.add_link(pystac.Link("item", href, media_type="application/geo+json",
                                   title=i["properties"]["title"]))
-    return coll.to_dict(include_self_link=False, transform_hrefs=False)
+    doc = coll.to_dict(include_self_link=False, transform_hrefs=False)
+    doc["item_assets"] = ITEM_ASSETS
+    return doc
 
 
 def build_root(collections: dict[int, str]) -> dict:
@@ -184,6 +219,7 @@ def build_root(collections: dict[int, str]) -> dict:
     for year, href in sorted(collections.items()):
         cat.add_link(pystac.Link("child", href, media_type="application/json",
                                  title=f"GeoTessera embeddings {year}"))
+    cat.add_link(pystac.Link("root", "./catalog.json", media_type="application/json"))
     return cat.to_dict(include_self_link=False, transform_hrefs=False)
 
 
@@ -202,8 +238,23 @@ def _store_href(store: Location, stores: Location, item_dir: PurePath,
     return store.url
 
 
-def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str | None = None
-                 ) -> tuple[dict[PurePath, dict], list[tuple[str, str]]]:
+def _shard_chunks(root: Any, meta: StoreMeta) -> dict[str, int]:
+    """One dask chunk per L0 shard of ``embeddings`` (the unit a reader fetches whole)."""
+    arr = root[f"{meta.levels[0].path}/embeddings"]
+    unit = arr.shards or arr.chunks
+    return {"y": int(unit[-2]), "x": int(unit[-1])}
+
+
+def _gdal_store(store: Location, stores: Location, href_base: str | None) -> str | None:
+    """The published store as GDAL names it (its path, or a /vsi… path of its URL)."""
+    rel = store.url[len(stores.url):].lstrip("/")
+    if href_base is None and store.is_local:
+        return str(store.path)
+    return assets.gdal_store_path(None, href_base or stores.url, rel)
+
+
+def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str | None = None,
+                 license: str = LICENSE) -> tuple[dict[PurePath, dict], list[tuple[str, str]]]:
     """Every catalog file (path under ``output`` → JSON dict) and the skipped stores, without
     writing. ``output`` is a local Path, or a PurePosixPath root for a remote catalog."""
     files: dict[PurePath, dict] = {}
@@ -224,12 +275,14 @@ def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str |
         idir = output / collection_id(meta.year) / item_id(meta.zone, meta.year)
         links = {"root": "../../catalog.json", "parent": "../collection.json",
                  "collection": "../collection.json"}
-        item = build_item(meta, fp, _store_href(ref.location, stores, idir, href_base), links)
+        item = build_item(meta, fp, _store_href(ref.location, stores, idir, href_base), links,
+                          _shard_chunks(root, meta), _gdal_store(ref.location, stores, href_base))
         files[idir / f"{item['id']}.json"] = item
         by_year.setdefault(meta.year, []).append((item, f"./{idir.name}/{item['id']}.json"))
     for year, entries in by_year.items():
         entries.sort(key=lambda e: e[0]["id"])
-        coll = build_collection(year, [e[0] for e in entries], [e[1] for e in entries])
+        coll = build_collection(year, [e[0] for e in entries], [e[1] for e in entries],
+                                license)
         files[output / collection_id(year) / "collection.json"] = coll
     files[output / "catalog.json"] = build_root(
         {y: f"./{collection_id(y)}/collection.json" for y in by_year})
@@ -257,7 +310,7 @@ def _stale(output: Path, keep: set[Path]) -> list[Path]:
 
 
 def write_catalog(stores_dir: Path | Location, output: Path | Location | None = None,
-                  href_base: str | None = None) -> CatalogReport:
+                  href_base: str | None = None, license: str = LICENSE) -> CatalogReport:
     """Regenerate the catalog of ``stores_dir`` into ``output`` (default ``stores_dir/stac``).
 
     Files whose bytes would not change are left alone (mtime too); stale items and empty
@@ -279,7 +332,7 @@ def write_catalog(stores_dir: Path | Location, output: Path | Location | None = 
     output = output.resolve()
     if not find_stores(stores_dir):
         raise StoreError(stores_dir, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
-    files, skipped = plan_catalog(stores_dir, output, href_base)
+    files, skipped = plan_catalog(stores_dir, output, href_base, license)
     written, unchanged = [], []
     # items first, then collections, then the root: a link never points at a missing file
     for path, doc in sorted(files.items(), key=lambda kv: (-len(kv[0].parts), kv[0])):

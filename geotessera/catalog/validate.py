@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # noqa: F401  (pystac's validator needs it; a core dependency)
 import pyproj
 import pystac
 from pystac.validation import JsonSchemaSTACValidator

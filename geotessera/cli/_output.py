@@ -2,7 +2,10 @@
 
 Results go to stdout (``--json`` prints exactly one JSON document); progress and logs go to
 stderr. Exit status: 0 success, 1 a data/build failure (one line names the file and the
-problem), 2 a usage error, 3 an unexpected internal error.
+problem), 2 a usage error, 3 an unexpected internal error, 130 interrupted (Ctrl-C). A reader
+that closes the pipe early (``| head -1``) ends the command quietly with status 0.
+
+rich is imported on first use, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,29 +13,37 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from geotessera.errors import GeoTesseraError
 
 log = logging.getLogger("geotessera")
-err = Console(stderr=True)
 
-EXIT_FAILURE, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+@functools.cache
+def stderr_console() -> Any:
+    """The rich console on stderr, created on first use (importing rich costs ~0.1 s)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class _StderrConsole:
+    """``err.print(...)`` etc. on ``stderr_console()``, without importing rich up front."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(stderr_console(), name)
+
+
+err = _StderrConsole()
 
 
 class Output:
@@ -40,16 +51,27 @@ class Output:
 
     def __init__(self, quiet: bool, verbose: int, as_json: bool) -> None:
         self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
+        from rich.logging import RichHandler
+
         level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-        logging.basicConfig(level=level, format="%(message)s", force=True,
-                            handlers=[RichHandler(console=err, show_path=False, show_time=False)])
+        handler = RichHandler(console=stderr_console(), show_path=False, show_time=False)
+        logging.basicConfig(level=level, format="%(message)s", force=True, handlers=[handler])
 
     @contextmanager
     def progress(self):
         """A progress sink taking ``geotessera.parallel.Progress`` events; draws nothing when
         quiet or JSON."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console(),
                         disable=self.quiet or self.as_json)
         tasks: dict[str, Any] = {}
 
@@ -98,27 +120,105 @@ def location(text: str, options: dict[str, str] | None = None):
         raise click.BadParameter(str(e)) from e
 
 
-def common(fn: Callable) -> Callable:
-    """Shared -q/-v/--json options; turns library errors into one line and an exit code."""
+def render_table(table: Any, tty: bool | None = None) -> str:
+    """A rich ``Table`` as text: boxed on a terminal, plain space-aligned columns (no box
+    characters, title on its own line) when stdout is a pipe or a file."""
+    from rich.console import Console
 
-    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bars.")
-    @click.option("-v", "--verbose", count=True, help="More detail (repeatable).")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+    if not (sys.stdout.isatty() if tty is None else tty):
+        table.box, table.show_edge = None, False
+    with open(os.devnull, "w") as sink:
+        console = Console(width=120, record=True, file=sink, color_system=None)
+        console.print(table)
+    return console.export_text().rstrip()
+
+
+#: The shared options, accepted both before the subcommand (on the group) and after it.
+SHARED_OPTIONS = (
+    click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no bars."),
+    click.option("-v", "--verbose", count=True, help="More detail (repeatable)."),
+    click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout."),
+)
+
+
+def shared_options(fn: Callable) -> Callable:
+    for option in reversed(SHARED_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _merged(quiet: bool, verbose: int, as_json: bool) -> Output:
+    """The command's own -q/-v/--json combined with those given before the subcommand."""
+    ctx = click.get_current_context(silent=True)
+    top = (ctx.find_root().obj if ctx is not None else None) or {}
+    return Output(quiet or top.get("quiet", False), verbose + top.get("verbose", 0),
+                  as_json or top.get("as_json", False))
+
+
+def common(fn: Callable) -> Callable:
+    """Shared -q/-v/--json options; turns library errors into one line and an exit code,
+    Ctrl-C into status 130 (with a ``--resume`` hint where the command has that option),
+    and a closed stdout pipe into a quiet exit 0."""
+
+    @shared_options
     @functools.wraps(fn)
     def wrapper(quiet: bool, verbose: int, as_json: bool, **kwargs: Any) -> None:
-        out = Output(quiet, verbose, as_json)
+        out = _merged(quiet, verbose, as_json)
         try:
             fn(out, **kwargs)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_pipe_exit()
+        except KeyboardInterrupt:
+            _interrupted(out, "resume" in kwargs)
         except (GeoTesseraError, OSError) as e:
             _fail(out, e, EXIT_FAILURE)
         except click.exceptions.ClickException:
             raise
         except Exception as e:  # noqa: BLE001 - the one catch-all: report and exit non-zero
+            if isinstance(e, ImportError) and (line := missing_dependency(e)) is not None:
+                _fail(out, RuntimeError(line), EXIT_FAILURE)
             if out.verbose:
                 err.print_exception()
             _fail(out, e, EXIT_INTERNAL, prefix="internal error: ")
 
     return wrapper
+
+
+#: The extra (pyproject.toml) that installs an optional top-level module.
+EXTRAS = {"xarray": "read", "rioxarray": "read", "dask": "read", "matplotlib": "plot",
+          "distributed": "distributed"}
+
+
+def missing_dependency(e: ImportError) -> str | None:
+    """The one error line for a missing optional dependency, with the ``pip install`` to run
+    (from the repository checkout, as README.md installs the package); None when ``e`` is
+    not about a missing module."""
+    if not isinstance(e, ModuleNotFoundError):
+        return str(e) if "pip install" in str(e) else None
+    top = (e.name or "").split(".")[0]
+    if not top or top == "geotessera":
+        return None
+    extra = EXTRAS.get(top)
+    how = (f"pip install '.[{extra}]' (in the geotessera checkout)" if extra
+           else f"pip install {top}")
+    return f"{top} is not installed, and this command needs it: {how}"
+
+
+def _quiet_pipe_exit() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so the interpreter's
+    final flush cannot fail again, and exit 0 without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+def _interrupted(out: Output, can_resume: bool) -> None:
+    hint = "; rerun with --resume to continue where it stopped" if can_resume else ""
+    if out.as_json:
+        click.echo(json.dumps({"status": "interrupted", "exit_code": EXIT_INTERRUPTED}))
+    err.print(f"interrupted{hint}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _fail(out: Output, e: BaseException, code: int, prefix: str = "") -> None:

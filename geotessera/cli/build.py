@@ -18,7 +18,7 @@ from geotessera.types import N_BANDS, StoreLayout, check_shard_memory, parse_cod
 from geotessera.pipeline import PreviewOptions, default_registry, scan, zarr_build
 from geotessera.cli._options import executor_options
 from geotessera.store.location import Location
-from geotessera.cli._output import Output, common, err, location, storage_option
+from geotessera.cli._output import Output, common, err, location, render_table, storage_option
 from geotessera.cli.preview import preview_doc, print_preview, rgb_options
 from geotessera.cli.stac import catalog_doc, print_catalog
 
@@ -240,11 +240,7 @@ def _print_plans(plans: list[dict[str, Any]], dry_run: bool, skipped) -> None:
 
 
 def _render(table: Table) -> str:
-    from rich.console import Console
-
-    console = Console(width=120, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(table)
-    return console.export_text().rstrip()
+    return render_table(table)  # boxed on a terminal, plain columns on a pipe
 
 
 @click.command("registry-schema")

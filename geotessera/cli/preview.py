@@ -131,6 +131,7 @@ def quicklook_cmd(out: Output, store: Path, output: Path, level: int | None, siz
     """Write a PNG of one level's RGBA preview of STORE."""
     res = write_quicklook(store, output, level=level, size=size)
     doc = {"status": "ok", "store": str(store), "output": str(res.path), "level": res.level,
-           "height": res.shape[0], "width": res.shape[1], "pixel_size": res.pixel_size}
+           "height": res.shape[0], "width": res.shape[1], "pixel_size": res.pixel_size,
+           "crop": [res.window.row0, res.window.row1, res.window.col0, res.window.col1]}
     out.result(doc, lambda: click.echo(
         f"{res.path}: L{res.level}, {res.shape[1]}x{res.shape[0]} px at {res.pixel_size:g} m"))

@@ -23,10 +23,13 @@ stores_dir_arg = click.argument("stores_dir", metavar="STORES_DIR|URL")
 @click.option("--validate", is_flag=True,
               help="Validate every catalog object offline (core + extension schemas); the "
                    "catalog must be on a local disk.")
+@click.option("--license", "license_", default="other", show_default=True, metavar="SPDX",
+              help="Licence of the collections (an SPDX id); the default 'other' marks that "
+                   "the embeddings' terms are not recorded in the archive.")
 @storage_option
 @common
 def stac_cmd(out: Output, stores_dir: str, output: str | None, href_base: str | None,
-             validate: bool, storage_options: dict[str, str]) -> None:
+             validate: bool, license_: str, storage_options: dict[str, str]) -> None:
     """Regenerate the STAC catalog of STORES_DIR from the stores' metadata."""
     from geotessera.catalog.stac import write_catalog
     from geotessera.catalog.validate import validate_catalog
@@ -39,7 +42,7 @@ def stac_cmd(out: Output, stores_dir: str, output: str | None, href_base: str | 
     target = None if output is None else location(output, storage_options)
     if validate and not (target or stores).is_local:
         raise click.UsageError("--validate needs a local catalog: add -o DIR")
-    report = write_catalog(stores, target, href_base)
+    report = write_catalog(stores, target, href_base, license=license_)
     checked = validate_catalog(report.catalog) if validate else None
     doc = catalog_doc(report, checked)
     out.result({"status": "ok", **doc}, lambda: print_catalog(doc))
@@ -123,21 +126,42 @@ def _degrees(limit: float):
 
 @click.command("sample")
 @click.argument("source")
-@click.option("--lon", type=float, multiple=True, required=True, callback=_degrees(180),
+@click.option("--lon", type=float, multiple=True, callback=_degrees(180),
               help="Longitude in [-180, 180] (repeatable).")
-@click.option("--lat", type=float, multiple=True, required=True, callback=_degrees(90),
+@click.option("--lat", type=float, multiple=True, callback=_degrees(90),
               help="Latitude in [-90, 90] (repeatable).")
+@click.option("--points", "points_file", default=None, metavar="FILE",
+              help="Points from a file, - for standard input: CSV with lon/lat columns, "
+                   "GeoJSON or GeoParquet (by suffix; stdin is CSV unless --points-format).")
+@click.option("--points-format", type=click.Choice(["csv", "geojson", "parquet"]),
+              default=None, help="Format of --points [default: from its suffix, else csv].")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="With --points: where the vectors go (- is standard output).")
+@click.option("--to", "out_format", type=click.Choice(["csv", "jsonl", "parquet"]),
+              default=None, help="With --points: output format [default: from the -o "
+                                 "suffix, else csv].")
+@click.option("--batch-size", type=click.IntRange(1), default=65_536, show_default=True,
+              help="With --points: points read, sampled and written at a time.")
 @click.option("--year", type=int, required=True)
 @click.option("--allow-incomplete", is_flag=True, help="Read stores whose build is unfinished.")
 @common
 def sample_cmd(out: Output, source: str, lon: tuple[float, ...], lat: tuple[float, ...],
-               year: int, allow_incomplete: bool) -> None:
+               points_file: str | None, points_format: str | None, output: str,
+               out_format: str | None, batch_size: int, year: int,
+               allow_incomplete: bool) -> None:
     """Print the dequantised vector at each --lon/--lat from SOURCE (a stores directory, a
-    store, a STAC catalog or a URL). No data prints as "no data" (null in --json)."""
+    store, a STAC catalog or a URL). No data prints as "no data" (null in --json).
+
+    With --points, read any number of points from a file or stdin and stream the vectors,
+    one batch at a time, as CSV, JSON lines or Parquet to -o (stdout by default)."""
+    if points_file is not None:
+        return _sample_stream(out, source, points_file, points_format, output, out_format,
+                              batch_size, year, allow_incomplete, bool(lon or lat))
     from geotessera.read.api import sample
 
-    if len(lon) != len(lat):
-        raise click.BadParameter(f"{len(lon)} --lon but {len(lat)} --lat")
+    if not lon or len(lon) != len(lat):
+        raise click.BadParameter(f"{len(lon)} --lon but {len(lat)} --lat (give pairs, or "
+                                 "--points FILE)")
     values = sample(list(zip(lon, lat)), year, source, allow_incomplete=allow_incomplete)
     points = [{"lon": x, "lat": y,
                "vector": None if math.isnan(v[0]) else [float(f) for f in v]}
@@ -149,3 +173,31 @@ def sample_cmd(out: Output, source: str, lon: tuple[float, ...], lat: tuple[floa
             click.echo(f"{p['lon']:.6f} {p['lat']:.6f}: {vec}")
 
     out.result({"status": "ok", "year": year, "source": source, "points": points}, human)
+
+
+def _sample_stream(out: Output, source: str, points_file: str, points_format: str | None,
+                   output: str, out_format: str | None, batch_size: int, year: int,
+                   allow_incomplete: bool, also_pairs: bool) -> None:
+    import sys
+
+    from geotessera.read.points import guess_format, sample_file
+
+    if also_pairs:
+        raise click.UsageError("give either --points or --lon/--lat, not both")
+    if out.as_json and output == "-":
+        raise click.UsageError("--json with --points needs -o FILE (stdout carries the data)")
+    fmt = out_format or guess_format(output, "csv")
+    with (open(output, "wb") if output != "-" else _stdout_bytes(sys)) as stream:
+        n = sample_file(points_file, stream, year, source, in_fmt=points_format, out_fmt=fmt,
+                        batch=batch_size, allow_incomplete=allow_incomplete)
+    if output != "-":
+        doc = {"status": "ok", "year": year, "source": source, "points": n,
+               "output": output, "format": fmt}
+        out.result(doc, lambda: click.echo(f"{n} point(s) sampled into {output} ({fmt})",
+                                           err=True))
+
+
+def _stdout_bytes(sys):
+    from contextlib import nullcontext
+
+    return nullcontext(sys.stdout.buffer)

@@ -20,6 +20,7 @@ from geotessera.atomic import atomic_path
 from geotessera.errors import StoreError
 from geotessera.store.zone import RGBA
 from geotessera.store.meta import open_root
+from geotessera.types import Window
 
 DEFAULT_SIZE = 1024
 #: Refuse to draw a level larger than this (4 bytes per pixel in memory).
@@ -34,6 +35,9 @@ class Quicklook:
     level: int
     shape: tuple[int, int]
     pixel_size: float
+    #: The pixels of the level the PNG shows: the bounding window of the pixels with data
+    #: (alpha > 0) when cropped, the whole level otherwise (or when no pixel has data).
+    window: Window | None = None
 
 
 def choose_level(layout: list[dict[str, Any]], size: int) -> int:
@@ -65,11 +69,19 @@ def write_png(path: Path, rgba: np.ndarray) -> None:
         tmp.write_bytes(data)
 
 
+def data_window(alpha: np.ndarray) -> Window:
+    """The smallest window holding every pixel with ``alpha > 0`` (all of it if none)."""
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return Window(0, alpha.shape[0], 0, alpha.shape[1])
+    return Window(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
 def write_quicklook(store: Path, output: Path, *, level: int | None = None,
-                    size: int = DEFAULT_SIZE) -> Quicklook:
+                    size: int = DEFAULT_SIZE, crop: bool = True) -> Quicklook:
     """Write level ``level`` (default: ``choose_level(…, size)``) of ``store``'s ``rgba`` as a
-    PNG. Raises StoreError if the preview pass has not completed or the level is absent or
-    too large to draw."""
+    PNG, cropped to the pixels with data unless ``crop`` is false. Raises StoreError if the
+    preview pass has not completed or the level is absent or too large to draw."""
     root = open_root(store)
     if root.attrs.get("geotessera:rgb_complete") is not True:
         raise StoreError(store, "no complete preview (geotessera:rgb_complete is not true); "
@@ -83,8 +95,10 @@ def write_quicklook(store: Path, output: Path, *, level: int | None = None,
     if h * w > MAX_PIXELS:
         raise StoreError(store, f"level {level} is {w}x{h} px, more than {MAX_PIXELS} pixels; "
                                 "choose a coarser --level")
-    write_png(output, root[f"{entry['asset']}/{RGBA}"][:])
-    return Quicklook(Path(output), level, (h, w), float(entry["spatial:transform"][0]))
+    rgba = root[f"{entry['asset']}/{RGBA}"][:]
+    win = data_window(rgba[3]) if crop else Window(0, h, 0, w)
+    write_png(output, rgba[:, win.row0:win.row1, win.col0:win.col1])
+    return Quicklook(Path(output), level, (h, w), float(entry["spatial:transform"][0]), win)
 
 
 def read_png(path: Path) -> np.ndarray:

@@ -8,6 +8,7 @@ needed for ``open_store``, ``open_item`` and DataArray results (the ``read`` ext
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ except ImportError:  # the optional `read` extra is not installed
 
 def _need_xarray() -> None:
     if xr is None:
-        raise ImportError("xarray is not installed: pip install 'geotessera[read]'")
+        raise ImportError("xarray is not installed: pip install '.[read]' (in the geotessera checkout)")
 
 
 # --- sample ------------------------------------------------------------------------------------
@@ -54,21 +55,43 @@ def sample(points: Any, year: int, source: Source, *, allow_incomplete: bool = F
 
 # --- lazy datasets -----------------------------------------------------------------------------
 
+#: dask's default chunk size (``array.chunk-size``); ``open_store`` aims its dequantised
+#: float32 (band, y, x) chunks at it.
+TARGET_CHUNK_BYTES = 128 * 2**20
 
-def open_store(path_or_url: str | Path, level: int = 0, *, chunks: Any = "shards",
+
+def chunk_edge(bands: int, shard: int, inner: int, target: int = TARGET_CHUNK_BYTES) -> int:
+    """The square dask chunk edge (pixels) for ``open_store``: among ``shard·2^k`` (whole
+    shards) and ``shard/2^k`` that are multiples of ``inner`` (a shard split along its inner
+    chunks), the edge whose float32 ``(bands, edge, edge)`` chunk is nearest ``target`` by
+    ratio (ties: the smaller). So every dask chunk boundary is a shard boundary or an inner
+    chunk boundary inside one shard, and no dask chunk reads part of an inner chunk."""
+    cands = [shard << k for k in range(16)]
+    cands += [shard >> k for k in range(1, 16)
+              if shard % (1 << k) == 0 and (shard >> k) % inner == 0]
+    return min(cands, key=lambda e: (abs(math.log(bands * e * e * 4 / target)), e))
+
+
+def open_store(path_or_url: str | Path, level: int = 0, *, chunks: Any = "auto",
                allow_incomplete: bool = False):
     """A level of a store as a lazy ``xarray.Dataset`` (int8 ``embeddings``, float32
     ``scales``, coordinates and the CF ``spatial_ref`` grid mapping, so rioxarray/odc-geo see
-    the CRS). ``chunks="shards"`` gives one dask chunk per shard; anything else goes to
-    ``xarray.open_zarr``. Use ``dequantise_dataset`` for float32 values."""
+    the CRS). ``chunks="auto"`` (the default) gives square dask chunks aligned to the shards
+    whose dequantised float32 size is nearest dask's 128 MiB (``chunk_edge``): 512 × 512 ×
+    128 bands for the real 1024-pixel shards, a quarter of a shard. ``chunks="shards"``
+    gives one dask chunk per shard; anything else goes to ``xarray.open_zarr``. Use
+    ``dequantise_dataset`` for float32 values."""
     _need_xarray()
     zs = ZoneStore.open(path_or_url, allow_incomplete)
     if not 0 <= level < len(zs.meta.levels):
         raise ValueError(f"{path_or_url}: level {level} not in 0..{len(zs.meta.levels) - 1}")
     lv = zs.meta.levels[level]
-    if chunks == "shards":  # the largest stored object (a shard; chunks nest inside it)
+    if chunks in ("shards", "auto"):  # the largest stored object: a shard
+        emb, _ = zs.arrays(lv)
         units = [a.shards or a.chunks for a in zs.arrays(lv)]
-        chunks = {"y": max(u[-2] for u in units), "x": max(u[-1] for u in units)}
+        shard = max(max(u[-2], u[-1]) for u in units)
+        edge = shard if chunks == "shards" else chunk_edge(emb.shape[0], shard, emb.chunks[-1])
+        chunks = {"y": edge, "x": edge}
     ds = xr.open_zarr(zs.root.store, group=lv.path, chunks=chunks, consolidated=False)
     if "spatial_ref" in ds.data_vars:
         ds = ds.set_coords("spatial_ref")

@@ -175,6 +175,13 @@ def multiscales_attr(layout: list[dict[str, Any]]) -> dict[str, Any]:
     return {"layout": layout, "resampling_method": "average"}
 
 
+def gdal_rgba_attrs() -> dict[str, Any]:
+    """What GDAL's Zarr driver (3.12) reads as band colour interpretation of an array seen as
+    a multiband raster: a ``COLOR_INTERPRETATION`` list, one name per band (a plain string is
+    ignored). So QGIS/GDAL treat band 4 of ``rgba`` as alpha."""
+    return {"COLOR_INTERPRETATION": ["Red", "Green", "Blue", "Alpha"]}
+
+
 def channel_coord_attrs() -> dict[str, Any]:
     """Attributes of the ``channel`` coordinate (0..3) of the ``rgba`` arrays."""
     return {

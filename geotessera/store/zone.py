@@ -176,6 +176,7 @@ def _create_rgba(group: zarr.Group, grid: PixelGrid) -> None:
         attributes=md.data_array_attrs(
             grid.epsg, grid.transform, grid.shape,
             long_name="RGBA preview; alpha 255 exactly where scales are finite",
+            **md.gdal_rgba_attrs(),
         ),
     )
     chan = group.create_array(CHANNEL, shape=(4,), dtype="int32", chunks=(4,), overwrite=True,
