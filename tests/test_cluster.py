@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -49,18 +50,26 @@ def _strip(doc):
     return doc
 
 
+#: A version's name (``v<UTC time>-<random>.zarr``) differs between two builds of the same
+#: archive; it is written as VERSION, and the pointer (which names it and the publish time)
+#: is left out: what is compared is every object of the published versions and the catalog.
+_VERSION = re.compile(r"v\d{8}T\d{6}Z-[0-9a-f]{6}\.zarr")
+
+
 def manifest(out: Path) -> dict[str, str]:
     """{relative path: sha256} of every object under ``out``; JSON documents compared without
-    their volatile keys, with ``out`` itself written as OUT (STAC hrefs name it)."""
+    their volatile keys, with ``out`` itself written as OUT (STAC hrefs name it) and version
+    names as VERSION."""
     found = {}
     for p in sorted(out.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
+        if not p.is_file() or p.name.startswith(".") or p.name == "current.json":
             continue
         data = p.read_bytes()
         if p.suffix == ".json":
             text = json.dumps(_strip(json.loads(data)), sort_keys=True)
-            data = text.replace(str(out.resolve()), "OUT").replace(str(out), "OUT").encode()
-        found[str(p.relative_to(out))] = hashlib.sha256(data).hexdigest()
+            text = text.replace(str(out.resolve()), "OUT").replace(str(out), "OUT")
+            data = _VERSION.sub("VERSION", text).encode()
+        found[_VERSION.sub("VERSION", str(p.relative_to(out)))] = hashlib.sha256(data).hexdigest()
     return found
 
 
@@ -109,7 +118,7 @@ def local_build(archive, tmp_path_factory) -> dict[str, str]:
 
 
 def _store_objects(m: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in m.items() if k.split("/")[0].endswith(".zarr")}
+    return {k: v for k, v in m.items() if "/VERSION/" in k}
 
 
 # --- the executor ------------------------------------------------------------------------------
