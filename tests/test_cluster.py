@@ -350,7 +350,7 @@ def test_a_task_that_always_fails_exits_1_naming_store_shard_and_tile(
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["status"] == "error" and doc["exit_code"] == 1
-    assert "utm31_2024.zarr: shard (" in doc["error"]
+    assert "utm31_2024: shard (" in doc["error"]
     assert "failed after 2 attempts" in doc["error"]
     assert bad in doc["error"] and "cannot map .npy" in doc["error"]
     assert "attempt 1 of 2" in proc.stderr  # the retry was logged before giving up

@@ -176,7 +176,7 @@ def test_level_option_and_its_errors(with_overviews, built):
         s = summarise(with_overviews, YEAR, 5, pool, level=1)
     assert s.provenance["level"] == "L1"
     assert_matches(s, [store_pixels(p, 5, level=1) for p in store_paths(with_overviews)])
-    with pytest.raises(StoreError, match=r"utm30_2024\.zarr: has no level 1"):
+    with pytest.raises(StoreError, match=r"utm30_2024\S*: has no level 1"):
         plan_stores(built, YEAR, 5, level=1)
     with pytest.raises(ValueError, match="0..15"):
         plan_stores(built, YEAR, 16)

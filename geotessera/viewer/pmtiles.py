@@ -11,7 +11,6 @@ requests (npm ``pmtiles`` protocol).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pmtiles.writer import Writer
 
 from .. import __version__
 from ..errors import StoreError
+from ..parallel import Progress, ProgressFn
 from . import grid
 from ._core import atomic_path
 from .sources import Stretches, YearStores, layout_of
@@ -28,7 +28,7 @@ from .tiles import TileRenderer, TileRequest
 
 #: Tiles rendered per batch (written in order after each batch).
 BATCH = 64
-ProgressFn = Callable[[str, int, int], None]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ def _write_tiles(writer: Writer, renderer: TileRenderer, year: int, ids: list[in
                     writer.write_tile(tid, data)
                     written += 1
             if on_progress:
-                on_progress(f"tiles {year}", min(start + BATCH, len(ids)), len(ids))
+                on_progress(Progress(f"tiles {year}", min(start + BATCH, len(ids)), len(ids)))
     return written
 
 
