@@ -20,11 +20,12 @@ from pathlib import Path
 VOLATILE = ("geotessera:build_time", "geotessera:version")
 
 
-def _strip(doc):
+def strip(doc, volatile=VOLATILE):
+    """``doc`` without the keys in ``volatile``, at any depth."""
     if isinstance(doc, dict):
-        return {k: _strip(v) for k, v in doc.items() if k not in VOLATILE}
+        return {k: strip(v, volatile) for k, v in doc.items() if k not in volatile}
     if isinstance(doc, list):
-        return [_strip(v) for v in doc]
+        return [strip(v, volatile) for v in doc]
     return doc
 
 
@@ -40,7 +41,7 @@ def manifest(stores: Path) -> dict[str, str]:
                 continue
             data = p.read_bytes()
             if p.name == "zarr.json":
-                data = json.dumps(_strip(json.loads(data)), sort_keys=True).encode()
+                data = json.dumps(strip(json.loads(data)), sort_keys=True).encode()
             out[f"{store.name}/{p.relative_to(root)}"] = hashlib.sha256(data).hexdigest()
     return out
 

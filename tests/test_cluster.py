@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+import golden
+
 distributed = pytest.importorskip("distributed")  # the [distributed] extra, part of [test]
 from distributed import Client, LocalCluster  # noqa: E402
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
@@ -39,15 +41,7 @@ SPEC = DemoSpec(lon_min=-0.2, lon_max=0.2, lat_min=-0.1, lat_max=0.1, pixel_size
 LAYOUT = ["--bands", "8", "--shard-px", "32", "--chunk-px", "16", "--scales-chunk-px", "32"]
 BAD_TILE = "grid_0.05_0.05"  # zone 31
 #: Keys that name the time or tool version of a build (zarr and STAC metadata).
-VOLATILE = ("geotessera:build_time", "geotessera:version", "created", "updated")
-
-
-def _strip(doc):
-    if isinstance(doc, dict):
-        return {k: _strip(v) for k, v in doc.items() if k not in VOLATILE}
-    if isinstance(doc, list):
-        return [_strip(v) for v in doc]
-    return doc
+VOLATILE = (*golden.VOLATILE, "created", "updated")
 
 
 #: A version's name (``v<UTC time>-<random>.zarr``) differs between two builds of the same
@@ -66,7 +60,7 @@ def manifest(out: Path) -> dict[str, str]:
             continue
         data = p.read_bytes()
         if p.suffix == ".json":
-            text = json.dumps(_strip(json.loads(data)), sort_keys=True)
+            text = json.dumps(golden.strip(json.loads(data), VOLATILE), sort_keys=True)
             text = text.replace(str(out.resolve()), "OUT").replace(str(out), "OUT")
             data = _VERSION.sub("VERSION", text).encode()
         found[_VERSION.sub("VERSION", str(p.relative_to(out)))] = hashlib.sha256(data).hexdigest()

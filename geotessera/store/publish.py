@@ -35,6 +35,7 @@ import google_crc32c
 
 from geotessera.errors import StoreError
 from geotessera.parallel import run_tasks
+from geotessera.store.shardio import fsync_path
 from geotessera.store.location import Location
 from geotessera.store.lock import StoreLock
 from geotessera.store.versions import (
@@ -186,7 +187,7 @@ def publish(home: StoreHome, staging: Staging, plan: str, lock: StoreLock) -> No
     ptr = Pointer(staging.name.removesuffix(".zarr"), staging.name, plan, _now_iso())
     home.home.write(POINTER, ptr.to_json())
     if home.out.is_local:
-        _sync(home.home.path / POINTER)
+        fsync_path(home.home.path / POINTER)  # the pointer and the link are the commit
         swap_link(home, staging.name)
     home.home.delete(BUILDING)
     home.home.delete_tree(staging.journal.name)
@@ -205,7 +206,7 @@ def swap_link(home: StoreHome, version: str) -> None:
     except OSError as e:
         os.unlink(tmp)
         raise StoreError(link, f"cannot replace it by a symlink to the new version: {e}") from e
-    _sync(link.parent)
+    fsync_path(link.parent)
 
 
 def adopt_legacy(home: StoreHome) -> None:
@@ -258,15 +259,6 @@ def check_writable(out: Location) -> None:
         raise StoreError(out, f"output location not writable: {e}") from e
     except Exception as e:  # obstore's errors for refused or unreachable object stores
         raise StoreError(out, f"output location not writable: {type(e).__name__}: {e}") from e
-
-
-def _sync(path) -> None:
-    """fsync a local file or directory (the pointer and the link are the commit)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _now_iso() -> str:

@@ -202,7 +202,7 @@ def _write_local(path, pieces: Iterator[bytes]) -> tuple[int, int]:
             os.fsync(f.fileno())
         if size:
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
             return size, crc
         tmp.unlink()
         path.unlink(missing_ok=True)
@@ -216,10 +216,11 @@ def fsync_file(path) -> None:
     """Make a file and its directory entry durable."""
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
-def _fsync_dir(path) -> None:
+def fsync_path(path) -> None:
+    """fsync a local file or directory by path (a directory: its entries are durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
