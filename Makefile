@@ -50,8 +50,9 @@ demo: install
 	$(BIN)/geotessera-registry verify $(DEMO)/stores/utm31_2024.zarr --base-dir $(DEMO)/archive
 	$(BIN)/geotessera-registry stac $(DEMO)/stores --validate
 	$(BIN)/geotessera-registry quicklook $(DEMO)/stores/utm31_2024.zarr -o $(DEMO)/utm31_2024.png
+	$(BIN)/geotessera-registry mosaic $(DEMO)/stores --year 2024 -o $(DEMO)/mosaic_2024.png --width 600
 	$(BIN)/geotessera-registry sample --lon 0.15 --lat 0.15 --year 2024 $(DEMO)/stores
-	@echo "Stores: $(DEMO)/stores  catalog: $(DEMO)/stores/stac  preview: $(DEMO)/utm31_2024.png"
+	@echo "Stores: $(DEMO)/stores  catalog: $(DEMO)/stores/stac  preview: $(DEMO)/utm31_2024.png  map: $(DEMO)/mosaic_2024.png"
 
 bench: install
 	$(BIN)/python benchmarks/bench_build.py
