@@ -9,7 +9,8 @@ has data there, the other one otherwise (the read side's seam rule).
 
 Guarantees: alpha is 255 exactly where some store has data, 0 (and colour 0) elsewhere;
 nothing is written; a store without a complete preview, or whose stretch differs from the
-others' of its year, is a StoreError naming it.
+others' of its year, is a StoreError naming it. Longitudes run from −180 to 180, so a year
+with stores on both sides of the antimeridian is drawn across the whole width between them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from affine import Affine
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from geotessera.errors import StoreError
-from geotessera.read.reader import ZoneStore
+from geotessera.preview.quicklook import data_window
+from geotessera.read.reader import ZoneStore, zones_of
 from geotessera.read.sources import Source, stores_of
 from geotessera.types import Level, Window
 
@@ -34,6 +36,13 @@ EXTENT_READ_PX = 1 << 22
 #: WGS 84 semi-major axis (m) and first eccentricity squared.
 WGS84_A, WGS84_E2 = 6378137.0, 0.00669437999014
 RGBA = "rgba"
+
+
+def grid_transform(bounds: tuple[float, float, float, float], shape: tuple[int, int]) -> Affine:
+    """The north-up affine transform of a (height, width) ``shape`` raster whose outer edges
+    are ``bounds`` (west, south, east, north)."""
+    w, s, e, n = bounds
+    return Affine((e - w) / shape[1], 0.0, w, 0.0, -(n - s) / shape[0], n)
 
 
 def metres_per_degree_lon(lat: float) -> float:
@@ -101,8 +110,8 @@ class YearMosaic:
         return (self.bounds[1] + self.bounds[3]) / 2
 
     def transform(self) -> Affine:
-        dx, dy = self.pixel_deg
-        return Affine(dx, 0.0, self.bounds[0], 0.0, -dy, self.bounds[3])
+        """The raster's affine transform in EPSG:4326 (rasterio order), to georeference it."""
+        return grid_transform(self.bounds, self.shape)
 
 
 # --- opening and checking the stores -----------------------------------------------------------
@@ -129,13 +138,6 @@ def _rgba(zs: ZoneStore, level: Level) -> Any:
                                                        "`geotessera-registry rgb`") from e
 
 
-def _data_window(alpha: np.ndarray) -> Window | None:
-    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
-    if rows.size == 0:
-        return None
-    return Window(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
-
-
 def _window_bbox(level: Level, win: Window) -> tuple[float, float, float, float]:
     a, _, c, _, e, f = level.transform
     return (c + a * win.col0, f + e * win.row1, c + a * win.col1, f + e * win.row0)
@@ -152,8 +154,8 @@ def _extent(zs: ZoneStore) -> tuple[Level, Window] | None:
         raise StoreError(zs.location, f"its coarsest level {level.path} is "
                                       f"{level.shape[1]}x{level.shape[0]} px; too large to "
                                       "find the data extent")
-    win = _data_window(_rgba(zs, level)[3] > 0)
-    return None if win is None else (level, win)
+    alpha = _rgba(zs, level)[3] > 0
+    return (level, data_window(alpha)) if alpha.any() else None
 
 
 # --- the raster --------------------------------------------------------------------------------
@@ -192,10 +194,9 @@ def _reproject(zs: ZoneStore, part: StorePart, mosaic_transform: Affine,
 
 
 def _column_zones(bounds: tuple[float, float, float, float], width: int) -> np.ndarray:
-    """UTM zone of each output column's centre (tiles.utm_zone, vectorised)."""
-    dx = (bounds[2] - bounds[0]) / width
-    lon = bounds[0] + (np.arange(width) + 0.5) * dx
-    return np.clip(np.floor((lon + 180.0) / 6.0).astype(int) + 1, 1, 60)
+    """UTM zone of each output column's centre."""
+    lon = bounds[0] + (np.arange(width) + 0.5) * (bounds[2] - bounds[0]) / width
+    return zones_of(lon, np.zeros_like(lon))
 
 
 def compose_year(source: Source, year: int, *, max_width: int = 1024,
@@ -229,8 +230,8 @@ def compose_year(source: Source, year: int, *, max_width: int = 1024,
              max(o[3][2] for o in opened), max(o[3][3] for o in opened))
     bounds, shape = output_grid(union, max_width, max_height)
     dx, dy = (bounds[2] - bounds[0]) / shape[1], (bounds[3] - bounds[1]) / shape[0]
-    transform = Affine(dx, 0.0, bounds[0], 0.0, -dy, bounds[3])
     out = np.zeros((4, *shape), np.uint8)
+    transform = grid_transform(bounds, shape)
     zones = _column_zones(bounds, shape[1])
     parts = []
     for zs, found_at, win, bbox in opened:
@@ -248,5 +249,5 @@ def compose_year(source: Source, year: int, *, max_width: int = 1024,
     return YearMosaic(year, out, bounds, tuple(parts), stretch)
 
 
-__all__ = ["StorePart", "YearMosaic", "choose_level", "compose_year", "metres_per_degree_lat",
-           "metres_per_degree_lon", "output_grid"]
+__all__ = ["StorePart", "YearMosaic", "choose_level", "compose_year", "grid_transform",
+           "metres_per_degree_lat", "metres_per_degree_lon", "output_grid"]
