@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo
 
-.PHONY: venv install test demo bench docs clean web web-deps deps-browser
+.PHONY: venv install test demo docs-images bench docs clean web web-deps deps-browser
 
 $(BIN)/.deps: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: set PYTHON=/path/to/python3.12"; exit 1; }
@@ -50,8 +50,13 @@ demo: install
 	$(BIN)/geotessera-registry verify $(DEMO)/stores/utm31_2024.zarr --base-dir $(DEMO)/archive
 	$(BIN)/geotessera-registry stac $(DEMO)/stores --validate
 	$(BIN)/geotessera-registry quicklook $(DEMO)/stores/utm31_2024.zarr -o $(DEMO)/utm31_2024.png
+	$(BIN)/geotessera-registry mosaic $(DEMO)/stores --year 2024 -o $(DEMO)/mosaic_2024.png --width 600
 	$(BIN)/geotessera-registry sample --lon 0.15 --lat 0.15 --year 2024 $(DEMO)/stores
-	@echo "Stores: $(DEMO)/stores  catalog: $(DEMO)/stores/stac  preview: $(DEMO)/utm31_2024.png"
+	@echo "Stores: $(DEMO)/stores  catalog: $(DEMO)/stores/stac  preview: $(DEMO)/utm31_2024.png  map: $(DEMO)/mosaic_2024.png"
+
+# The pictures in README.md and docs/ (docs/img/), from `make demo`'s output.
+docs-images: demo
+	cp $(DEMO)/utm31_2024.png $(DEMO)/mosaic_2024.png docs/img/
 
 bench: install
 	$(BIN)/python benchmarks/bench_build.py

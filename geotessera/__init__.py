@@ -25,6 +25,7 @@ _LAZY = {
     "open_item": "read", "write_demo_archive": "archive.demo", "DemoSpec": "archive.demo",
     "Reader": "read", "dequantise_dataset": "read", "dequantise": "read",
     "catalog_items": "read", "sample_file": "read.points",
+    "write_year_mosaic": "maps",
 }
 
 

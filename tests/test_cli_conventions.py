@@ -144,3 +144,11 @@ def test_missing_optional_dependency_is_exit_1_with_the_pip_line(built, tmp_path
     line = missing_dependency(ModuleNotFoundError("No module named 'xarray'", name="xarray"))
     assert "pip install '.[read]'" in line
     assert missing_dependency(ImportError("cannot import name 'x' from 'y'")) is None
+
+
+def test_error_lines_print_brackets_as_they_are(tmp_path):
+    odd = tmp_path / "stores[plot]"  # rich must not take "[plot]" for markup
+    odd.mkdir()
+    res = CliRunner().invoke(cli, ["stac", str(odd)])
+    assert res.exit_code == 1
+    assert f"error: {odd}: no zone stores" in res.stderr

@@ -13,7 +13,14 @@ from click.testing import CliRunner
 
 from geotessera.cli import cli
 from geotessera.errors import StoreError
-from geotessera.preview.quicklook import choose_level, encode_png, read_png, write_png, write_quicklook
+from geotessera.preview.quicklook import (
+    choose_level,
+    encode_png,
+    read_png,
+    read_quicklook,
+    write_png,
+    write_quicklook,
+)
 from test_preview import previewed_stores
 
 
@@ -64,6 +71,14 @@ def test_quicklook_is_cropped_to_the_data(store, tmp_path):
     assert alpha[0].any() and alpha[-1].any() and alpha[:, 0].any() and alpha[:, -1].any()
     assert alpha.sum() == (full[3] > 0).sum()  # nothing with data was cut off
     assert png[0].size < full[0].size and alpha.mean() > (full[3] > 0).mean()
+
+
+def test_read_quicklook_is_what_write_quicklook_writes(store, tmp_path):
+    rgba, info = read_quicklook(store, size=200)
+    res = write_quicklook(store, tmp_path / "q.png", size=200)
+    assert info.path is None and res.path == tmp_path / "q.png"
+    assert (info.level, info.shape, info.window) == (res.level, res.shape, res.window)
+    assert np.array_equal(read_png(res.path), rgba)
 
 
 def test_quicklook_refuses_missing_levels_and_unfinished_previews(store, built, tmp_path):

@@ -248,6 +248,14 @@ def test_the_whole_job_and_every_reader_work_on_s3(small_archive, tmp_path, buck
     res = _cli("stac", url, "-o", str(tmp_path / "stac2"), "--href-base",
                "https://data.example/stores", "--json", "-q")
     assert res.returncode == 0, res.stderr
+    item_key = "stac/geotessera-2024/geotessera-2024-utm31/geotessera-2024-utm31.json"
+    thumb = json.loads(out.read(item_key))["assets"]["thumbnail"]
+    assert thumb["href"] == "./thumbnail.png" and thumb["type"] == "image/png"
+    assert out.read(item_key.rsplit("/", 1)[0] + "/thumbnail.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    res = _cli("stac", url, "--href-base", "https://data.example/stores", "-q")
+    assert res.returncode == 0, res.stderr  # the catalog in the bucket, published with it
+    assert json.loads(out.read(item_key))["assets"]["thumbnail"]["href"] == (
+        "https://data.example/stores/stac/geotessera-2024/geotessera-2024-utm31/thumbnail.png")
 
     info = _cli("info", f"{url}/utm31_2024", "--json", "-q")
     assert info.returncode == 0, info.stderr

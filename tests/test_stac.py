@@ -4,6 +4,7 @@ validation, idempotent regeneration, and the lifecycle of items as stores change
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -18,11 +19,13 @@ import shapely.geometry
 from pyproj import Geod, Transformer
 
 from conftest import build, scan
+from test_preview import copy_stores, previewed_stores
 from geotessera.catalog import footprint, stac, validate
 from geotessera.store import meta, naming
 from geotessera.store.location import Location
 from geotessera.store.versions import StoreHome
 from geotessera.errors import CatalogValidationError, StoreError
+from geotessera.preview.quicklook import read_png
 
 PX_DEG = 160.0 / 111_320.0  # one test pixel in degrees (near the equator)
 #: The footprint's area over the valid pixels' area, at most (measured 1.02-1.04 on the test stores).
@@ -286,3 +289,112 @@ def test_after_the_preview_pass_items_gain_a_preview_asset_and_keep_their_footpr
         assert "rgba" not in item["assets"]["embeddings"]["cube:variables"]
         levels = zarr.open_group(str(stores / Path(asset["href"]).name)).attrs["multiscales"]
         assert len(levels["layout"]) > 1
+
+
+# --- thumbnails --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def previewed_catalog(built, tmp_path_factory) -> Path:
+    """A private copy of the previewed 2024 session stores with its catalog in ``stac/``."""
+    src, _ = previewed_stores(built, tmp_path_factory)
+    stores = copy_stores(src, tmp_path_factory.mktemp("previewed_stac"), 2024)
+    stac.write_catalog(stores)
+    return stores
+
+
+def _expected_thumbnail(store: Path, limit: int = 256) -> np.ndarray:
+    """The finest level at most ``limit`` px on its longer side (else the coarsest), cropped
+    to the pixels with alpha > 0, every n-th pixel kept so it fits; read with zarr alone."""
+    root = zarr.open_group(str(store), mode="r")
+    layout = root.attrs["multiscales"]["layout"]
+    entry = next((e for e in layout if max(e["spatial:shape"]) <= limit), layout[-1])
+    rgba = root[f"{entry['asset']}/rgba"][:]
+    rows, cols = np.nonzero(rgba[3])
+    crop = rgba[:, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    step = math.ceil(max(crop.shape[1:]) / limit)
+    return crop[:, ::step, ::step]
+
+
+def test_previewed_items_have_a_png_thumbnail(previewed_catalog):
+    items = _items(previewed_catalog / "stac" / "catalog.json")
+    assert sorted(items) == ["geotessera-2024-utm30", "geotessera-2024-utm31"]
+    for item in items.values():
+        (asset,) = item.get_assets(role="thumbnail").values()  # pystac finds it by role
+        assert asset.media_type == pystac.MediaType.PNG == "image/png"
+        assert asset.roles == ["thumbnail"] and asset.href == "./thumbnail.png"
+        png = Path(asset.get_absolute_href())
+        assert png.parent == Path(item.get_self_href()).parent
+        store = previewed_catalog / f"utm{item.properties['geotessera:zone']}_2024.zarr"
+        got = read_png(png)
+        assert max(got.shape[1:]) <= 256 and np.array_equal(got, _expected_thumbnail(store))
+
+
+def test_a_thumbnail_keeps_every_nth_pixel_when_no_level_is_small_enough(previewed_catalog,
+                                                                        monkeypatch, tmp_path):
+    from geotessera.catalog import assets
+
+    store = previewed_catalog / "utm30_2024.zarr"
+    coarsest = zarr.open_group(str(store), mode="r").attrs["multiscales"]["layout"][-1]
+    monkeypatch.setattr(assets, "THUMBNAIL_PX", 16)
+    (tmp_path / "t.png").write_bytes(assets.thumbnail_png(store))
+    got = read_png(tmp_path / "t.png")
+    assert max(got.shape[1:]) <= 16 and np.array_equal(got, _expected_thumbnail(store, 16))
+    rgba = zarr.open_group(str(store), mode="r")[f"{coarsest['asset']}/rgba"][:]
+    rows, cols = np.nonzero(rgba[3])
+    assert max(np.ptp(rows), np.ptp(cols)) + 1 > 16  # the crop itself was thinned
+
+
+def test_thumbnails_validate_offline_and_with_pystac(previewed_catalog):
+    catalog = previewed_catalog / "stac" / "catalog.json"
+    assert validate.validate_catalog(catalog) == 4  # catalog, collection, 2 items
+    before = pystac.validation.RegisteredValidator.get_validator()
+    pystac.validation.set_validator(validate.offline_validator())
+    try:
+        root = pystac.Catalog.from_file(str(catalog))
+        root.validate_all()
+        for item in root.get_items(recursive=True):
+            assert "thumbnail" in item.assets and item.validate()
+    finally:
+        pystac.validation.set_validator(before)
+    coll = json.loads((previewed_catalog / "stac" / "geotessera-2024" /
+                       "collection.json").read_text())
+    assert coll["item_assets"]["thumbnail"] == {
+        "title": coll["item_assets"]["thumbnail"]["title"], "type": "image/png",
+        "roles": ["thumbnail"]}
+
+
+def test_thumbnails_are_rewritten_only_when_they_change_and_removed_with_their_store(
+        previewed_catalog, tmp_path):
+    stores = copy_stores(previewed_catalog, tmp_path / "stores")
+    first = stac.write_catalog(stores)
+    pngs = sorted((stores / "stac").rglob("thumbnail.png"))
+    assert len(pngs) == 2 and set(pngs) <= set(first.written)
+    again = stac.write_catalog(stores)
+    assert not again.written and set(pngs) <= set(again.unchanged)
+    shutil.rmtree(stores / "utm31_2024.zarr")
+    report = stac.write_catalog(stores)
+    gone = stores / "stac" / "geotessera-2024" / "geotessera-2024-utm31"
+    assert gone / "thumbnail.png" in report.removed and not gone.exists()
+
+
+def test_thumbnail_href_is_absolute_under_href_base_when_the_catalog_is_published_too(
+        previewed_catalog, tmp_path):
+    stores = copy_stores(previewed_catalog, tmp_path / "stores")
+    stac.write_catalog(stores, href_base="https://example.org/stores/")
+    item = json.loads(next((stores / "stac").glob("*/*utm31/*.json")).read_text())
+    assert item["assets"]["thumbnail"]["href"] == (
+        "https://example.org/stores/stac/geotessera-2024/geotessera-2024-utm31/thumbnail.png")
+    assert validate.validate_catalog(stores / "stac" / "catalog.json") == 4
+    # a catalog outside STORES_DIR is not under --href-base: its thumbnails stay relative
+    stac.write_catalog(stores, tmp_path / "elsewhere", href_base="https://example.org/stores")
+    item = json.loads(next((tmp_path / "elsewhere").glob("*/*utm31/*.json")).read_text())
+    assert item["assets"]["thumbnail"]["href"] == "./thumbnail.png"
+    assert (tmp_path / "elsewhere" / "geotessera-2024" / "geotessera-2024-utm31" /
+            "thumbnail.png").exists()
+
+
+def test_items_without_a_preview_have_no_thumbnail(catalog):
+    for item in _items(catalog).values():
+        assert "thumbnail" not in item.assets
+    assert not list(catalog.parent.rglob("*.png"))

@@ -16,15 +16,25 @@ Three ways in, each tested with the real library (tests/test_stac_loaders.py):
   ``application/zarr``, which odc-stac accepts), with core STAC 1.1 ``bands``. The
   connection string is absolute (GDAL cannot resolve it against the item): the store's local
   path, or ``/vsicurl/``, ``/vsis3/``, ``/vsigs/`` of ``--href-base``.
+
+Once the preview pass is complete, an item also has a ``thumbnail`` (STAC's role for a small
+picture in a browser or a catalog listing): the store's quicklook (``preview.quicklook``),
+cropped to the data, at most ``THUMBNAIL_PX`` on its longer side, written as
+``thumbnail.png`` beside the item.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pystac
+
+from geotessera.preview.quicklook import encode_png, read_quicklook
+from geotessera.store.meta import StoreMeta
 
 #: The media type xpystac (0.5) and the EOPF/STAC-Zarr best practices use for a Zarr store.
 ZARR_STORE_TYPE = "application/vnd+zarr"
@@ -32,6 +42,9 @@ ZARR_STORE_TYPE = "application/vnd+zarr"
 GDAL_ZARR_TYPE = "application/zarr"
 _VSI = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/"}
 RGBA_BANDS = ("red", "green", "blue", "alpha")
+#: The thumbnail: its file name beside the item, and the longest side it aims at.
+THUMBNAIL, THUMBNAIL_PX = "thumbnail.png", 256
+THUMBNAIL_TITLE = "RGBA preview of the store, cropped to its data (PNG)"
 
 
 def open_kwargs(level_path: str, chunks: dict[str, int]) -> dict[str, Any]:
@@ -39,6 +52,62 @@ def open_kwargs(level_path: str, chunks: dict[str, int]) -> dict[str, Any]:
     level ``level_path`` lazily with dask chunks ``chunks`` (whole shards)."""
     return {"engine": "zarr", "group": level_path, "chunks": dict(chunks),
             "zarr_format": 3, "consolidated": False}
+
+
+# --- the store assets (xpystac, EOPF) ----------------------------------------------------------
+
+
+def _dimensions(meta: StoreMeta, names: Iterable[str], sizes: dict[str, int]) -> dict:
+    level = meta.levels[0]
+    a, _, c, _, e, f = level.transform
+    h, w = level.shape
+    ref = meta.epsg
+    dims: dict[str, Any] = {
+        "x": {"type": "spatial", "axis": "x", "extent": [c + a / 2, c + a * (w - 0.5)],
+              "step": a, "reference_system": ref},
+        "y": {"type": "spatial", "axis": "y", "extent": [f + e * (h - 0.5), f + e / 2],
+              "step": e, "reference_system": ref},
+    }
+    for name in names:
+        if name not in dims:
+            dims[name] = {"type": name, "extent": [0, sizes[name] - 1], "step": 1}
+    return dims
+
+
+def cube_fields(meta: StoreMeta, variables: Iterable[str]) -> dict[str, Any]:
+    """``cube:dimensions``/``cube:variables`` for some arrays of the finest level."""
+    chosen = [v for v in meta.variables if v.name in set(variables)]
+    sizes = {d: n for v in chosen for d, n in zip(v.dims, v.shape)}
+    dims = _dimensions(meta, [d for v in chosen for d in v.dims], sizes)
+    cube_vars = {
+        v.name: {"dimensions": list(v.dims), "type": "auxiliary" if v.name == "scales" else "data",
+                 "description": v.description} | ({"nodata": "nan"} if v.name == "scales" else {})
+        for v in chosen
+    }
+    return {"cube:dimensions": dims, "cube:variables": cube_vars}
+
+
+def grid_fields(meta: StoreMeta) -> dict[str, Any]:
+    """The ``proj:`` fields of the finest level's grid."""
+    level = meta.levels[0]
+    return {"proj:code": f"EPSG:{meta.epsg}", "proj:shape": list(level.shape),
+            "proj:transform": list(level.transform), "proj:bbox": list(level.bbox)}
+
+
+def zarr_asset(href: str, meta: StoreMeta, roles: list[str], title: str,
+               variables: Iterable[str], chunks: dict[str, int]) -> pystac.Asset:
+    """An asset of the whole store (its root group) showing ``variables`` of the finest
+    level, with the zarr, projection and datacube fields and ``xarray:open_kwargs``."""
+    fields = {
+        "zarr:zarr_format": 3, "zarr:node_type": "group", "zarr:consolidated": meta.consolidated,
+        **grid_fields(meta), **cube_fields(meta, variables),
+        "xarray:open_kwargs": open_kwargs(meta.levels[0].path, chunks),
+    }
+    return pystac.Asset(href, title=title, media_type=ZARR_STORE_TYPE, roles=roles,
+                        extra_fields=fields)
+
+
+# --- per-array assets (GDAL, odc-stac) --------------------------------------------------------
 
 
 def gdal_store_path(store: Any, href_base: str | None, name: str | None = None) -> str | None:
@@ -79,3 +148,18 @@ def gdal_assets(store_path: str, level_path: str, grid_fields: dict[str, Any],
             extra_fields={**grid_fields, "bands": [
                 {"name": n, "data_type": "uint8"} for n in RGBA_BANDS]})
     return out
+
+
+def thumbnail_png(store: Any) -> bytes:
+    """The thumbnail of a store whose preview is complete, as PNG bytes (deterministic): its
+    quicklook, every n-th pixel kept in both directions when even the coarsest level is
+    larger than ``THUMBNAIL_PX`` (so the longer side is at most that)."""
+    rgba, _ = read_quicklook(store, size=THUMBNAIL_PX)
+    step = -(-max(rgba.shape[1:]) // THUMBNAIL_PX)
+    return encode_png(np.ascontiguousarray(rgba[:, ::step, ::step]))
+
+
+def thumbnail_asset(href: str) -> pystac.Asset:
+    """The ``thumbnail`` asset: a PNG with role ``thumbnail``."""
+    return pystac.Asset(href, title=THUMBNAIL_TITLE, media_type=pystac.MediaType.PNG,
+                        roles=["thumbnail"])

@@ -5,8 +5,9 @@ Layout under the output directory (relative links throughout)::
     catalog.json                                       root catalog
     geotessera-2024/collection.json                    one collection per year
     geotessera-2024/geotessera-2024-utm30/….json       one item per store
+    geotessera-2024/geotessera-2024-utm30/thumbnail.png  its thumbnail (preview complete)
 
-Guarantees: the JSON depends only on the stores (no clock), so a rerun over unchanged stores
+Guarantees: the files depend only on the stores (no clock), so a rerun over unchanged stores
 rewrites nothing; every file is written atomically; items of stores that are gone are removed,
 and so are collections left without items. Only ``build_complete`` stores are catalogued.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
@@ -58,6 +58,7 @@ ITEM_ASSETS = {
                "type": "application/zarr", "roles": ["data"]},
     "rgba": {"title": "uint8 RGBA preview of L0 (GDAL, odc-stac)",
              "type": "application/zarr", "roles": ["visual"]},
+    "thumbnail": {"title": assets.THUMBNAIL_TITLE, "type": "image/png", "roles": ["thumbnail"]},
 }
 
 
@@ -89,58 +90,18 @@ def _rel(target: Path, start: Path) -> str:
     return rel if rel.startswith("../") else f"./{rel}"
 
 
-def _dimensions(meta: StoreMeta, names: Iterable[str], sizes: dict[str, int]) -> dict:
-    level = meta.levels[0]
-    a, _, c, _, e, f = level.transform
-    h, w = level.shape
-    ref = meta.epsg
-    dims: dict[str, Any] = {
-        "x": {"type": "spatial", "axis": "x", "extent": [c + a / 2, c + a * (w - 0.5)],
-              "step": a, "reference_system": ref},
-        "y": {"type": "spatial", "axis": "y", "extent": [f + e * (h - 0.5), f + e / 2],
-              "step": e, "reference_system": ref},
-    }
-    for name in names:
-        if name not in dims:
-            dims[name] = {"type": name, "extent": [0, sizes[name] - 1], "step": 1}
-    return dims
-
-
-def _cube(meta: StoreMeta, variables: Iterable[str]) -> dict[str, Any]:
-    """``cube:dimensions``/``cube:variables`` for some arrays of the finest level."""
-    chosen = [v for v in meta.variables if v.name in set(variables)]
-    sizes = {d: n for v in chosen for d, n in zip(v.dims, v.shape)}
-    dims = _dimensions(meta, [d for v in chosen for d in v.dims], sizes)
-    cube_vars = {
-        v.name: {"dimensions": list(v.dims), "type": "auxiliary" if v.name == "scales" else "data",
-                 "description": v.description} | ({"nodata": "nan"} if v.name == "scales" else {})
-        for v in chosen
-    }
-    return {"cube:dimensions": dims, "cube:variables": cube_vars}
-
-
-def _grid_fields(meta: StoreMeta) -> dict[str, Any]:
-    level = meta.levels[0]
-    return {"proj:code": f"EPSG:{meta.epsg}", "proj:shape": list(level.shape),
-            "proj:transform": list(level.transform), "proj:bbox": list(level.bbox)}
-
-
-def _zarr_asset(href: str, meta: StoreMeta, roles: list[str], title: str,
-                variables: Iterable[str], chunks: dict[str, int]) -> pystac.Asset:
-    fields = {
-        "zarr:zarr_format": 3, "zarr:node_type": "group", "zarr:consolidated": meta.consolidated,
-        **_grid_fields(meta), **_cube(meta, variables),
-        "xarray:open_kwargs": assets.open_kwargs(meta.levels[0].path, chunks),
-    }
-    return pystac.Asset(href, title=title, media_type=assets.ZARR_STORE_TYPE, roles=roles,
-                        extra_fields=fields)
+def has_preview(meta: StoreMeta) -> bool:
+    """The preview pass is complete and L0 holds ``rgba``."""
+    return bool(meta.passes.get("rgb")) and any(v.name == "rgba" for v in meta.variables)
 
 
 def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str, str],
-               chunks: dict[str, int] | None = None, gdal_store: str | None = None) -> dict:
+               chunks: dict[str, int] | None = None, gdal_store: str | None = None,
+               thumbnail: str | None = None) -> dict:
     """The item dict of one store. ``links`` maps rel (root, parent, collection) to href;
     ``chunks`` are the dask chunks of ``xarray:open_kwargs`` (whole L0 shards);
-    ``gdal_store`` is the store's absolute GDAL path (None: no GDAL/odc-stac assets)."""
+    ``gdal_store`` is the store's absolute GDAL path (None: no GDAL/odc-stac assets);
+    ``thumbnail`` the href of its thumbnail PNG (None: no thumbnail asset)."""
     geometry, bbox = footprint_geometry(meta.zone, fp)
     props: dict[str, Any] = {
         "title": f"GeoTessera embeddings {meta.year}, UTM zone {meta.zone}",
@@ -158,17 +119,19 @@ def build_item(meta: StoreMeta, fp: Footprint, store_href: str, links: dict[str,
     )
     data_vars = [v.name for v in meta.variables if v.name != "rgba"]
     chunks = chunks or {}
-    has_rgba = bool(meta.passes.get("rgb")) and any(v.name == "rgba" for v in meta.variables)
-    item.add_asset("embeddings", _zarr_asset(
+    has_rgba = has_preview(meta)
+    item.add_asset("embeddings", assets.zarr_asset(
         store_href, meta, ["data"], "int8 embeddings × per-pixel scales (multiscale group)",
         data_vars, chunks))
     if has_rgba:
-        item.add_asset("preview", _zarr_asset(
+        item.add_asset("preview", assets.zarr_asset(
             store_href, meta, ["overview", "visual"], "uint8 RGBA preview: array `rgba` of "
             "each level", ["rgba"], chunks))
+    if thumbnail is not None:
+        item.add_asset("thumbnail", assets.thumbnail_asset(thumbnail))
     if gdal_store is not None:
         for key, asset in assets.gdal_assets(gdal_store, meta.levels[0].path,
-                                             _grid_fields(meta), has_rgba).items():
+                                             assets.grid_fields(meta), has_rgba).items():
             item.add_asset(key, asset)
     for rel, href in links.items():
         item.add_link(pystac.Link(rel, href, media_type="application/json"))
@@ -253,11 +216,29 @@ def _gdal_store(store: Location, stores: Location, href_base: str | None) -> str
     return assets.gdal_store_path(None, href_base or stores.url, rel)
 
 
+def _thumbnail_href(idir: PurePath, output: PurePath, href_base: str | None,
+                    catalog_at: str | None) -> str:
+    """Relative to the item; under ``href_base`` when the catalog lies at ``catalog_at``
+    inside the stores location (``href_base`` names where that is published)."""
+    if href_base is None or catalog_at is None:
+        return f"./{assets.THUMBNAIL}"
+    rel = PurePosixPath(catalog_at, *idir.relative_to(output).parts, assets.THUMBNAIL)
+    return f"{href_base.rstrip('/')}/{rel}"
+
+
+def _inside(stores: Location, catalog: Location) -> str | None:
+    """The catalog's path inside the stores location (``stac``), or None if it is not in it."""
+    base, url = stores.url.rstrip("/"), catalog.url.rstrip("/")
+    return url[len(base) + 1:] if url.startswith(f"{base}/") else None
+
+
 def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str | None = None,
-                 license: str = LICENSE) -> tuple[dict[PurePath, dict], list[tuple[str, str]]]:
-    """Every catalog file (path under ``output`` → JSON dict) and the skipped stores, without
-    writing. ``output`` is a local Path, or a PurePosixPath root for a remote catalog."""
-    files: dict[PurePath, dict] = {}
+                 license: str = LICENSE, catalog_at: str | None = None
+                 ) -> tuple[dict[PurePath, dict | bytes], list[tuple[str, str]]]:
+    """Every catalog file (path under ``output`` → JSON dict, or PNG bytes) and the skipped
+    stores, without writing. ``output`` is a local Path, or a PurePosixPath root for a
+    remote catalog; ``catalog_at`` is its path inside ``stores_dir`` (None: elsewhere)."""
+    files: dict[PurePath, dict | bytes] = {}
     skipped: list[tuple[str, str]] = []
     by_year: dict[int, list[tuple[dict, str]]] = {}
     stores = Location.parse(stores_dir)
@@ -275,8 +256,13 @@ def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str |
         idir = output / collection_id(meta.year) / item_id(meta.zone, meta.year)
         links = {"root": "../../catalog.json", "parent": "../collection.json",
                  "collection": "../collection.json"}
+        thumb = None
+        if has_preview(meta):
+            files[idir / assets.THUMBNAIL] = assets.thumbnail_png(ref.location)
+            thumb = _thumbnail_href(idir, output, href_base, catalog_at)
         item = build_item(meta, fp, _store_href(ref.location, stores, idir, href_base), links,
-                          _shard_chunks(root, meta), _gdal_store(ref.location, stores, href_base))
+                          _shard_chunks(root, meta), _gdal_store(ref.location, stores, href_base),
+                          thumb)
         files[idir / f"{item['id']}.json"] = item
         by_year.setdefault(meta.year, []).append((item, f"./{idir.name}/{item['id']}.json"))
     for year, entries in by_year.items():
@@ -289,9 +275,22 @@ def plan_catalog(stores_dir: Path | Location, output: PurePath, href_base: str |
     return files, skipped
 
 
-def dumps(doc: dict) -> bytes:
-    """The one JSON encoding of catalog files: sorted keys, 2-space indent, final newline."""
+def dumps(doc: dict | bytes) -> bytes:
+    """The one JSON encoding of catalog files: sorted keys, 2-space indent, final newline
+    (a thumbnail's PNG bytes as they are)."""
+    if isinstance(doc, bytes):
+        return doc
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _write_order(kv: tuple[PurePath, dict | bytes]) -> tuple:
+    """Deepest first, and a thumbnail before its item: a link never points at a missing file."""
+    return (-len(kv[0].parts), not isinstance(kv[1], bytes), kv[0])
+
+
+def _item_ids(files: dict[PurePath, dict | bytes]) -> tuple[str, ...]:
+    return tuple(sorted(d["id"] for d in files.values()
+                        if isinstance(d, dict) and d.get("type") == "Feature"))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -303,7 +302,8 @@ def _stale(output: Path, keep: set[Path]) -> list[Path]:
     """Our catalog files under ``output`` that are not in ``keep`` (collections, items)."""
     out = []
     for cdir in sorted(p for p in output.iterdir() if p.is_dir() and _COLLECTION_DIR.match(p.name)):
-        out += [p for p in sorted(cdir.glob("*/*.json")) if p not in keep]
+        ours = [*cdir.glob("*/*.json"), *cdir.glob(f"*/{assets.THUMBNAIL}")]
+        out += [p for p in sorted(ours) if p not in keep]
         if (cdir / "collection.json") not in keep and (cdir / "collection.json").exists():
             out.append(cdir / "collection.json")
     return out
@@ -332,10 +332,11 @@ def write_catalog(stores_dir: Path | Location, output: Path | Location | None = 
     output = output.resolve()
     if not find_stores(stores_dir):
         raise StoreError(stores_dir, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
-    files, skipped = plan_catalog(stores_dir, output, href_base, license)
+    files, skipped = plan_catalog(stores_dir, output, href_base, license,
+                                  _inside(Location.parse(stores_dir), Location.parse(output)))
     written, unchanged = [], []
-    # items first, then collections, then the root: a link never points at a missing file
-    for path, doc in sorted(files.items(), key=lambda kv: (-len(kv[0].parts), kv[0])):
+    # items first, then collections, then the root
+    for path, doc in sorted(files.items(), key=_write_order):
         data = dumps(doc)
         if path.exists() and path.read_bytes() == data:
             unchanged.append(path)
@@ -349,8 +350,7 @@ def write_catalog(stores_dir: Path | Location, output: Path | Location | None = 
                     key=lambda p: -len(p.parts)):
         if d != output and d.is_dir() and not any(d.iterdir()):
             d.rmdir()
-    items = tuple(sorted(d["id"] for d in files.values() if d.get("type") == "Feature"))
-    return CatalogReport(output / "catalog.json", items, tuple(written), tuple(unchanged),
+    return CatalogReport(output / "catalog.json", _item_ids(files), tuple(written), tuple(unchanged),
                          tuple(removed), tuple(skipped))
 
 
@@ -362,9 +362,10 @@ def _write_remote(stores: Location, out: Location, href_base: str | None) -> Cat
                          "local stores; give href_base")
     if not find_stores(stores):
         raise StoreError(stores, "no zone stores (utmZZ_YYYY.zarr) to catalogue")
-    files, skipped = plan_catalog(stores, PurePosixPath("/"), href_base)
+    files, skipped = plan_catalog(stores, PurePosixPath("/"), href_base,
+                                  catalog_at=_inside(stores, out))
     written, unchanged = [], []
-    for path, doc in sorted(files.items(), key=lambda kv: (-len(kv[0].parts), kv[0])):
+    for path, doc in sorted(files.items(), key=_write_order):
         key, data = str(path).lstrip("/"), dumps(doc)
         if out.size(key) == len(data) and out.read(key) == data:
             unchanged.append(out.child(key))
@@ -373,9 +374,9 @@ def _write_remote(stores: Location, out: Location, href_base: str | None) -> Cat
             written.append(out.child(key))
     keep = {str(p).lstrip("/") for p in files}
     removed = [out.child(k) for k in sorted(out.keys())
-               if k not in keep and _COLLECTION_DIR.match(k.split("/")[0]) and k.endswith(".json")]
+               if k not in keep and _COLLECTION_DIR.match(k.split("/")[0])
+               and k.endswith((".json", f"/{assets.THUMBNAIL}"))]
     for loc in removed:
         out.delete(loc.url[len(out.url) + 1:])
-    items = tuple(sorted(d["id"] for d in files.values() if d.get("type") == "Feature"))
-    return CatalogReport(out.child("catalog.json"), items, tuple(written), tuple(unchanged),
+    return CatalogReport(out.child("catalog.json"), _item_ids(files), tuple(written), tuple(unchanged),
                          tuple(removed), tuple(skipped))

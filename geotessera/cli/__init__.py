@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("verify", "verify_cmd", "Compare a built store with its source tiles."),
     "rgb": ("preview", "rgb_cmd", "The preview pass alone: rgba and overview levels."),
     "quicklook": ("preview", "quicklook_cmd", "Write one level's rgba as a PNG."),
+    "mosaic": ("preview", "mosaic_cmd", "Draw a year's stores in one lon/lat map (PNG)."),
     "stac": ("stac", "stac_cmd", "Regenerate (and validate) the STAC catalog."),
     "info": ("stac", "info_cmd", "Describe one store: grid, tiles, coverage, levels, size."),
     "sample": ("stac", "sample_cmd", "Print the embedding vector at WGS 84 points."),
@@ -42,6 +43,7 @@ EXAMPLES: dict[str, str] = {
     "verify": "geotessera-registry verify demo/stores/utm31_2024.zarr --base-dir demo/archive",
     "rgb": "geotessera-registry rgb demo/stores --mode pca",
     "quicklook": "geotessera-registry quicklook demo/stores/utm31_2024.zarr -o utm31.png",
+    "mosaic": "geotessera-registry mosaic demo/stores --year 2024 -o demo/mosaic_2024.png",
     "stac": "geotessera-registry stac demo/stores --validate\n"
             "geotessera-registry stac demo/stores --href-base https://example.org/stores",
     "info": "geotessera-registry info demo/stores/utm31_2024.zarr --json",

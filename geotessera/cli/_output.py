@@ -228,7 +228,10 @@ def _fail(out: Output, e: BaseException, code: int, prefix: str = "") -> None:
         if hasattr(e, "problems"):
             doc["problems"] = [{"path": p, "problem": m} for p, m in e.problems]
         click.echo(json.dumps(doc, indent=2, default=str))
-    err.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape  # the line is data: "[plot]" in a pip line is not markup
+
+    err.print(f"[bold red]error:[/] {escape(line)}", markup=True, highlight=False,
+              soft_wrap=True)
     if out.verbose and hasattr(e, "problems"):
         for path, problem in e.problems:
             err.print(f"  {path}: {problem}", markup=False, highlight=False, soft_wrap=True)

@@ -1,4 +1,5 @@
-"""``rgb`` and ``quicklook``: colour previews, overview pyramids and PNG quicklooks.
+"""``rgb``, ``quicklook`` and ``mosaic``: colour previews, overview pyramids, PNG quicklooks
+of one store and the map of a year's stores.
 
 ``run_preview`` and ``rgb_options`` are shared with ``zarr-build`` (``--no-rgb``/``--rgb-only``).
 """
@@ -135,3 +136,29 @@ def quicklook_cmd(out: Output, store: Path, output: Path, level: int | None, siz
            "crop": [res.window.row0, res.window.row1, res.window.col0, res.window.col1]}
     out.result(doc, lambda: click.echo(
         f"{res.path}: L{res.level}, {res.shape[1]}x{res.shape[0]} px at {res.pixel_size:g} m"))
+
+
+@click.command("mosaic")
+@click.argument("source", metavar="SOURCE")
+@click.option("--year", type=int, required=True, help="Year whose stores to draw.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="MAP.png", help="PNG file to write.")
+@click.option("--width", type=click.IntRange(400, 8000), default=1200, show_default=True,
+              help="Image width in pixels; the height follows the data's extent.")
+@common
+def mosaic_cmd(out: Output, source: str, year: int, output: Path, width: int) -> None:
+    """Draw every store of YEAR in SOURCE (a stores directory, a store or a STAC catalog) in
+    one WGS 84 longitude/latitude map, cropped to the data, with a colour legend, a graticule
+    and a scale bar (PNG; needs matplotlib, the plot extra)."""
+    from geotessera.maps import write_year_mosaic
+
+    r = write_year_mosaic(source, year, output, width_px=width)
+    doc = {"status": "ok", "source": source, "output": r.path, "year": r.year,
+           "zones": list(r.zones), "levels": {str(z): lv for z, lv in r.levels.items()},
+           "width": r.size_px[0], "height": r.size_px[1], "map_px": list(r.map_px),
+           "bounds": list(r.bounds), "scale_km": r.scale_km, "legend": list(r.legend)}
+    w, s, e, n = r.bounds
+    out.result(doc, lambda: click.echo(
+        f"{r.path}: {r.size_px[0]}x{r.size_px[1]} px, {r.year}, zones "
+        f"{', '.join(map(str, r.zones))} ({', '.join(r.levels.values())}); lon {w:.3f}..{e:.3f}, "
+        f"lat {s:.3f}..{n:.3f}"))

@@ -7,7 +7,7 @@ image library is added. The file is written atomically (temporary file, then ren
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,10 @@ MAX_PIXELS = 1 << 26
 
 @dataclass(frozen=True, slots=True)
 class Quicklook:
-    """A written quicklook: where, which level, its (height, width) and pixel size (m)."""
+    """A quicklook: where it was written (None: not written), which level, the level's
+    (height, width) and pixel size (m)."""
 
-    path: Path
+    path: Path | None
     level: int
     shape: tuple[int, int]
     pixel_size: float
@@ -77,11 +78,12 @@ def data_window(alpha: np.ndarray) -> Window:
     return Window(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
 
 
-def write_quicklook(store: Path, output: Path, *, level: int | None = None,
-                    size: int = DEFAULT_SIZE, crop: bool = True) -> Quicklook:
-    """Write level ``level`` (default: ``choose_level(…, size)``) of ``store``'s ``rgba`` as a
-    PNG, cropped to the pixels with data unless ``crop`` is false. Raises StoreError if the
-    preview pass has not completed or the level is absent or too large to draw."""
+def read_quicklook(store: Any, *, level: int | None = None, size: int = DEFAULT_SIZE,
+                   crop: bool = True) -> tuple[np.ndarray, Quicklook]:
+    """The (4, h, w) uint8 ``rgba`` of level ``level`` (default: ``choose_level(…, size)``)
+    of ``store`` (a path, URL or Location), cropped to the pixels with data unless ``crop``
+    is false, and what it is (``path`` None). Raises StoreError if the preview pass has not
+    completed or the level is absent or too large to draw."""
     root = open_root(store)
     if root.attrs.get("geotessera:rgb_complete") is not True:
         raise StoreError(store, "no complete preview (geotessera:rgb_complete is not true); "
@@ -97,8 +99,16 @@ def write_quicklook(store: Path, output: Path, *, level: int | None = None,
                                 "choose a coarser --level")
     rgba = root[f"{entry['asset']}/{RGBA}"][:]
     win = data_window(rgba[3]) if crop else Window(0, h, 0, w)
-    write_png(output, rgba[:, win.row0:win.row1, win.col0:win.col1])
-    return Quicklook(Path(output), level, (h, w), float(entry["spatial:transform"][0]), win)
+    return (rgba[:, win.row0:win.row1, win.col0:win.col1],
+            Quicklook(None, level, (h, w), float(entry["spatial:transform"][0]), win))
+
+
+def write_quicklook(store: Path, output: Path, *, level: int | None = None,
+                    size: int = DEFAULT_SIZE, crop: bool = True) -> Quicklook:
+    """Write ``read_quicklook(store, …)`` as a PNG at ``output`` (atomically)."""
+    rgba, info = read_quicklook(store, level=level, size=size, crop=crop)
+    write_png(output, rgba)
+    return replace(info, path=Path(output))
 
 
 def read_png(path: Path) -> np.ndarray:
