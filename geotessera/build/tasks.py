@@ -1,4 +1,12 @@
-"""The shard task of a build: assemble one shard from its tiles, write it whole. Picklable."""
+"""The task of a build: assemble shards from their tiles and write each whole. Picklable.
+
+A task is a *block*: the L0 shards below one L1 shard (up to 2×2), or one L0 shard when the
+build makes no preview or the store has no overview level. With a preview, the task also
+colours each L0 shard with the year's stretch while it is in memory and reduces it into its
+quarter of the L1 shard (``preview.overviews.reduce_window``, the same arithmetic as the
+separate pass), so the preview never reads L0 back. The L1 quarters are kept as encoded
+inner chunks (about half a raw quarter each) until the L1 shard is written whole.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,41 @@ from dataclasses import dataclass
 import numpy as np
 
 from geotessera.build.assemble import PieceStat, ShardSpec, assemble
+from geotessera.preview.overviews import reduce_window, shard_windows, strip_rows
+from geotessera.preview.stretch import Stretch, colour_window
 from geotessera.store.location import Location
-from geotessera.store.zone import write_shard_arrays
+from geotessera.store.zone import (
+    embeddings_layout,
+    encode_embeddings_part,
+    write_shard_arrays,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FusedPreview:
+    """The preview a block task makes: ``rgba`` with ``stretch`` and, when ``l1_shape`` is
+    set, the level-1 shard of the block."""
+
+    stretch: Stretch
+    l1_shape: tuple[int, int] | None
 
 
 @dataclass(frozen=True, slots=True)
 class ShardTask:
-    """Write one shard of one store; opens everything it needs from its locations."""
+    """Write the L0 shards ``specs`` of block (row, col) of one store (and, with
+    ``preview``, their colour and L1 shard); opens everything it needs from its locations."""
 
     store: Location
-    spec: ShardSpec
+    specs: tuple[ShardSpec, ...]
     pixel_major: bool
+    row: int = 0
+    col: int = 0
+    preview: FusedPreview | None = None
+
+    @property
+    def spec(self) -> ShardSpec:
+        """The first shard (for messages)."""
+        return self.specs[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +63,94 @@ class ShardResult:
     objects: tuple[tuple[str, int, int], ...] = ()
 
 
-def write_shard(task: ShardTask) -> ShardResult:
-    """Assemble the shard and write both arrays with one whole-shard write each; returns the
-    objects written (for the journal).
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """One block: its L0 shards' results, every object written, L1's valid pixels."""
 
-    The shard is assembled in the tiles' pixel-major order whatever the stored order: tile
+    row: int
+    col: int
+    shards: tuple[ShardResult, ...]
+    objects: tuple[tuple[str, int, int], ...]
+    l1_valid: int = 0
+
+
+class _Level1:
+    """The L1 shard of a block, filled quarter by quarter: embeddings as encoded chunks when
+    a quarter is whole inner chunks, else as one raw block."""
+
+    def __init__(self, store: Location, bands: int) -> None:
+        self.layout = embeddings_layout(store, "L1")
+        s = self.layout.shard[1]
+        self.half = s // 2
+        self.encoded: dict[tuple[int, ...], bytes] | None = (
+            {} if self.half % self.layout.chunk[1] == 0 and s % 2 == 0 else None)
+        self.raw = None if self.encoded is not None else np.zeros((bands, s, s), np.int8)
+        self.scales = np.full((s, s), np.nan, np.float32)
+        self.rgba = np.zeros((4, s, s), np.uint8)
+
+    def add(self, qy: int, qx: int, emb, scales, rgba, chunk_px: int) -> None:
+        h, w = scales.shape
+        out = reduce_window(lambda a, b: emb[:, a:b, :w], scales, rgba, emb.shape[0],
+                            chunk_px, (-(-h // 2), -(-w // 2)))
+        r0, c0 = qy * self.half, qx * self.half
+        hh, ww = out.scales.shape
+        self.scales[r0:r0 + hh, c0:c0 + ww] = out.scales
+        self.rgba[:, r0:r0 + hh, c0:c0 + ww] = out.rgba
+        if self.raw is not None:
+            self.raw[:, r0:r0 + hh, c0:c0 + ww] = out.embeddings
+            return
+        block = np.zeros((out.embeddings.shape[0], self.half, self.half), np.int8)
+        block[:, :hh, :ww] = out.embeddings
+        self.encoded.update(encode_embeddings_part(block, self.layout, r0, c0))
+
+    def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
+        rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        objects = write_shard_arrays(
+            store, row, col, scales=self.scales[:h, :w], rgba=self.rgba[:, :h, :w],
+            level="L1", embeddings=self.raw, encoded=self.encoded)
+        return objects, int(np.isfinite(self.scales[:h, :w]).sum())
+
+
+def write_shard(task: ShardTask) -> BlockResult:
+    """Assemble and write each shard of the block whole (and its preview); returns what was
+    written, for the journal.
+
+    Shards are assembled in the tiles' pixel-major order whatever the stored order: tile
     rows copy as plain slices, and a band-major store transposes one cache-sized inner chunk
     at a time while encoding it (``store/shardio.py``)."""
-    data = assemble(task.spec, pixel_major=True)
-    objects = write_shard_arrays(task.store, task.spec.row, task.spec.col,
-                                 embeddings=data.embeddings, scales=data.scales)
-    valid = int(np.isfinite(data.scales).sum())
-    bytes_in = sum(c[0].height * c[0].width * p.shape[2]
-                   for p in task.spec.pieces if (c := p.core) is not None)
-    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats,
-                       tuple(objects))
+    pv = task.preview
+    l0_chunk = embeddings_layout(task.store, "L0").chunk[1]
+    level1 = None
+    results, objects = [], []
+    for spec in task.specs:
+        data = assemble(spec, pixel_major=True)
+        emb, scales = data.embeddings, data.scales
+        rgba = None if pv is None else _colour(pv.stretch, emb, scales, l0_chunk)
+        written = write_shard_arrays(task.store, spec.row, spec.col, embeddings=emb,
+                                     scales=scales, rgba=rgba)
+        if pv is not None and pv.l1_shape is not None:
+            level1 = level1 or _Level1(task.store, emb.shape[0])
+            level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba, l0_chunk)
+        stats = data.stats
+        del emb, data, rgba  # the shard's raw arrays go before the next one is assembled
+        bytes_in = sum(c[0].height * c[0].width * p.shape[2]
+                       for p in spec.pieces if (c := p.core) is not None)
+        results.append(ShardResult(spec.row, spec.col, int(np.isfinite(scales).sum()),
+                                   bytes_in, stats, tuple(written)))
+        objects += written
+    l1_valid = 0
+    if level1 is not None:
+        written, l1_valid = level1.write(task.store, task.row, task.col, pv.l1_shape)
+        objects += written
+    return BlockResult(task.row, task.col, tuple(results), tuple(sorted(objects)), l1_valid)
+
+
+def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int
+            ) -> np.ndarray:
+    """The shard's rgba, strip by strip as ``preview.run.colour_shard`` does it."""
+    bands = stretch.bands
+    every = bands == tuple(range(emb.shape[0]))
+    strip = strip_rows(chunk_px, emb.shape[0] * scales.shape[1])
+    return colour_window(stretch, lambda a, b: emb[:, a:b] if every
+                         else emb[list(bands), a:b], scales, strip)

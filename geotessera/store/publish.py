@@ -121,6 +121,8 @@ def read_journal(journal: Location) -> dict[tuple[int, int], dict[str, Any]]:
             rc = (int(rec["row"]), int(rec["col"]))
             objects = [(str(k), int(n), int(c)) for k, n, c in rec["objects"]]
             int(rec["valid"]), int(rec["bytes_in"]), list(rec["stats"])
+            rec["shards"] = [(int(r), int(c), int(v)) for r, c, v in rec.get("shards", [])]
+            rec["l1_valid"] = int(rec.get("l1_valid", 0))
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(where, f"malformed journal record ({type(e).__name__}: {e})") from e
         if key != f"{rc[0]}_{rc[1]}.json":
