@@ -153,3 +153,42 @@ def test_an_interrupted_fused_build_resumes_to_the_same_bytes(archive, registry_
     result = run(tmp_path / "resumed", resume=True).results[0]
     assert result.resumed_shards == sum(len(r["shards"]) for r in recs) > 0
     assert chunk_digests(tmp_path / "resumed") == chunk_digests(tmp_path / "clean")
+
+
+def test_level2_is_joined_from_the_blocks_parts_not_read_from_level1(archive, registry_path,
+                                                                      tmp_path, monkeypatch):
+    import geotessera.preview.overviews as ov
+
+    stretches = _stretches(archive, registry_path)
+    records = registry.load(registry_path, [2024], [30])
+    levels_made = []
+    real = ov.overview_shard
+
+    def counted(task):
+        levels_made.append(task.level)
+        return real(task)
+
+    monkeypatch.setattr(ov, "overview_shard", counted)
+    with ThreadPoolExecutor(2) as pool:
+        result = build_stores(archive, tmp_path / "out", records, pool, layout=TEST_LAYOUT,
+                              stretches=stretches).results[0]
+    assert [lv.level for lv in result.preview_levels] == [0, 1, 2, 3]
+    assert result.preview_levels[2].shards > 0 and set(levels_made) == {3}
+    # the parts went with the journal when the store was published
+    assert not list((tmp_path / "out" / "utm30_2024").glob("*.journal"))
+
+
+def test_a_journal_record_naming_another_blocks_part_is_refused(tmp_path):
+    from geotessera.errors import StoreError
+    from geotessera.store.publish import read_journal
+
+    journal = Location.parse(tmp_path / "v.journal")
+    rec = {"row": 0, "col": 1, "valid": 1, "bytes_in": 1, "stats": [], "objects": [],
+           "parts": [["parts/L2/../../../evil.part", 1, 1]]}
+    journal.write("0_1.json", json.dumps(rec).encode())
+    with pytest.raises(StoreError, match="0_1.json.*a part not of block"):
+        read_journal(journal)
+    rec["parts"] = [["parts/L2/0_1.part", 1, 1]]
+    journal.write("0_1.json", json.dumps(rec).encode())
+    journal.write("parts/L2/0_1.part", b"x")
+    assert read_journal(journal)[(0, 1)]["parts"] == [("parts/L2/0_1.part", 1, 1)]

@@ -23,7 +23,13 @@ from geotessera.build.plan import (
     plan_zones,
     select,
 )
-from geotessera.build.tasks import BlockResult, FusedPreview, write_shard
+from geotessera.build.parts import join_parts
+from geotessera.build.tasks import (
+    BlockResult,
+    FusedPreview,
+    quarters_encodable,
+    write_shard,
+)
 from geotessera.errors import ShardWriteError, TaskFailed
 from geotessera.parallel import DEFAULT_RETRIES, ProgressFn, run_tasks
 from geotessera.preview.overviews import LevelReport, pyramid
@@ -94,7 +100,7 @@ def build_zone(
     skipped_list = [{"name": r.name, "year": r.year, "path": r.issue[0], "problem": r.issue[1]}
                     for r in skipped if r.issue]
     pid = plan_id(plan, layout, preview)
-    l1 = _level1(plan, layout) if preview is not None else None
+    levels = pyramid(Level("L0", plan.grid.pixels), layout.shard_px)
     staging = start_version(home, pid, resume)
     bad = verify_journal(staging, executor) if staging.done else {}
     done = {rc: rec for rc, rec in staging.done.items() if rc not in bad}
@@ -102,7 +108,7 @@ def build_zone(
         create_zone_store(staging.store, plan.grid.pixels, plan.bands, layout,
                           _provenance(plan, skipped_list))
         if preview is not None:
-            begin_fused(staging.store, preview)
+            begin_fused(staging.store, preview, 2 if _with_parts(levels, layout) else 1)
         mark_created(staging)
     public = home.link if output_dir.is_local else staging.store
     result = ZoneResult(str(public), plan.zone, plan.year, len(plan.tiles), len(plan.shards),
@@ -115,14 +121,16 @@ def build_zone(
     for rec in records:  # totals include the shards a resumed build keeps
         _add(result, owned, rec)
         result.resumed_shards += len(_shards_of(rec))
-    fused = None if preview is None else FusedPreview(preview, l1 and l1.shape)
+    fused = None if preview is None else FusedPreview(
+        preview, levels[1].shape if len(levels) > 1 else None,
+        staging.journal if _with_parts(levels, layout) else None)
     tasks = block_tasks(plan, base, staging.store, layout, fused)
     records += _run_shards([t for t in tasks if (t.row, t.col) not in done], len(tasks),
                            executor, staging, home, result, owned, plan,
                            dict(max_in_flight=max_in_flight, retries=retries,
                                 on_progress=on_progress))
     if preview is not None:
-        _finish_preview(result, staging.store, plan, l1, records, executor,
+        _finish_preview(result, staging, plan, levels, fused, records, executor,
                         dict(max_in_flight=max_in_flight, retries=retries,
                              on_progress=on_progress))
     result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
@@ -135,23 +143,30 @@ def build_zone(
     return result
 
 
-def _level1(plan: ZonePlan, layout: StoreLayout) -> Level | None:
-    levels = pyramid(Level("L0", plan.grid.pixels), layout.shard_px)
-    return levels[1] if len(levels) > 1 else None
+def _with_parts(levels: list[Level], layout: StoreLayout) -> bool:
+    """Whether the blocks leave L2 parts: the store has an L2 and quarters encode apart."""
+    return len(levels) > 2 and quarters_encodable(layout.shard_px, layout.chunk_px)
 
 
-def _finish_preview(result: ZoneResult, store: Location, plan: ZonePlan, l1: Level | None,
-                    records: list[dict[str, Any]], executor: Executor, run_opts) -> None:
-    l0 = Level("L0", plan.grid.pixels)
-    result.preview_levels = [LevelReport(0, l0.shape, len(plan.shards), result.valid_pixels,
-                                         0.0, in_build=True)]
-    l1_shards = {(r["row"], r["col"]) for r in records if r.get("l1_valid", 0) > 0}
-    if l1 is not None:
-        result.preview_levels.append(LevelReport(
-            1, l1.shape, len(records), sum(r.get("l1_valid", 0) for r in records), 0.0,
-            in_build=True))
-    result.preview_levels += finish_fused(store, executor, l1_shards, label=plan.store_name,
-                                          **run_opts)
+def _finish_preview(result: ZoneResult, staging: Staging, plan: ZonePlan,
+                    levels: list[Level], fused: FusedPreview, records: list[dict[str, Any]],
+                    executor: Executor, run_opts) -> None:
+    """L2 from the blocks' parts (or from L1), the coarser levels, the flag; reports."""
+    count = lambda key: sum(r.get(key, 0) for r in records)  # noqa: E731
+    result.preview_levels = [LevelReport(0, levels[0].shape, len(plan.shards),
+                                         result.valid_pixels, 0.0, in_build=True)]
+    children = {(r["row"], r["col"]) for r in records if r.get("l1_valid", 0) > 0}
+    if len(levels) > 1:
+        result.preview_levels.append(LevelReport(1, levels[1].shape, len(records),
+                                                 count("l1_valid"), 0.0, in_build=True))
+    start = 2
+    if fused.parts is not None:
+        report, children = join_parts(staging.store, fused.parts, levels[2], records,
+                                      executor, label=plan.store_name, **run_opts)
+        result.preview_levels.append(report)
+        start = 3
+    result.preview_levels += finish_fused(staging.store, executor, children, start=start,
+                                          label=plan.store_name, **run_opts)
 
 
 def _journal_record(res: BlockResult) -> dict[str, Any]:
@@ -167,7 +182,7 @@ def _journal_record(res: BlockResult) -> dict[str, Any]:
             "stats": [[name, o, f] for name, (o, f) in sorted(stats.items())],
             "objects": [list(o) for o in res.objects],
             "shards": [[s.row, s.col, s.valid_pixels] for s in res.shards],
-            "l1_valid": res.l1_valid}
+            "l1_valid": res.l1_valid, "parts": [list(p) for p in res.parts]}
 
 
 def _shards_of(rec: dict[str, Any]) -> list[tuple[int, int, int]]:

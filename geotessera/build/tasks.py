@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 
 from geotessera.build.assemble import PieceStat, ShardSpec, assemble
-from geotessera.preview.overviews import reduce_window, shard_windows, strip_rows
+from geotessera.build.parts import encode_part
+from geotessera.store.publish import part_key
+from geotessera.preview.overviews import Reduced, reduce_window, shard_windows, strip_rows
 from geotessera.preview.stretch import Stretch, colour_window
 from geotessera.store.location import Location
 from geotessera.store.zone import (
@@ -32,6 +35,9 @@ class FusedPreview:
 
     stretch: Stretch
     l1_shape: tuple[int, int] | None
+    #: Where each block leaves its quarter of an L2 shard (``build/parts.py``); None when the
+    #: store has no L2 or its half shards are not whole chunks (L2 is then made from L1).
+    parts: Location | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +78,26 @@ class BlockResult:
     shards: tuple[ShardResult, ...]
     objects: tuple[tuple[str, int, int], ...]
     l1_valid: int = 0
+    #: The block's L2 part, (key below the journal, size, CRC32C); empty without one.
+    parts: tuple[tuple[str, int, int], ...] = ()
 
 
 class _Level1:
     """The L1 shard of a block, filled quarter by quarter: embeddings as encoded chunks when
     a quarter is whole inner chunks, else as one raw block."""
 
-    def __init__(self, store: Location, bands: int) -> None:
+    def __init__(self, store: Location, bands: int, parts: bool) -> None:
         self.layout = embeddings_layout(store, "L1")
         s = self.layout.shard[1]
         self.half = s // 2
         self.encoded: dict[tuple[int, ...], bytes] | None = (
-            {} if self.half % self.layout.chunk[1] == 0 and s % 2 == 0 else None)
+            {} if quarters_encodable(s, self.layout.chunk[1]) else None)
         self.raw = None if self.encoded is not None else np.zeros((bands, s, s), np.int8)
         self.scales = np.full((s, s), np.nan, np.float32)
         self.rgba = np.zeros((4, s, s), np.uint8)
+        h = self.half  # the block's quarter of an L2 shard, filled an eighth at a time
+        self.l2 = Reduced(np.zeros((bands, h, h), np.int8), np.full((h, h), np.nan, np.float32),
+                          np.zeros((4, h, h), np.uint8)) if parts else None
 
     def add(self, qy: int, qx: int, emb, scales, rgba, chunk_px: int) -> None:
         h, w = scales.shape
@@ -96,12 +107,28 @@ class _Level1:
         hh, ww = out.scales.shape
         self.scales[r0:r0 + hh, c0:c0 + ww] = out.scales
         self.rgba[:, r0:r0 + hh, c0:c0 + ww] = out.rgba
+        if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
+            q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
+                              emb.shape[0], chunk_px, (hh // 2, ww // 2))
+            a, b = qy * self.half // 2, qx * self.half // 2
+            self.l2.embeddings[:, a:a + hh // 2, b:b + ww // 2] = q.embeddings
+            self.l2.scales[a:a + hh // 2, b:b + ww // 2] = q.scales
+            self.l2.rgba[:, a:a + hh // 2, b:b + ww // 2] = q.rgba
         if self.raw is not None:
             self.raw[:, r0:r0 + hh, c0:c0 + ww] = out.embeddings
             return
         block = np.zeros((out.embeddings.shape[0], self.half, self.half), np.int8)
         block[:, :hh, :ww] = out.embeddings
         self.encoded.update(encode_embeddings_part(block, self.layout, r0, c0))
+
+    def write_part(self, store: Location, parts: Location, row: int, col: int):
+        """Leave the block's L2 quarter beside the journal; () when it holds no data."""
+        if self.l2 is None or not np.isfinite(self.l2.scales).any():
+            return ()
+        data = encode_part(store, self.l2, (row % 2) * self.half, (col % 2) * self.half)
+        key = part_key(row, col)
+        parts.write(key, data)
+        return ((key, len(data), google_crc32c.value(data)),)
 
     def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
         rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
@@ -130,7 +157,7 @@ def write_shard(task: ShardTask) -> BlockResult:
         written = write_shard_arrays(task.store, spec.row, spec.col, embeddings=emb,
                                      scales=scales, rgba=rgba)
         if pv is not None and pv.l1_shape is not None:
-            level1 = level1 or _Level1(task.store, emb.shape[0])
+            level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
             level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba, l0_chunk)
         stats = data.stats
         del emb, data, rgba  # the shard's raw arrays go before the next one is assembled
@@ -139,11 +166,21 @@ def write_shard(task: ShardTask) -> BlockResult:
         results.append(ShardResult(spec.row, spec.col, int(np.isfinite(scales).sum()),
                                    bytes_in, stats, tuple(written)))
         objects += written
-    l1_valid = 0
+    l1_valid, parts = 0, ()
     if level1 is not None:
         written, l1_valid = level1.write(task.store, task.row, task.col, pv.l1_shape)
         objects += written
-    return BlockResult(task.row, task.col, tuple(results), tuple(sorted(objects)), l1_valid)
+        if pv.parts is not None:
+            parts = level1.write_part(task.store, pv.parts, task.row, task.col)
+    return BlockResult(task.row, task.col, tuple(results), tuple(sorted(objects)), l1_valid,
+                       parts)
+
+
+def quarters_encodable(shard_px: int, chunk_px: int) -> bool:
+    """True when a quarter of a shard is whole inner chunks (and halves again evenly), so
+    quarters can be encoded apart and joined; else L1 is kept raw and L2 made from L1."""
+    half = shard_px // 2
+    return shard_px % 2 == 0 and half % chunk_px == 0 and half % 2 == 0
 
 
 def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int

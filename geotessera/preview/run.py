@@ -200,28 +200,26 @@ def preview_store(info: StoreInfo, stretch: Stretch, executor: Executor, *,
                        time.perf_counter() - t0)
 
 
-def begin_fused(path: Location, stretch: Stretch) -> Level | None:
-    """Prepare a new store whose build colours L0 and writes L1 in its shard tasks: an
-    empty L0 ``rgba``, the empty L1 level when the pyramid has one (returned, else None),
-    and the stretch recorded with ``geotessera:rgb_complete`` false."""
+def begin_fused(path: Location, stretch: Stretch, levels: int = 1) -> None:
+    """Prepare a new store whose build colours L0 and writes the first ``levels`` overview
+    levels in its own tasks: an empty L0 ``rgba``, those levels empty (as many as the
+    pyramid has), and the stretch recorded with ``geotessera:rgb_complete`` false."""
     l0 = open_level(path, write=False)
     geom = Level.of_attrs("L0", dict(l0.attrs))
-    levels = pyramid(geom, l0[EMBEDDINGS].shards[1])
     create_rgba(path, geom)
     update_root_attrs(path, rgb_complete=False, stretch=stretch.to_attrs())
-    if len(levels) == 1:
-        return None
-    create_level(path, levels[1])
-    return levels[1]
+    for level in pyramid(geom, l0[EMBEDDINGS].shards[1])[1:1 + levels]:
+        create_level(path, level)
 
 
-def finish_fused(path: Location, executor: Executor, l1_shards: Iterable[tuple[int, int]],
-                 *, max_in_flight: int = 4, label: str = "",
+def finish_fused(path: Location, executor: Executor, shards: Iterable[tuple[int, int]],
+                 *, start: int = 2, max_in_flight: int = 4, label: str = "",
                  on_progress: ProgressFn | None = None,
                  retries: int = DEFAULT_RETRIES) -> list[LevelReport]:
-    """After the shard tasks: L2…Ln from L1's non-empty ``l1_shards``, then the layout and
+    """After the build's tasks made L0…L``start − 1``: the coarser levels from the
+    non-empty ``shards`` of level ``start − 1``, then the layout and
     ``geotessera:rgb_complete`` true. Returns a report per level written here."""
-    levels, reports = build_overviews(path, executor, l1_shards, start=2,
+    levels, reports = build_overviews(path, executor, shards, start=start,
                                       max_in_flight=max_in_flight, label=label,
                                       on_progress=on_progress, retries=retries)
     _finish(path, levels)
