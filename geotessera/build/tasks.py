@@ -18,7 +18,13 @@ import numpy as np
 from geotessera.build.assemble import PieceStat, ShardSpec, assemble
 from geotessera.build.parts import encode_part
 from geotessera.store.publish import part_key
-from geotessera.preview.overviews import Reduced, reduce_window, shard_windows, strip_rows
+from geotessera.preview.overviews import (
+    Reduced,
+    memory_strip,
+    reduce_window,
+    shard_windows,
+    strip_rows,
+)
 from geotessera.preview.stretch import Stretch, colour_window
 from geotessera.store.location import Location
 from geotessera.store.zone import (
@@ -99,17 +105,19 @@ class _Level1:
         self.l2 = Reduced(np.zeros((bands, h, h), np.int8), np.full((h, h), np.nan, np.float32),
                           np.zeros((4, h, h), np.uint8)) if parts else None
 
-    def add(self, qy: int, qx: int, emb, scales, rgba, chunk_px: int) -> None:
+    def add(self, qy: int, qx: int, emb, scales, rgba) -> None:
         h, w = scales.shape
-        out = reduce_window(lambda a, b: emb[:, a:b, :w], scales, rgba, emb.shape[0],
-                            chunk_px, (-(-h // 2), -(-w // 2)))
+        shape = (-(-h // 2), -(-w // 2))
+        out = reduce_window(lambda a, b: emb[:, a:b, :w], scales, rgba, emb.shape[0], shape,
+                            memory_strip(emb.shape[0], shape[1]))
         r0, c0 = qy * self.half, qx * self.half
         hh, ww = out.scales.shape
         self.scales[r0:r0 + hh, c0:c0 + ww] = out.scales
         self.rgba[:, r0:r0 + hh, c0:c0 + ww] = out.rgba
         if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
-                              emb.shape[0], chunk_px, (hh // 2, ww // 2))
+                              emb.shape[0], (hh // 2, ww // 2),
+                              memory_strip(emb.shape[0], ww // 2))
             a, b = qy * self.half // 2, qx * self.half // 2
             self.l2.embeddings[:, a:a + hh // 2, b:b + ww // 2] = q.embeddings
             self.l2.scales[a:a + hh // 2, b:b + ww // 2] = q.scales
@@ -158,7 +166,7 @@ def write_shard(task: ShardTask) -> BlockResult:
                                      scales=scales, rgba=rgba)
         if pv is not None and pv.l1_shape is not None:
             level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
-            level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba, l0_chunk)
+            level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba)
         stats = data.stats
         del emb, data, rgba  # the shard's raw arrays go before the next one is assembled
         bytes_in = sum(c[0].height * c[0].width * p.shape[2]

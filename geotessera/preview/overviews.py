@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 QMAX = 127
 #: Working set of one strip of a task; strips are whole inner-chunk rows, at least one.
 STRIP_BYTES = 32 * 2**20
+#: float64 children of one strip of a 2×2 reduction (its temporaries are about 3× that).
+REDUCE_STRIP_BYTES = 8 * 2**20
 
 
 def pyramid(l0: Level, shard_px: int) -> list[Level]:
@@ -58,6 +60,12 @@ def strip_rows(chunk_px: int, float_values_per_row: int) -> int:
     stays within ``STRIP_BYTES`` when possible, so peak memory does not depend on zone size."""
     fit = STRIP_BYTES // max(1, 8 * float_values_per_row)
     return max(chunk_px, fit // chunk_px * chunk_px)
+
+
+def memory_strip(bands: int, width: int) -> int:
+    """Output rows per strip of a 2×2 reduction of data already in memory: about
+    ``REDUCE_STRIP_BYTES`` of float64 children (a 1024-px shard of 128 bands: 4 rows)."""
+    return max(1, REDUCE_STRIP_BYTES // (8 * 4 * bands * width))
 
 
 def shard_windows(shape: tuple[int, int], shard_px: int, row: int, col: int):
@@ -150,12 +158,13 @@ def overview_shard(task: OverviewTask) -> int:
     s_emb, s_sc, s_rgba = src[EMBEDDINGS], src[SCALES], src[RGBA]
     d_emb = dst[EMBEDDINGS]
     rows, cols = shard_windows(d_emb.shape[1:], d_emb.shards[1], task.row, task.col)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
     # scales and rgba of the whole 2x2 window at once (their chunks span many strips)
     r0, c0 = 2 * rows.start, 2 * cols.start
     r1, c1 = min(2 * rows.stop, s_sc.shape[0]), min(2 * cols.stop, s_sc.shape[1])
     out = reduce_window(lambda a, b: s_emb[:, r0 + a:r0 + b, c0:c1], s_sc[r0:r1, c0:c1],
-                        s_rgba[:, r0:r1, c0:c1], d_emb.shape[0], d_emb.chunks[1],
-                        (rows.stop - rows.start, cols.stop - cols.start))
+                        s_rgba[:, r0:r1, c0:c1], d_emb.shape[0], (h, w),
+                        strip_rows(d_emb.chunks[1], 4 * d_emb.shape[0] * w))
     write_shard_arrays(task.store, task.row, task.col, embeddings=out.embeddings,
                        scales=out.scales, rgba=out.rgba, level=f"L{task.level}")
     return int(np.isfinite(out.scales).sum())
@@ -171,16 +180,15 @@ class Reduced:
 
 
 def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray,
-                  rgba: np.ndarray, bands: int, chunk_px: int,
-                  out_shape: tuple[int, int]) -> Reduced:
+                  rgba: np.ndarray, bands: int, out_shape: tuple[int, int],
+                  strip: int) -> Reduced:
     """The next level over ``out_shape`` pixels from a window of the level below: its
     ``scales`` (h, w), ``rgba`` (4, h, w) and ``read_emb(a, b)``, the (bands, b − a, w)
-    embeddings of its rows [a, b). Strip by strip (whole inner-chunk rows of output), so the
-    float64 working set stays near ``STRIP_BYTES``; pixels without valid children keep the
-    fill values. Every output pixel depends on its 2×2 children alone, so the result does
+    embeddings of its rows [a, b), ``strip`` output rows at a time (a reader of a store
+    wants whole chunk rows, ``strip_rows``; a shard in memory can take fewer, smaller
+    temporaries, ``memory_strip``); pixels without valid children keep the fill values. Every output pixel depends on its 2×2 children alone, so the result does
     not depend on how a level is cut into windows."""
     h, w = out_shape
-    strip = strip_rows(chunk_px, 4 * bands * w)  # 2x2 children per pixel
     out = Reduced(np.zeros((bands, h, w), np.int8), np.full((h, w), np.nan, np.float32),
                   np.zeros((4, h, w), np.uint8))
     for o0 in range(0, h, strip):
