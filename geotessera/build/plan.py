@@ -8,14 +8,15 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from geotessera.archive.registry import TileRecord
 from geotessera.build.assemble import PieceSource, ShardSpec
 from geotessera.build.sources import refuse_vsi, row_name, tile_files
-from geotessera.build.tasks import ShardTask
+from geotessera.build.tasks import FusedPreview, ShardTask
+from geotessera.preview.stretch import Stretch
 from geotessera.errors import (
     ArchiveError,
     GridError,
@@ -158,8 +159,24 @@ def shard_tasks(plan: ZonePlan, base: Path | str | Location, store: Location,
             for p in entry.pieces
         )
         spec = ShardSpec(plan.grid, entry.row, entry.col, pieces)
-        tasks.append(ShardTask(store, spec, layout.pixel_major))
+        tasks.append(ShardTask(store, (spec,), layout.pixel_major, entry.row, entry.col))
     return tasks
+
+
+def block_tasks(plan: ZonePlan, base: Path | str | Location, store: Location,
+                layout: StoreLayout, preview: FusedPreview | None = None) -> list[ShardTask]:
+    """The build's tasks: with a preview that has a level 1, one per L1 shard holding the
+    (up to 2×2) planned L0 shards below it, in (row, col) order; otherwise one per L0 shard.
+    Block (row, col) is the L1 shard's (or the L0 shard's) position."""
+    single = shard_tasks(plan, base, store, layout)
+    if preview is None or preview.l1_shape is None:
+        return [replace(t, preview=preview) for t in single]
+    blocks: dict[tuple[int, int], list[ShardSpec]] = {}
+    for t in single:
+        blocks.setdefault((t.row // 2, t.col // 2), []).extend(t.specs)
+    return [ShardTask(store, tuple(sorted(specs, key=lambda s: (s.row, s.col))),
+                      layout.pixel_major, r, c, preview)
+            for (r, c), specs in sorted(blocks.items())]
 
 
 def _tile_keys(rec: TileRecord) -> tuple[str, str, str]:
@@ -185,15 +202,18 @@ def check_sources(plans: Iterable[ZonePlan], base: Path | str | Location) -> Non
                     refuse_vsi(str(value), row_name(rec))
 
 
-def plan_id(plan: ZonePlan, layout: StoreLayout) -> str:
-    """A fingerprint of everything that determines a store's bytes: a journal written for
-    one plan is only resumed by a build with the same fingerprint."""
+def plan_id(plan: ZonePlan, layout: StoreLayout, stretch: Stretch | None = None) -> str:
+    """A fingerprint of everything that determines a store's bytes (with the preview made
+    in the same tasks, its ``stretch``): a journal written for one plan is only resumed by
+    a build with the same fingerprint."""
     doc = {
         "grid": [plan.grid.zone, plan.grid.pixel_size, plan.grid.left, plan.grid.top,
                  plan.grid.height, plan.grid.width, plan.grid.shard_px],
         "bands": plan.bands, "layout": list(dataclasses.astuple(layout)),
         "tiles": sorted([r.name, *r.stat_key()] for r in plan.tiles),
     }
+    if stretch is not None:
+        doc["stretch"] = stretch.to_attrs()
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 

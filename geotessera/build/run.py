@@ -17,15 +17,24 @@ from typing import Any
 from geotessera import __version__
 from geotessera.build.plan import (
     ZonePlan,
+    block_tasks,
     check_sources,
     plan_id,
     plan_zones,
     select,
-    shard_tasks,
 )
-from geotessera.build.tasks import ShardResult, write_shard
+from geotessera.build.parts import join_parts
+from geotessera.build.tasks import (
+    BlockResult,
+    FusedPreview,
+    quarters_encodable,
+    write_shard,
+)
 from geotessera.errors import ShardWriteError, TaskFailed
 from geotessera.parallel import DEFAULT_RETRIES, ProgressFn, run_tasks
+from geotessera.preview.overviews import LevelReport, pyramid
+from geotessera.preview.run import begin_fused, finish_fused
+from geotessera.preview.stretch import Stretch
 from geotessera.store.lock import StoreLock
 from geotessera.store.publish import (
     Staging,
@@ -41,7 +50,7 @@ from geotessera.store.versions import StoreHome
 from geotessera.archive.registry import TileRecord
 from geotessera.store.location import Location
 from geotessera.store.zone import consolidate, create_zone_store, update_root_attrs
-from geotessera.types import StoreLayout
+from geotessera.types import Level, StoreLayout
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +72,25 @@ class ZoneResult:
     retries: int = 0
     name: str = ""
     version: str = ""
-    #: Journaled shards that ``--resume`` found damaged and wrote again: "row_col" → problem.
+    #: Journaled blocks that ``--resume`` found damaged and wrote again: "row_col" → problem.
     rewritten: dict[str, str] = field(default_factory=dict)
+    #: With a preview: the stretch, and a report per level (L0 and L1 made by the shard
+    #: tasks, their seconds included in the build's; L2… after them).
+    stretch: Stretch | None = None
+    preview_levels: list[LevelReport] = field(default_factory=list)
 
 
 def build_zone(
     plan: ZonePlan, base: Path | str | Location, output_dir: Location, executor: Executor,
     layout: StoreLayout, lock: StoreLock, *, skipped: Iterable[TileRecord] = (),
     resume: bool = False, max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None, preview: Stretch | None = None,
 ) -> ZoneResult:
     """Build the store of ``plan`` as a new version (or continue the interrupted one with
     ``resume``) and publish it when every shard and all metadata are written. The caller
-    holds ``lock``, the lock of the store's home.
+    holds ``lock``, the lock of the store's home. With ``preview`` (the year's stretch) the
+    shard tasks also write ``rgba`` and L1, and the coarser levels follow before publishing,
+    so the published version is complete with its preview.
 
     On a failed shard raises ShardWriteError; the published version stays untouched and the
     journal lets ``resume=True`` continue without rewriting shards that are durably done.
@@ -84,26 +99,40 @@ def build_zone(
     home = StoreHome.of(output_dir, plan.store_name)
     skipped_list = [{"name": r.name, "year": r.year, "path": r.issue[0], "problem": r.issue[1]}
                     for r in skipped if r.issue]
-    pid = plan_id(plan, layout)
+    pid = plan_id(plan, layout, preview)
+    levels = pyramid(Level("L0", plan.grid.pixels), layout.shard_px)
     staging = start_version(home, pid, resume)
     bad = verify_journal(staging, executor) if staging.done else {}
     done = {rc: rec for rc, rec in staging.done.items() if rc not in bad}
     if not staging.created:
         create_zone_store(staging.store, plan.grid.pixels, plan.bands, layout,
                           _provenance(plan, skipped_list))
+        if preview is not None:
+            begin_fused(staging.store, preview, 2 if _with_parts(levels, layout) else 1)
         mark_created(staging)
     public = home.link if output_dir.is_local else staging.store
     result = ZoneResult(str(public), plan.zone, plan.year, len(plan.tiles), len(plan.shards),
-                        resumed_shards=len(done), skipped=skipped_list, name=plan.store_name,
+                        skipped=skipped_list, name=plan.store_name,
                         version=staging.name,
-                        rewritten={f"{r}_{c}": p for (r, c), p in sorted(bad.items())})
+                        rewritten={f"{r}_{c}": p for (r, c), p in sorted(bad.items())},
+                        stretch=preview)
     owned: dict[str, list[int]] = {}
-    for rec in done.values():  # totals include the shards a resumed build keeps
+    records = list(done.values())
+    for rec in records:  # totals include the shards a resumed build keeps
         _add(result, owned, rec)
-    tasks = [t for t in shard_tasks(plan, base, staging.store, layout)
-             if (t.spec.row, t.spec.col) not in done]
-    _run_shards(tasks, executor, staging, home, result, owned, plan,
-                dict(max_in_flight=max_in_flight, retries=retries, on_progress=on_progress))
+        result.resumed_shards += len(_shards_of(rec))
+    fused = None if preview is None else FusedPreview(
+        preview, levels[1].shape if len(levels) > 1 else None,
+        staging.journal if _with_parts(levels, layout) else None)
+    tasks = block_tasks(plan, base, staging.store, layout, fused)
+    records += _run_shards([t for t in tasks if (t.row, t.col) not in done], len(tasks),
+                           executor, staging, home, result, owned, plan,
+                           dict(max_in_flight=max_in_flight, retries=retries,
+                                on_progress=on_progress))
+    if preview is not None:
+        _finish_preview(result, staging, plan, levels, fused, records, executor,
+                        dict(max_in_flight=max_in_flight, retries=retries,
+                             on_progress=on_progress))
     result.tiles_without_data = sorted(n for n, (o, f) in owned.items() if o > 0 and f == 0)
     update_root_attrs(staging.store, build_complete=True, shards_written=len(plan.shards),
                       shards_with_data=result.shards_with_data,
@@ -114,15 +143,56 @@ def build_zone(
     return result
 
 
-def _journal_record(res: ShardResult) -> dict[str, Any]:
-    return {"row": res.row, "col": res.col, "valid": res.valid_pixels, "bytes_in": res.bytes_in,
-            "stats": [[s.name, s.owned, s.finite] for s in res.stats],
-            "objects": [list(o) for o in res.objects]}
+def _with_parts(levels: list[Level], layout: StoreLayout) -> bool:
+    """Whether the blocks leave L2 parts: the store has an L2 and quarters encode apart."""
+    return len(levels) > 2 and quarters_encodable(layout.shard_px, layout.chunk_px)
+
+
+def _finish_preview(result: ZoneResult, staging: Staging, plan: ZonePlan,
+                    levels: list[Level], fused: FusedPreview, records: list[dict[str, Any]],
+                    executor: Executor, run_opts) -> None:
+    """L2 from the blocks' parts (or from L1), the coarser levels, the flag; reports."""
+    count = lambda key: sum(r.get(key, 0) for r in records)  # noqa: E731
+    result.preview_levels = [LevelReport(0, levels[0].shape, len(plan.shards),
+                                         result.valid_pixels, 0.0, in_build=True)]
+    children = {(r["row"], r["col"]) for r in records if r.get("l1_valid", 0) > 0}
+    if len(levels) > 1:
+        result.preview_levels.append(LevelReport(1, levels[1].shape, len(records),
+                                                 count("l1_valid"), 0.0, in_build=True))
+    start = 2
+    if fused.parts is not None:
+        report, children = join_parts(staging.store, fused.parts, levels[2], records,
+                                      executor, label=plan.store_name, **run_opts)
+        result.preview_levels.append(report)
+        start = 3
+    result.preview_levels += finish_fused(staging.store, executor, children, start=start,
+                                          label=plan.store_name, **run_opts)
+
+
+def _journal_record(res: BlockResult) -> dict[str, Any]:
+    stats: dict[str, list[int]] = {}
+    for shard in res.shards:
+        for s in shard.stats:
+            tot = stats.setdefault(s.name, [0, 0])
+            tot[0] += s.owned
+            tot[1] += s.finite
+    return {"row": res.row, "col": res.col,
+            "valid": sum(s.valid_pixels for s in res.shards),
+            "bytes_in": sum(s.bytes_in for s in res.shards),
+            "stats": [[name, o, f] for name, (o, f) in sorted(stats.items())],
+            "objects": [list(o) for o in res.objects],
+            "shards": [[s.row, s.col, s.valid_pixels] for s in res.shards],
+            "l1_valid": res.l1_valid, "parts": [list(p) for p in res.parts]}
+
+
+def _shards_of(rec: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The L0 shards of a journal record: (row, col, valid pixels)."""
+    return rec.get("shards") or [(rec["row"], rec["col"], rec["valid"])]
 
 
 def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -> None:
     result.valid_pixels += rec["valid"]
-    result.shards_with_data += rec["valid"] > 0
+    result.shards_with_data += sum(v > 0 for _, _, v in _shards_of(rec))
     result.bytes_in += rec["bytes_in"]
     for name, o, f in rec["stats"]:
         tot = owned.setdefault(name, [0, 0])
@@ -130,25 +200,28 @@ def _add(result: ZoneResult, owned: dict[str, list[int]], rec: dict[str, Any]) -
         tot[1] += f
 
 
-def _run_shards(tasks, executor, staging: Staging, home: StoreHome, result, owned, plan,
-                run_opts):
+def _run_shards(tasks, total: int, executor, staging: Staging, home: StoreHome, result, owned,
+                plan, run_opts) -> list[dict[str, Any]]:
     def on_retry(task, attempt, error):
         result.retries += 1
         log.warning("%s: shard %s failed (attempt %d of %d), running it again: %s",
                     home.home, (task.spec.row, task.spec.col), attempt,
                     run_opts["retries"] + 1, error)
 
+    records = []
     try:
         for _, res in run_tasks(write_shard, tasks, executor, label=plan.store_name,
-                                total=len(plan.shards), done=result.resumed_shards,
+                                total=total, done=total - len(tasks),
                                 on_retry=on_retry, **run_opts):
             rec = _journal_record(res)
             journal_shard(staging, rec)
             _add(result, owned, rec)
+            records.append(rec)
     except TaskFailed as e:
         spec = e.task.spec
         raise ShardWriteError(home.home, (spec.row, spec.col), e.cause,
                               e.attempts) from e.cause
+    return records
 
 
 def _provenance(plan: ZonePlan, skipped: list[dict[str, str]]) -> dict[str, Any]:
@@ -183,7 +256,7 @@ def build_stores(
     zones: frozenset[int] | None = None, layout: StoreLayout = StoreLayout(),
     dry_run: bool = False, skip_bad: bool = False, resume: bool = False, max_in_flight: int = 4,
     retries: int = DEFAULT_RETRIES, on_progress: ProgressFn | None = None,
-    lock_ttl: float | None = None,
+    lock_ttl: float | None = None, stretches: dict[int, Stretch] | None = None,
 ) -> BuildReport:
     """Select, plan and (unless ``dry_run``) build every (zone, year) store of the selection
     into ``output_dir`` (a path or a ``file://`` or ``s3://`` location).
@@ -193,6 +266,7 @@ def build_stores(
     other than the archive's own for its tile (or one resolves outside ``base``), LockedError
     if another build holds one of the stores, and ShardWriteError if a shard fails on each of
     its ``1 + retries`` attempts (earlier stores of the run are already published).
+    A store whose year has a stretch in ``stretches`` is built with its preview.
     """
     good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)
@@ -215,6 +289,7 @@ def build_stores(
             report.results.append(build_zone(
                 plan, base, out, executor, layout, lock, skipped=mine, resume=resume,
                 max_in_flight=max_in_flight, retries=retries, on_progress=on_progress,
+                preview=(stretches or {}).get(plan.year),
             ))
     finally:
         for lock in locks:

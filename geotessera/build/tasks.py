@@ -1,23 +1,67 @@
-"""The shard task of a build: assemble one shard from its tiles, write it whole. Picklable."""
+"""The task of a build: assemble shards from their tiles and write each whole. Picklable.
+
+A task is a *block*: the L0 shards below one L1 shard (up to 2×2), or one L0 shard when the
+build makes no preview or the store has no overview level. With a preview, the task also
+colours each L0 shard with the year's stretch while it is in memory and reduces it into its
+quarter of the L1 shard (``preview.overviews.reduce_window``, the same arithmetic as the
+separate pass), so the preview never reads L0 back. The L1 quarters are kept as encoded
+inner chunks (about half a raw quarter each) until the L1 shard is written whole.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 
 from geotessera.build.assemble import PieceStat, ShardSpec, assemble
+from geotessera.build.parts import encode_part
+from geotessera.store.publish import part_key
+from geotessera.preview.overviews import (
+    Reduced,
+    memory_strip,
+    reduce_window,
+    shard_windows,
+    strip_rows,
+)
+from geotessera.preview.stretch import Stretch, colour_window
 from geotessera.store.location import Location
-from geotessera.store.zone import write_shard_arrays
+from geotessera.store.zone import (
+    embeddings_layout,
+    encode_embeddings_part,
+    write_shard_arrays,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FusedPreview:
+    """The preview a block task makes: ``rgba`` with ``stretch`` and, when ``l1_shape`` is
+    set, the level-1 shard of the block."""
+
+    stretch: Stretch
+    l1_shape: tuple[int, int] | None
+    #: Where each block leaves its quarter of an L2 shard (``build/parts.py``); None when the
+    #: store has no L2 or its half shards are not whole chunks (L2 is then made from L1).
+    parts: Location | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ShardTask:
-    """Write one shard of one store; opens everything it needs from its locations."""
+    """Write the L0 shards ``specs`` of block (row, col) of one store (and, with
+    ``preview``, their colour and L1 shard); opens everything it needs from its locations."""
 
     store: Location
-    spec: ShardSpec
+    specs: tuple[ShardSpec, ...]
     pixel_major: bool
+    row: int = 0
+    col: int = 0
+    preview: FusedPreview | None = None
+
+    @property
+    def spec(self) -> ShardSpec:
+        """The first shard (for messages)."""
+        return self.specs[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +75,127 @@ class ShardResult:
     objects: tuple[tuple[str, int, int], ...] = ()
 
 
-def write_shard(task: ShardTask) -> ShardResult:
-    """Assemble the shard and write both arrays with one whole-shard write each; returns the
-    objects written (for the journal).
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """One block: its L0 shards' results, every object written, L1's valid pixels."""
 
-    The shard is assembled in the tiles' pixel-major order whatever the stored order: tile
+    row: int
+    col: int
+    shards: tuple[ShardResult, ...]
+    objects: tuple[tuple[str, int, int], ...]
+    l1_valid: int = 0
+    #: The block's L2 part, (key below the journal, size, CRC32C); empty without one.
+    parts: tuple[tuple[str, int, int], ...] = ()
+
+
+class _Level1:
+    """The L1 shard of a block, filled quarter by quarter: embeddings as encoded chunks when
+    a quarter is whole inner chunks, else as one raw block."""
+
+    def __init__(self, store: Location, bands: int, parts: bool) -> None:
+        self.layout = embeddings_layout(store, "L1")
+        s = self.layout.shard[1]
+        self.half = s // 2
+        self.encoded: dict[tuple[int, ...], bytes] | None = (
+            {} if quarters_encodable(s, self.layout.chunk[1]) else None)
+        self.raw = None if self.encoded is not None else np.zeros((bands, s, s), np.int8)
+        self.scales = np.full((s, s), np.nan, np.float32)
+        self.rgba = np.zeros((4, s, s), np.uint8)
+        h = self.half  # the block's quarter of an L2 shard, filled an eighth at a time
+        self.l2 = Reduced(np.zeros((bands, h, h), np.int8), np.full((h, h), np.nan, np.float32),
+                          np.zeros((4, h, h), np.uint8)) if parts else None
+
+    def add(self, qy: int, qx: int, emb, scales, rgba) -> None:
+        h, w = scales.shape
+        shape = (-(-h // 2), -(-w // 2))
+        out = reduce_window(lambda a, b: emb[:, a:b, :w], scales, rgba, emb.shape[0], shape,
+                            memory_strip(emb.shape[0], shape[1]))
+        r0, c0 = qy * self.half, qx * self.half
+        hh, ww = out.scales.shape
+        self.scales[r0:r0 + hh, c0:c0 + ww] = out.scales
+        self.rgba[:, r0:r0 + hh, c0:c0 + ww] = out.rgba
+        if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
+            q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
+                              emb.shape[0], (hh // 2, ww // 2),
+                              memory_strip(emb.shape[0], ww // 2))
+            a, b = qy * self.half // 2, qx * self.half // 2
+            self.l2.embeddings[:, a:a + hh // 2, b:b + ww // 2] = q.embeddings
+            self.l2.scales[a:a + hh // 2, b:b + ww // 2] = q.scales
+            self.l2.rgba[:, a:a + hh // 2, b:b + ww // 2] = q.rgba
+        if self.raw is not None:
+            self.raw[:, r0:r0 + hh, c0:c0 + ww] = out.embeddings
+            return
+        block = np.zeros((out.embeddings.shape[0], self.half, self.half), np.int8)
+        block[:, :hh, :ww] = out.embeddings
+        self.encoded.update(encode_embeddings_part(block, self.layout, r0, c0))
+
+    def write_part(self, store: Location, parts: Location, row: int, col: int):
+        """Leave the block's L2 quarter beside the journal; () when it holds no data."""
+        if self.l2 is None or not np.isfinite(self.l2.scales).any():
+            return ()
+        data = encode_part(store, self.l2, (row % 2) * self.half, (col % 2) * self.half)
+        key = part_key(row, col)
+        parts.write(key, data)
+        return ((key, len(data), google_crc32c.value(data)),)
+
+    def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
+        rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        objects = write_shard_arrays(
+            store, row, col, scales=self.scales[:h, :w], rgba=self.rgba[:, :h, :w],
+            level="L1", embeddings=self.raw, encoded=self.encoded)
+        return objects, int(np.isfinite(self.scales[:h, :w]).sum())
+
+
+def write_shard(task: ShardTask) -> BlockResult:
+    """Assemble and write each shard of the block whole (and its preview); returns what was
+    written, for the journal.
+
+    Shards are assembled in the tiles' pixel-major order whatever the stored order: tile
     rows copy as plain slices, and a band-major store transposes one cache-sized inner chunk
     at a time while encoding it (``store/shardio.py``)."""
-    data = assemble(task.spec, pixel_major=True)
-    objects = write_shard_arrays(task.store, task.spec.row, task.spec.col,
-                                 embeddings=data.embeddings, scales=data.scales)
-    valid = int(np.isfinite(data.scales).sum())
-    bytes_in = sum(c[0].height * c[0].width * p.shape[2]
-                   for p in task.spec.pieces if (c := p.core) is not None)
-    return ShardResult(task.spec.row, task.spec.col, valid, bytes_in, data.stats,
-                       tuple(objects))
+    pv = task.preview
+    l0_chunk = embeddings_layout(task.store, "L0").chunk[1]
+    level1 = None
+    results, objects = [], []
+    for spec in task.specs:
+        data = assemble(spec, pixel_major=True)
+        emb, scales = data.embeddings, data.scales
+        rgba = None if pv is None else _colour(pv.stretch, emb, scales, l0_chunk)
+        written = write_shard_arrays(task.store, spec.row, spec.col, embeddings=emb,
+                                     scales=scales, rgba=rgba)
+        if pv is not None and pv.l1_shape is not None:
+            level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
+            level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba)
+        stats = data.stats
+        del emb, data, rgba  # the shard's raw arrays go before the next one is assembled
+        bytes_in = sum(c[0].height * c[0].width * p.shape[2]
+                       for p in spec.pieces if (c := p.core) is not None)
+        results.append(ShardResult(spec.row, spec.col, int(np.isfinite(scales).sum()),
+                                   bytes_in, stats, tuple(written)))
+        objects += written
+    l1_valid, parts = 0, ()
+    if level1 is not None:
+        written, l1_valid = level1.write(task.store, task.row, task.col, pv.l1_shape)
+        objects += written
+        if pv.parts is not None:
+            parts = level1.write_part(task.store, pv.parts, task.row, task.col)
+    return BlockResult(task.row, task.col, tuple(results), tuple(sorted(objects)), l1_valid,
+                       parts)
+
+
+def quarters_encodable(shard_px: int, chunk_px: int) -> bool:
+    """True when a quarter of a shard is whole inner chunks (and halves again evenly), so
+    quarters can be encoded apart and joined; else L1 is kept raw and L2 made from L1."""
+    half = shard_px // 2
+    return shard_px % 2 == 0 and half % chunk_px == 0 and half % 2 == 0
+
+
+def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int
+            ) -> np.ndarray:
+    """The shard's rgba, strip by strip as ``preview.run.colour_shard`` does it."""
+    bands = stretch.bands
+    every = bands == tuple(range(emb.shape[0]))
+    strip = strip_rows(chunk_px, emb.shape[0] * scales.shape[1])
+    return colour_window(stretch, lambda a, b: emb[:, a:b] if every
+                         else emb[list(bands), a:b], scales, strip)

@@ -16,6 +16,7 @@ from geotessera.build.plan import ZonePlan, plan_zones, select
 from geotessera.build.run import BuildReport, build_stores
 from geotessera.errors import NoTilesError
 from geotessera.parallel import DEFAULT_RETRIES, ProgressFn
+from geotessera.preview.stretch import Stretch
 from geotessera.store.location import Location
 from geotessera.types import StoreLayout
 
@@ -43,12 +44,13 @@ def build_from_registry(
     years: Iterable[int] | None = None, zones: frozenset[int] | None = None,
     layout: StoreLayout = StoreLayout(), dry_run: bool = False, skip_bad: bool = False,
     resume: bool = False, max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None, stretches: dict[int, Stretch] | None = None,
 ) -> BuildReport:
     """Plan and (unless ``dry_run``) build every selected (zone, year) store, one partition
     in memory at a time, each through ``run.build_stores`` (same checks, lock and publish).
     Problem tiles anywhere in the selection stop the build before anything is written
-    (TileProblemsError, unless ``skip_bad``); an empty selection is NoTilesError."""
+    (TileProblemsError, unless ``skip_bad``); an empty selection is NoTilesError. A store
+    whose year has a stretch in ``stretches`` is built with its preview."""
     parts = selected_partitions(registry_path, years, zones)
     bad: list[TileRecord] = []
     usable: list[tuple[int, int]] = []
@@ -67,7 +69,7 @@ def build_from_registry(
         rows = registry.load(registry_path, [year], [zone])
         part = build_stores(base, output_dir, rows, executor, layout=layout, dry_run=dry_run,
                             skip_bad=True, resume=resume, max_in_flight=max_in_flight,
-                            retries=retries, on_progress=on_progress)
+                            retries=retries, on_progress=on_progress, stretches=stretches)
         report.results += part.results
         report.summaries += part.summaries
     return report

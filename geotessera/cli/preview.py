@@ -60,7 +60,8 @@ def preview_doc(report: PreviewReport) -> dict[str, Any]:
             "store": r.store, "zone": r.zone, "year": r.year, "up_to_date": r.up_to_date,
             "seconds": round(r.seconds, 3),
             "levels": [{"level": lv.level, "shape": list(lv.shape), "shards": lv.shards,
-                        "valid_pixels": lv.valid_pixels, "seconds": round(lv.seconds, 3)}
+                        "valid_pixels": lv.valid_pixels, "seconds": round(lv.seconds, 3),
+                        "in_build": lv.in_build}
                        for lv in r.levels],
         } for r in report.stores],
     }
@@ -72,13 +73,15 @@ def print_preview(doc: dict[str, Any]) -> None:
         lo = ", ".join(f"{v:.3g}" for v in s["min"])
         hi = ", ".join(f"{v:.3g}" for v in s["max"])
         click.echo(f"{year}: {s['mode']} stretch min [{lo}] max [{hi}] from "
-                   f"{s['sample_pixels']} pixels of {s['sample_shards']} shards")
+                   f"{s['sample_pixels']} pixels of {s['sample_shards']} "
+                   f"{'tiles' if s.get('sample_source') == 'tiles' else 'shards'}")
     for r in doc["stores"]:
         name = Path(r["store"]).name
         if r["up_to_date"]:
             click.echo(f"{name}: up to date")
             continue
-        levels = " ".join(f"L{lv['level']}:{lv['seconds']:.1f}s" for lv in r["levels"])
+        levels = " ".join(f"L{lv['level']}:" + ("in build" if lv["in_build"] else
+                                                 f"{lv['seconds']:.1f}s") for lv in r["levels"])
         click.echo(f"{name}: {len(r['levels'])} levels in {r['seconds']:.1f} s ({levels})")
 
 

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 QMAX = 127
 #: Working set of one strip of a task; strips are whole inner-chunk rows, at least one.
 STRIP_BYTES = 32 * 2**20
+#: float64 children of one strip of a 2×2 reduction (its temporaries are about 3× that).
+REDUCE_STRIP_BYTES = 8 * 2**20
 
 
 def pyramid(l0: Level, shard_px: int) -> list[Level]:
@@ -58,6 +60,12 @@ def strip_rows(chunk_px: int, float_values_per_row: int) -> int:
     stays within ``STRIP_BYTES`` when possible, so peak memory does not depend on zone size."""
     fit = STRIP_BYTES // max(1, 8 * float_values_per_row)
     return max(chunk_px, fit // chunk_px * chunk_px)
+
+
+def memory_strip(bands: int, width: int) -> int:
+    """Output rows per strip of a 2×2 reduction of data already in memory: about
+    ``REDUCE_STRIP_BYTES`` of float64 children (a 1024-px shard of 128 bands: 4 rows)."""
+    return max(1, REDUCE_STRIP_BYTES // (8 * 4 * bands * width))
 
 
 def shard_windows(shape: tuple[int, int], shard_px: int, row: int, col: int):
@@ -149,29 +157,50 @@ def overview_shard(task: OverviewTask) -> int:
     dst = open_level(task.store, f"L{task.level}", write=False)
     s_emb, s_sc, s_rgba = src[EMBEDDINGS], src[SCALES], src[RGBA]
     d_emb = dst[EMBEDDINGS]
-    shard = d_emb.shards[1]
-    rows, cols = shard_windows(d_emb.shape[1:], shard, task.row, task.col)
+    rows, cols = shard_windows(d_emb.shape[1:], d_emb.shards[1], task.row, task.col)
     h, w = rows.stop - rows.start, cols.stop - cols.start
-    strip = strip_rows(d_emb.chunks[1], 4 * d_emb.shape[0] * w)  # 2x2 children per pixel
-    out_emb = np.zeros((d_emb.shape[0], h, w), np.int8)
-    out_sc = np.full((h, w), np.nan, np.float32)
-    out_rgba = np.zeros((4, h, w), np.uint8)
     # scales and rgba of the whole 2x2 window at once (their chunks span many strips)
     r0, c0 = 2 * rows.start, 2 * cols.start
     r1, c1 = min(2 * rows.stop, s_sc.shape[0]), min(2 * cols.stop, s_sc.shape[1])
-    sc_in, rgba_in = s_sc[r0:r1, c0:c1], s_rgba[:, r0:r1, c0:c1]
+    out = reduce_window(lambda a, b: s_emb[:, r0 + a:r0 + b, c0:c1], s_sc[r0:r1, c0:c1],
+                        s_rgba[:, r0:r1, c0:c1], d_emb.shape[0], (h, w),
+                        strip_rows(d_emb.chunks[1], 4 * d_emb.shape[0] * w))
+    write_shard_arrays(task.store, task.row, task.col, embeddings=out.embeddings,
+                       scales=out.scales, rgba=out.rgba, level=f"L{task.level}")
+    return int(np.isfinite(out.scales).sum())
+
+
+@dataclass(frozen=True, slots=True)
+class Reduced:
+    """One window of the next level: int8 (bands, h, w), float32 scales, uint8 rgba."""
+
+    embeddings: np.ndarray
+    scales: np.ndarray
+    rgba: np.ndarray
+
+
+def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray,
+                  rgba: np.ndarray, bands: int, out_shape: tuple[int, int],
+                  strip: int) -> Reduced:
+    """The next level over ``out_shape`` pixels from a window of the level below: its
+    ``scales`` (h, w), ``rgba`` (4, h, w) and ``read_emb(a, b)``, the (bands, b − a, w)
+    embeddings of its rows [a, b), ``strip`` output rows at a time (a reader of a store
+    wants whole chunk rows, ``strip_rows``; a shard in memory can take fewer, smaller
+    temporaries, ``memory_strip``); pixels without valid children keep the fill values. Every output pixel depends on its 2×2 children alone, so the result does
+    not depend on how a level is cut into windows."""
+    h, w = out_shape
+    out = Reduced(np.zeros((bands, h, w), np.int8), np.full((h, w), np.nan, np.float32),
+                  np.zeros((4, h, w), np.uint8))
     for o0 in range(0, h, strip):
-        a, b = 2 * o0, min(2 * (o0 + strip), r1 - r0)
-        if not np.isfinite(sc_in[a:b]).any():
+        a, b = 2 * o0, min(2 * (o0 + strip), scales.shape[0])
+        if a >= b or not np.isfinite(scales[a:b]).any():
             continue
-        e, s = reduce_embeddings(s_emb[:, r0 + a:r0 + b, c0:c1], sc_in[a:b])
-        out_emb[:, o0:o0 + e.shape[1], : e.shape[2]] = e
-        out_sc[o0:o0 + s.shape[0], : s.shape[1]] = s
-        c = reduce_rgba(rgba_in[:, a:b])
-        out_rgba[:, o0:o0 + c.shape[1], : c.shape[2]] = c
-    write_shard_arrays(task.store, task.row, task.col, embeddings=out_emb, scales=out_sc,
-                       rgba=out_rgba, level=f"L{task.level}")
-    return int(np.isfinite(out_sc).sum())
+        e, sc = reduce_embeddings(read_emb(a, b), scales[a:b])
+        out.embeddings[:, o0:o0 + e.shape[1], : e.shape[2]] = e
+        out.scales[o0:o0 + sc.shape[0], : sc.shape[1]] = sc
+        c = reduce_rgba(rgba[:, a:b])
+        out.rgba[:, o0:o0 + c.shape[1], : c.shape[2]] = c
+    return out
 
 
 def parent_shards(children: set[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -213,23 +242,26 @@ class LevelReport:
     shards: int
     valid_pixels: int
     seconds: float
+    #: Made by the build's shard tasks (its time is in the build's), not by this pass.
+    in_build: bool = False
 
 
 def build_overviews(
-    store: Location, executor: Executor, l0_shards: Iterable[tuple[int, int]], *,
+    store: Location, executor: Executor, shards: Iterable[tuple[int, int]], *,
     max_in_flight: int = 4, label: str = "", on_progress: ProgressFn | None = None,
-    retries: int = DEFAULT_RETRIES,
+    retries: int = DEFAULT_RETRIES, start: int = 1,
 ) -> tuple[list[Level], list[LevelReport]]:
-    """Create and fill L1…Ln from L0 (which must already hold ``rgba``), level by level.
+    """Create and fill L``start``…Ln from the level below, level by level (that level must
+    already hold ``rgba``).
 
-    ``l0_shards`` are L0's non-empty shards; only their parents are computed, the rest of
-    every level stays at the fill values (NaN scales, alpha 0). Returns every level's
-    geometry (L0 first) and a report per overview level.
+    ``shards`` are the non-empty shards of level ``start − 1``; only their parents are
+    computed, the rest of every level stays at the fill values (NaN scales, alpha 0).
+    Returns every level's geometry (L0 first) and a report per level written.
     """
     l0 = open_level(store, write=False)
     levels = pyramid(Level.of_attrs("L0", dict(l0.attrs)), l0[EMBEDDINGS].shards[1])
-    reports, children = [], set(l0_shards)
-    for level in levels[1:]:
+    reports, children = [], set(shards)
+    for level in levels[start:]:
         t0 = time.perf_counter()
         create_level(store, level)
         tasks = [OverviewTask(store, level.index, r, c) for r, c in parent_shards(children)]

@@ -29,13 +29,14 @@ from geotessera.parallel import DEFAULT_RETRIES, ProgressFn
 from geotessera.preview.overviews import (
     LevelReport,
     build_overviews,
+    pyramid,
     read_bands,
     run_shard_tasks,
     shard_windows,
     strip_rows,
 )
 from geotessera.preview.sample import SampleSpec, year_stretch
-from geotessera.preview.stretch import Stretch
+from geotessera.preview.stretch import Stretch, colour_window
 from geotessera.store import attrs as md
 from geotessera.store.location import Location
 from geotessera.store.meta import metadata_problems
@@ -46,6 +47,7 @@ from geotessera.store.zone import (
     RGBA,
     SCALES,
     consolidate,
+    create_level,
     create_rgba,
     drop_overviews,
     open_level,
@@ -139,14 +141,8 @@ def colour_shard(task: ColourTask) -> int:
     rows, cols = shard_windows(sc_arr.shape, emb.shards[1], task.row, task.col)
     scales = sc_arr[rows, cols]
     strip = strip_rows(emb.chunks[1], emb.shape[0] * scales.shape[1])
-    out = np.zeros((4, *scales.shape), np.uint8)
-    for r0 in range(0, scales.shape[0], strip):
-        s = scales[r0:r0 + strip]
-        valid = np.isfinite(s)
-        if valid.any():
-            r = slice(rows.start + r0, rows.start + r0 + len(s))
-            block = read_bands(emb, task.stretch.bands, r, cols).astype(np.float32)
-            out[:, r0:r0 + strip] = task.stretch.colour(block * np.where(valid, s, 0), valid)
+    out = colour_window(task.stretch, lambda a, b: read_bands(
+        emb, task.stretch.bands, slice(rows.start + a, rows.start + b), cols), scales, strip)
     rgba[:, rows, cols] = out
     return int(np.isfinite(scales).sum())
 
@@ -204,6 +200,32 @@ def preview_store(info: StoreInfo, stretch: Stretch, executor: Executor, *,
                        time.perf_counter() - t0)
 
 
+def begin_fused(path: Location, stretch: Stretch, levels: int = 1) -> None:
+    """Prepare a new store whose build colours L0 and writes the first ``levels`` overview
+    levels in its own tasks: an empty L0 ``rgba``, those levels empty (as many as the
+    pyramid has), and the stretch recorded with ``geotessera:rgb_complete`` false."""
+    l0 = open_level(path, write=False)
+    geom = Level.of_attrs("L0", dict(l0.attrs))
+    create_rgba(path, geom)
+    update_root_attrs(path, rgb_complete=False, stretch=stretch.to_attrs())
+    for level in pyramid(geom, l0[EMBEDDINGS].shards[1])[1:1 + levels]:
+        create_level(path, level)
+
+
+def finish_fused(path: Location, executor: Executor, shards: Iterable[tuple[int, int]],
+                 *, start: int = 2, max_in_flight: int = 4, label: str = "",
+                 on_progress: ProgressFn | None = None,
+                 retries: int = DEFAULT_RETRIES) -> list[LevelReport]:
+    """After the build's tasks made L0…L``start − 1``: the coarser levels from the
+    non-empty ``shards`` of level ``start − 1``, then the layout and
+    ``geotessera:rgb_complete`` true. Returns a report per level written here."""
+    levels, reports = build_overviews(path, executor, shards, start=start,
+                                      max_in_flight=max_in_flight, label=label,
+                                      on_progress=on_progress, retries=retries)
+    _finish(path, levels)
+    return reports
+
+
 def _begin(path: Location, stretch: Stretch) -> None:
     l0 = Level.of_attrs("L0", dict(open_level(path, write=False).attrs))
     update_root_attrs(path, {
@@ -225,12 +247,13 @@ def run_preview_pass(
     zones: Iterable[int] | None = None, mode: str = "bands", bands: tuple[int, ...] = (0, 1, 2),
     seed: int = 0, sample: SampleSpec = SampleSpec(), force: bool = False,
     max_in_flight: int = 4, retries: int = DEFAULT_RETRIES,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None, stretches: dict[int, Stretch] | None = None,
 ) -> PreviewReport:
     """Preview every store of ``output_dir`` selected by ``years`` and ``zones``.
 
     Each year's stretch is fitted across *all* complete stores of that year (``zones`` only
-    selects which stores are written), so a subset rerun keeps the year seamless. Raises
+    selects which stores are written), so a subset rerun keeps the year seamless; a year
+    given in ``stretches`` uses that stretch instead. Raises
     NoStoresError when nothing is selected, StoreError for an incomplete build, and
     ShardWriteError for a shard that failed on each of its ``1 + retries`` attempts (that
     store's flag then stays false).
@@ -245,9 +268,10 @@ def run_preview_pass(
     report = PreviewReport()
     for year in sorted({s.year for s in chosen}):
         t0 = time.perf_counter()
-        stretch = year_stretch([s for s in stores if s.year == year], executor, mode=mode,
-                               bands=bands, seed=seed, spec=sample, retries=retries,
-                               max_in_flight=max_in_flight, on_progress=on_progress)
+        stretch = (stretches or {}).get(year) or year_stretch(
+            [s for s in stores if s.year == year], executor, mode=mode, bands=bands,
+            seed=seed, spec=sample, retries=retries, max_in_flight=max_in_flight,
+            on_progress=on_progress)
         report.stretches[year] = stretch
         report.sample_seconds[year] = time.perf_counter() - t0
         for info in (s for s in chosen if s.year == year):

@@ -7,7 +7,7 @@ and recorded in every store of that year as ``geotessera:stretch``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,9 @@ class Stretch:
     mean: tuple[float, ...] | None = None
     explained_variance: tuple[float, ...] | None = None
     explained_variance_ratio: tuple[float, ...] | None = None
+    #: Where the sample was drawn: "stores" (the built stores) or "tiles" (the year's tiles,
+    #: before the build); ``sample_shards`` counts the shards or tiles sampled.
+    source: str = "stores"
 
     def channels(self, values: np.ndarray) -> np.ndarray:
         """(len(bands), …) dequantised values → (3, …) channel values."""
@@ -65,6 +68,8 @@ class Stretch:
             "min": list(self.low), "max": list(self.high), "sample_pixels": self.sample_pixels,
             "sample_shards": self.sample_shards, "seed": self.seed,
         }
+        if self.source != "stores":  # stores sampled before the choice existed stay current
+            doc["sample_source"] = self.source
         if self.mode == "pca":
             doc.update(components=[list(c) for c in self.components], mean=list(self.mean),
                        explained_variance=list(self.explained_variance),
@@ -74,7 +79,8 @@ class Stretch:
 
 
 def fit_stretch(samples: np.ndarray, mode: str, bands: Iterable[int], *, seed: int,
-                shards: int, percentiles: tuple[float, float] = PERCENTILES) -> Stretch:
+                shards: int, percentiles: tuple[float, float] = PERCENTILES,
+                source: str = "stores") -> Stretch:
     """Fit a stretch on ``samples`` (n, len(bands)) of dequantised values.
 
     Per channel, min/max are the percentiles of the channel values; max ≤ min becomes
@@ -86,13 +92,14 @@ def fit_stretch(samples: np.ndarray, mode: str, bands: Iterable[int], *, seed: i
     pca: dict[str, Any] = {}
     if mode == "pca":
         pca = _pca(samples.astype(np.float64), len(bands))
-    stretch = Stretch(mode, bands, (0.0,) * 3, (1.0,) * 3, n, shards, seed, percentiles, **pca)
+    stretch = Stretch(mode, bands, (0.0,) * 3, (1.0,) * 3, n, shards, seed, percentiles,
+                      **pca, source=source)
     if n:
         values = stretch.channels(samples.T.astype(np.float32)).astype(np.float64)
         low, high = np.percentile(values, percentiles, axis=1)
         high = np.where(high > low, high, low + 1.0)
         stretch = Stretch(mode, bands, tuple(map(float, low)), tuple(map(float, high)), n,
-                          shards, seed, percentiles, **pca)
+                          shards, seed, percentiles, **pca, source=source)
     return stretch
 
 
@@ -119,3 +126,20 @@ def _pca(x: np.ndarray, dims: int) -> dict[str, Any]:
         "mean": tuple(map(float, mean)), "explained_variance": tuple(map(float, var)),
         "explained_variance_ratio": tuple(map(float, ratio)),
     }
+
+
+def colour_window(stretch: Stretch, read_bands: Callable[[int, int], np.ndarray],
+                  scales: np.ndarray, strip: int) -> np.ndarray:
+    """(4, h, w) uint8 RGBA of a window: its ``scales`` (h, w) and ``read_bands(a, b)``, the
+    int8 (len(bands), b − a, w) values of the stretch's bands in rows [a, b), coloured
+    ``strip`` rows at a time (strips without a valid pixel are not read). The values are
+    made C-contiguous float32 first, so a window of the same rows and strips gives the same
+    bytes whether it came from a store or from memory."""
+    out = np.zeros((4, *scales.shape), np.uint8)
+    for r0 in range(0, scales.shape[0], strip):
+        s = scales[r0:r0 + strip]
+        valid = np.isfinite(s)
+        if valid.any():
+            block = np.ascontiguousarray(read_bands(r0, r0 + len(s)), dtype=np.float32)
+            out[:, r0:r0 + strip] = stretch.colour(block * np.where(valid, s, 0), valid)
+    return out

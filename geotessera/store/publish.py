@@ -48,6 +48,7 @@ from geotessera.store.versions import (
 )
 
 BUILDING = "building.json"
+PARTS = "parts"
 CREATED = "created.json"
 
 
@@ -113,7 +114,7 @@ def read_journal(journal: Location) -> dict[tuple[int, int], dict[str, Any]]:
     """The shard records of a journal. StoreError naming the object when one is malformed."""
     done = {}
     for key in sorted(journal.keys()):
-        if key in (CREATED,) or key.endswith(".guard"):
+        if key in (CREATED,) or key.endswith(".guard") or key.startswith(f"{PARTS}/"):
             continue
         where = journal.child(key)
         rec = json_doc(journal.read(key), where, "journal record")
@@ -121,13 +122,24 @@ def read_journal(journal: Location) -> dict[tuple[int, int], dict[str, Any]]:
             rc = (int(rec["row"]), int(rec["col"]))
             objects = [(str(k), int(n), int(c)) for k, n, c in rec["objects"]]
             int(rec["valid"]), int(rec["bytes_in"]), list(rec["stats"])
+            rec["shards"] = [(int(r), int(c), int(v)) for r, c, v in rec.get("shards", [])]
+            rec["l1_valid"] = int(rec.get("l1_valid", 0))
+            rec["parts"] = [(str(k), int(n), int(c)) for k, n, c in rec.get("parts", [])]
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(where, f"malformed journal record ({type(e).__name__}: {e})") from e
         if key != f"{rc[0]}_{rc[1]}.json":
             raise StoreError(where, f"malformed journal record: names shard {rc}")
+        if any(k != part_key(*rc) for k, _, _ in rec["parts"]):
+            raise StoreError(where, f"malformed journal record: a part not of block {rc}")
         rec["objects"] = objects
         done[rc] = rec
     return done
+
+
+def part_key(row: int, col: int) -> str:
+    """The key below a journal of the level-2 part left by block (row, col) (see
+    ``build/parts.py``); parts go with the journal when the version is published."""
+    return f"{PARTS}/L2/{row}_{col}.part"
 
 
 def journal_shard(staging: Staging, record: dict[str, Any]) -> None:
@@ -165,8 +177,10 @@ def check_objects(task: ObjectCheck) -> str | None:
 def verify_journal(staging: Staging, executor: Executor) -> dict[tuple[int, int], str]:
     """Journaled shards whose objects are missing, torn or changed: (row, col) → problem.
     Those shards must be written again."""
-    tasks = [ObjectCheck(staging.store, r, c, tuple(rec["objects"]))
-             for (r, c), rec in sorted(staging.done.items())]
+    tasks = [ObjectCheck(where, r, c, tuple(objects))
+             for (r, c), rec in sorted(staging.done.items())
+             for where, objects in ((staging.store, rec["objects"]),
+                                    (staging.journal, rec.get("parts", ()))) if objects]
     bad = {}
     for task, problem in run_tasks(check_objects, tasks, executor,
                                    label=f"checking {staging.name}"):

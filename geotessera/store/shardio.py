@@ -116,6 +116,44 @@ def morton_order(grid: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
+def _chunk_encoder(block: np.ndarray, layout: ShardLayout,
+                   origin: tuple[int, ...] | None = None):
+    """``encode(coords)``: the stored bytes of inner chunk ``coords`` of the shard (None
+    when all fill), read from ``block``, which holds the shard's chunks from ``origin``
+    (chunk coordinates; default the shard's first chunk) on."""
+    codec = None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
+    origin = origin or (0,) * len(layout.grid)
+
+    def encode(c: tuple[int, ...]) -> bytes | None:
+        chunk = block[tuple(slice((i - o) * n, (i - o + 1) * n)
+                            for i, o, n in zip(c, origin, layout.chunk, strict=True))]
+        if layout.transpose is not None:
+            chunk = chunk.transpose(layout.transpose)
+        chunk = np.ascontiguousarray(chunk)  # a cache-sized transpose of one chunk at most
+        if not chunk.any():
+            return None
+        return codec.encode(chunk) if codec is not None else chunk.tobytes()
+
+    return encode
+
+
+def _pieces(layout: ShardLayout, coords: list[tuple[int, ...]], encoded: Iterator
+            ) -> Iterator[bytes]:
+    """The shard object from ``encoded`` (bytes or None per coordinate, in Morton order):
+    the stored chunks, then the index and its CRC32C; nothing when every chunk is fill."""
+    index = np.full((*layout.grid, 2), MISSING, dtype="<u8")
+    offset = 0
+    for c, data in zip(coords, encoded, strict=True):
+        if data is None:
+            continue
+        index[c] = (offset, len(data))
+        offset += len(data)
+        yield data
+    if offset:
+        raw = index.tobytes()
+        yield raw + np.uint32(google_crc32c.value(raw)).tobytes()
+
+
 def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCODE_THREADS,
                  skip: np.ndarray | None = None) -> Iterator[bytes]:
     """The shard object of ``block`` (one whole shard, 0 = fill) as consecutive byte pieces:
@@ -127,30 +165,22 @@ def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCOD
     ``4 × threads`` encoded chunks wait at a time. ``skip`` (bool, the inner-chunk grid) may
     name chunks known to be all fill (e.g. from all-NaN scales): they are not even looked at.
     """
-    index = np.full((*layout.grid, 2), MISSING, dtype="<u8")
-    codec = None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
     coords = [c for c in morton_order(layout.grid) if skip is None or not skip[c]]
+    encode = _chunk_encoder(block, layout)
+    yield from _pieces(layout, coords, _ordered_map(encode, coords, threads))
 
-    def encode(c: tuple[int, ...]) -> bytes | None:
-        chunk = block[tuple(slice(i * n, (i + 1) * n)
-                            for i, n in zip(c, layout.chunk, strict=True))]
-        if layout.transpose is not None:
-            chunk = chunk.transpose(layout.transpose)
-        chunk = np.ascontiguousarray(chunk)  # a cache-sized transpose of one chunk at most
-        if not chunk.any():
-            return None
-        return codec.encode(chunk) if codec is not None else chunk.tobytes()
 
-    offset = 0
-    for c, encoded in zip(coords, _ordered_map(encode, coords, threads), strict=True):
-        if encoded is None:
-            continue
-        index[c] = (offset, len(encoded))
-        offset += len(encoded)
-        yield encoded
-    if offset:
-        raw = index.tobytes()
-        yield raw + np.uint32(google_crc32c.value(raw)).tobytes()
+def encode_chunks(block: np.ndarray, layout: ShardLayout, origin: tuple[int, ...], *,
+                  threads: int = ENCODE_THREADS) -> dict[tuple[int, ...], bytes]:
+    """The stored bytes of every non-fill inner chunk of ``block``, a part of a shard whose
+    first chunk is ``origin`` (chunk coordinates within the shard) and whose sides are whole
+    chunks: ``{coords: bytes}``. Parts encoded apart join into one shard with
+    ``write_encoded_shard``, byte for byte the shard ``write_shard`` makes of the whole."""
+    grid = tuple(s // n for s, n in zip(block.shape, layout.chunk, strict=True))
+    coords = [tuple(o + i for o, i in zip(origin, c, strict=True)) for c in np.ndindex(*grid)]
+    encode = _chunk_encoder(block, layout, origin)
+    return {c: data for c, data in zip(coords, _ordered_map(encode, coords, threads),
+                                       strict=True) if data is not None}
 
 
 def _ordered_map(fn, items: list, threads: int) -> Iterator:
@@ -176,8 +206,21 @@ def write_shard(store: Location, array_path: str, coords: tuple[int, ...],
     target, fsynced and renamed, so a shard is durable before this returns; elsewhere the
     object is one PUT (obstore uploads large objects in parts and completes them at once),
     durable when the PUT returns."""
-    key = f"{array_path}/{layout.key(coords)}"
-    pieces = encode_shard(block, layout, skip=skip)
+    return _put(store, f"{array_path}/{layout.key(coords)}",
+                encode_shard(block, layout, skip=skip))
+
+
+def write_encoded_shard(store: Location, array_path: str, coords: tuple[int, ...],
+                        chunks: dict[tuple[int, ...], bytes], layout: ShardLayout
+                        ) -> tuple[int, int]:
+    """``write_shard`` of a shard whose inner chunks are already encoded (``encode_chunks``
+    of its parts): the same object, the same durability."""
+    order = list(morton_order(layout.grid))
+    return _put(store, f"{array_path}/{layout.key(coords)}",
+                _pieces(layout, order, (chunks.get(c) for c in order)))
+
+
+def _put(store: Location, key: str, pieces: Iterator[bytes]) -> tuple[int, int]:
     if store.is_local:
         return _write_local(store.path / key, pieces)
     data = b"".join(pieces)

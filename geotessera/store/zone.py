@@ -27,7 +27,14 @@ from geotessera.errors import StoreError
 from geotessera.store import attrs as md
 from geotessera.store.location import Location
 from geotessera.store.meta import ROOT_DOC, decoding
-from geotessera.store.shardio import fsync_file, read_layout, write_shard
+from geotessera.store.shardio import (
+    ShardLayout,
+    encode_chunks,
+    fsync_file,
+    read_layout,
+    write_encoded_shard,
+    write_shard,
+)
 from geotessera.types import Level, PixelGrid, StoreLayout
 
 EMBEDDINGS = "embeddings"
@@ -217,12 +224,33 @@ def _writable_store(loc: Location) -> Any:
     return loc.zarr_store(read_only=False)
 
 
+def embeddings_layout(store: StoreLike, level: str = "L0") -> ShardLayout:
+    """The sharded layout of a level's ``embeddings`` (StoreError if it is not ours)."""
+    loc = Location.parse(store)
+    layout = read_layout(loc, f"{level}/{EMBEDDINGS}")
+    if layout is None:
+        raise StoreError(loc.child(level, EMBEDDINGS), "not the sharded layout this tool "
+                                                       "writes")
+    return layout
+
+
+def encode_embeddings_part(block: np.ndarray, layout: ShardLayout, row0: int, col0: int
+                           ) -> dict[tuple[int, ...], bytes]:
+    """The encoded inner chunks of an embeddings block (bands, h, w) of whole chunks whose
+    first pixel is (row0, col0) within its shard, for ``write_shard_arrays(encoded=…)``."""
+    c = layout.chunk[1]
+    return encode_chunks(block, layout, (0, row0 // c, col0 // c))
+
+
 def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarray,
                        embeddings: np.ndarray | None = None, rgba: np.ndarray | None = None,
-                       level: str = "L0") -> list[Written]:
+                       level: str = "L0",
+                       encoded: dict[tuple[int, ...], bytes] | None = None) -> list[Written]:
     """Write shard (row, col) of a level whole: ``embeddings`` (bands, S, S) as one shard
-    object, and ``scales`` (h, w) and ``rgba`` (4, h, w) over the same pixels. At a level's
-    lower/right edge the blocks may be smaller than S (they are padded with fill).
+    object, or its inner chunks already ``encoded`` (``encode_embeddings_part`` of its
+    parts; the same bytes), and ``scales`` (h, w) and ``rgba`` (4, h, w) over the same
+    pixels. At a level's lower/right edge the blocks may be smaller than S (they are padded
+    with fill).
 
     Returns every object stored, with its size and CRC32C. On a local disk each is fsynced
     before this returns; on an object store each PUT has completed."""
@@ -233,18 +261,16 @@ def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarr
     s = group[EMBEDDINGS].shards[1]
     h, w = scales.shape
     rows, cols = slice(row * s, row * s + h), slice(col * s, col * s + w)
-    if embeddings is not None:
-        layout = read_layout(loc, f"{level}/{EMBEDDINGS}")
-        if layout is None:
-            raise StoreError(loc.child(level, EMBEDDINGS), "not the sharded layout this "
-                                                           "tool writes")
-        if embeddings.shape[1:] != (s, s):
-            full = np.zeros((embeddings.shape[0], s, s), np.int8)
-            full[:, :h, :w] = embeddings
-            embeddings = full
+    if embeddings is not None or encoded is not None:
+        layout = embeddings_layout(loc, level)
         key = f"{level}/{EMBEDDINGS}/{layout.key((0, row, col))}"
-        size, crc = write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col), embeddings,
-                                layout, skip=_no_data_chunks(scales, s, layout.chunk[1])[None])
+        if encoded is not None:
+            size, crc = write_encoded_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col),
+                                            encoded, layout)
+        else:
+            size, crc = write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col),
+                                    _padded(embeddings, s), layout,
+                                    skip=_no_data_chunks(scales, s, layout.chunk[1])[None])
         if size:
             log.append((key, size, crc))
     group[SCALES][rows, cols] = scales
@@ -254,6 +280,14 @@ def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarr
         for key, _, _ in log:
             fsync_file(loc.path / key)
     return sorted(log)
+
+
+def _padded(embeddings: np.ndarray, s: int) -> np.ndarray:
+    if embeddings.shape[1:] == (s, s):
+        return embeddings
+    full = np.zeros((embeddings.shape[0], s, s), np.int8)
+    full[:, : embeddings.shape[1], : embeddings.shape[2]] = embeddings
+    return full
 
 
 def _no_data_chunks(scales: np.ndarray, s: int, c: int) -> np.ndarray:
@@ -315,10 +349,7 @@ def stored_chunks(store: StoreLike, arr: zarr.Array) -> np.ndarray:
 def layout_of(store: StoreLike, level: str = "L0") -> StoreLayout:
     """The StoreLayout a level's arrays were created with (read back from their metadata)."""
     loc = Location.parse(store)
-    emb = read_layout(loc, f"{level}/{EMBEDDINGS}")
-    if emb is None:
-        raise StoreError(loc.child(level, EMBEDDINGS), "embeddings are not in the sharded "
-                                                       "layout this tool writes")
+    emb = embeddings_layout(loc, level)
     try:
         scales = json.loads(loc.read(f"{level}/{SCALES}/zarr.json"))
         sc = int(scales["chunk_grid"]["configuration"]["chunk_shape"][0])

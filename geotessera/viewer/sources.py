@@ -152,7 +152,8 @@ def stretch_from_attrs(doc: dict) -> Stretch:
         percentiles=tuple(doc.get("percentiles", (2.0, 98.0))),
         components=None if comps is None else tuple(tuple(map(float, c)) for c in comps),
         mean=tup(doc.get("mean")), explained_variance=tup(doc.get("explained_variance")),
-        explained_variance_ratio=tup(doc.get("explained_variance_ratio")))
+        explained_variance_ratio=tup(doc.get("explained_variance_ratio")),
+        source=str(doc.get("sample_source", "stores")))
 
 
 class Stretches:

@@ -1,0 +1,112 @@
+"""The whole build (L0 + preview + overviews) against the L0-only build, on real-size tiles.
+
+    python benchmarks/bench_fused.py [--tiles 16] [--cache DIR] [--repeat 2] [-j 2]
+
+Issue 12's target 2: the whole build ≤ 1.3× the L0-only build, and the preview reading at
+most 0.1× the L0 data back. In one run, interleaved:
+
+1. ``zarr-build --no-rgb --no-stac`` (L0 only) and ``zarr-build --no-stac`` (the preview
+   made in the shard tasks) as subprocesses at ``-j``: wall, CPU seconds of the process
+   tree, peak worker RSS; then, for the record, the old order: L0 only followed by the
+   separate ``rgb`` pass.
+2. bytes read back: the whole build in this process on a thread pool, with every zarr
+   LocalStore read of chunk data counted (``bench_preview.ReadCounter``), against the bytes
+   of L0's stored embeddings and scales.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402  (also makes this checkout importable)
+from bench_preview import ReadCounter  # noqa: E402
+
+from geotessera.pipeline import zarr_build  # noqa: E402
+
+
+def build_cmd(archive: Path, out: Path, workers: int, preview: bool) -> list[str]:
+    flags = ["--no-stac", "-q", "--json", "-j", str(workers)]
+    return [*h.cli_prefix(), "zarr-build", str(archive), "-o", str(out), *flags,
+            *([] if preview else ["--no-rgb"])]
+
+
+def timed(cmds: list[list[str]]) -> dict:
+    """Run ``cmds`` one after the other; their summed wall and CPU, the largest worker."""
+    runs = [h.run_measured(c) for c in cmds]
+    return {"wall_s": sum(r.wall_s for r in runs), "cpu_s": sum(r.cpu_s for r in runs),
+            "peak_worker_mib": max(r.peak_worker_rss for r in runs) / 2**20}
+
+
+def interleaved(archive: Path, scratch: Path, workers: int, repeat: int) -> dict[str, dict]:
+    """Best (lowest CPU) of ``repeat`` runs of each variant, the order rotating per round."""
+    out = scratch / "out"
+
+    def variants():
+        yield "l0", [build_cmd(archive, out, workers, False)]
+        yield "fused", [build_cmd(archive, out, workers, True)]
+        yield "separate", [build_cmd(archive, out, workers, False),
+                           [*h.cli_prefix(), "rgb", str(out), "-q", "--json", "-j",
+                            str(workers), "--rgb-force"]]
+
+    best: dict[str, dict] = {}
+    for i in range(repeat):
+        order = list(variants())
+        for name, cmds in order[i % 3:] + order[:i % 3]:
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"{name} ({i + 1}/{repeat})", file=sys.stderr, flush=True)
+            fig = timed(cmds)
+            if name not in best or fig["cpu_s"] < best[name]["cpu_s"]:
+                best[name] = fig
+    shutil.rmtree(out, ignore_errors=True)
+    return best
+
+
+def bytes_read_back(archive: Path, scratch: Path, workers: int) -> dict:
+    """Chunk bytes read from the stores during a whole in-process build, per array, and the
+    bytes of L0's stored data."""
+    out = scratch / "counted"
+    shutil.rmtree(out, ignore_errors=True)
+    with ThreadPoolExecutor(workers) as pool, ReadCounter() as rc:
+        zarr_build(archive, out, pool, catalog=False, max_in_flight=workers + 1)
+    l0 = sum(p.stat().st_size for s in out.glob("utm*.zarr")
+             for a in ("embeddings", "scales") for p in (s.resolve() / "L0" / a).rglob("*")
+             if p.is_file() and p.name != "zarr.json")
+    read = {k: v for k, v in sorted(rc.bytes.items())}
+    shutil.rmtree(out, ignore_errors=True)
+    return {"read_by_array": read, "read": sum(read.values()), "l0_stored": l0}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiles", type=int, default=16)
+    ap.add_argument("--cache", type=Path, default=h.REPO / ".bench")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("-j", "--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    archive = h.cached_archive(args.cache, args.tiles)
+    h.run_measured([*h.cli_prefix(), "scan", str(archive), "--json", "-q"])
+    h.warm_page_cache(archive)
+    scratch = args.cache / "fused-runs"
+    best = interleaved(archive, scratch, args.workers, args.repeat)
+    reads = bytes_read_back(archive, scratch, args.workers)
+    rows = [[name, f"{f['wall_s']:.1f}", f"{f['cpu_s']:.1f}",
+             f"{f['cpu_s'] / best['l0']['cpu_s']:.2f}", f"{f['peak_worker_mib']:.0f}"]
+            for name, f in best.items()]
+    print(f"{args.tiles} tiles, -j {args.workers}, best of {args.repeat} by CPU")
+    print(h.table(["variant", "wall s", "CPU s", "CPU / L0-only", "peak worker MiB"], rows))
+    print(f"read back during the whole build: {reads['read'] / 2**20:.1f} MiB = "
+          f"{reads['read'] / reads['l0_stored']:.3f} x L0's stored "
+          f"{reads['l0_stored'] / 2**20:.1f} MiB")
+    for key, n in reads["read_by_array"].items():
+        print(f"  {key}: {n / 2**20:.1f} MiB")
+    (args.cache / "fused.json").write_text(json.dumps({"runs": best, "reads": reads}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
