@@ -141,7 +141,8 @@ def legend_lines(stretch: dict[str, Any]) -> tuple[str, tuple[str, ...], str]:
         lines = tuple(f"{c} = band {b}: {_num(lo[i])} … {_num(hi[i])}"
                       for i, (c, b) in enumerate(zip(CHANNELS, stretch["bands"])))
     note = (f"Background: water or no data. Stretch fitted on {stretch.get('sample_pixels', 0):,}"
-            f" sampled pixels of {stretch.get('sample_shards', 0)} shards (seed "
+            f" sampled pixels of {stretch.get('sample_shards', 0)} "
+            f"{'tiles' if stretch.get('sample_source') == 'tiles' else 'shards'} (seed "
             f"{stretch.get('seed', 0)}).")
     return heading, lines, note
 
