@@ -3,6 +3,8 @@
 The library never draws to a terminal; the ``geotessera-registry`` CLI does.
 """
 
+from typing import Any
+
 from .errors import (
     ArchiveError,
     GeoTesseraError,
@@ -25,6 +27,7 @@ _LAZY = {
     "open_item": "read", "write_demo_archive": "archive.demo", "DemoSpec": "archive.demo",
     "Reader": "read", "dequantise_dataset": "read", "dequantise": "read",
     "catalog_items": "read", "sample_file": "read.points",
+    "Points": "read", "BBox": "read", "CRSLike": "read", "Source": "read",
 }
 
 
@@ -39,7 +42,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
     if name in _LAZY:
