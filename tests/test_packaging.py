@@ -8,12 +8,15 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 
 import geotessera
 from geotessera.catalog.stac import write_catalog
+from geotessera.cli import COMMANDS
+from geotessera.cli._output import COMMAND_EXTRAS, PROVIDERS
 from geotessera.read import dequantise_dataset, open_store, read_region, sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +114,38 @@ def test_the_read_extra_works_without_the_builder(built, tmp_path):
         np.testing.assert_array_equal(got, values, err_msg=name)
     assert {k: tuple(v) for k, v in out["chunks"].items()} == dict(ds.embeddings.chunksizes)
     assert not set(out["loaded"]) & set(BUILDER)
+
+
+# --- the extras ----------------------------------------------------------------------------------
+
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+#: Modules that an extra installs through another of its requirements.
+TRANSITIVE = {"affine": "rasterio"}
+
+
+def _names(reqs: list[str]) -> set[str]:
+    return {re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0].lower() for r in reqs}
+
+
+def test_the_core_has_none_of_the_builders_dependencies():
+    core = _names(PROJECT["dependencies"])
+    assert core >= {"zarr", "numpy", "pyproj", "obstore", "click"}
+    assert not core & {"pyarrow", "rasterio", "shapely", "pystac", "jsonschema", "pandas",
+                       "xarray", "rich", "matplotlib"}
+
+
+def test_the_cli_names_extras_that_install_the_module():
+    extras = PROJECT["optional-dependencies"]
+    for module, named in PROVIDERS.items():
+        for extra in named:
+            assert TRANSITIVE.get(module, module) in _names(extras[extra]), (module, extra)
+    for command, named in COMMAND_EXTRAS.items():
+        assert command in COMMANDS and set(named) <= set(extras), command
+
+
+def test_all_holds_every_extra_but_the_tools():
+    extras = PROJECT["optional-dependencies"]
+    features = set(extras) - {"all", "test", "bench"}
+    assert {"read", "build", "viewer", "distributed", "h3", "plot", "parquet"} <= features
+    assert _names(extras["all"]) == set().union(*(_names(extras[x]) for x in features))
+    assert "matplotlib" in _names(extras["plot"])
