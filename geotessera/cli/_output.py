@@ -235,6 +235,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "rasterio": ("build",), "affine": ("build",), "jsonschema": ("build",),
     "rich": ("build", "viewer", "h3"), "morecantile": ("viewer",), "pmtiles": ("viewer",),
     "distributed": ("distributed",), "h3": ("h3", "plot"), "matplotlib": ("plot",),
+    "rioxarray": ("rio",),
 }
 
 #: The extras each command needs beyond the core, in the order to name them. A command not
