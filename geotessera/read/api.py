@@ -88,8 +88,8 @@ def sample(points: Points, year: int, source: Source, *, allow_incomplete: bool 
     Examples
     --------
     >>> vectors = sample([(0.12, -0.17), (10.0, 10.0)], 2024, "demo/stores")
-    >>> vectors.shape, bool(np.isnan(vectors[1]).all())
-    ((2, 128), True)
+    >>> len(vectors), vectors.dtype, bool(np.isnan(vectors[1]).all())  # zone 32: no store
+    (2, dtype('float32'), True)
     """
     values = Reader(source, year, allow_incomplete=allow_incomplete).sample(points)
     if not as_dataarray:

@@ -157,10 +157,10 @@ class Reader:
     Examples
     --------
     >>> reader = Reader("demo/stores", 2024)
-    >>> reader.sample([(0.12, -0.17)]).shape
-    (1, 128)
-    >>> reader.zone(31).meta.epsg
-    32631
+    >>> reader.sample([(0.12, -0.17)]).shape[0]
+    1
+    >>> reader.zone(31).meta.epsg, reader.zone(32)
+    (32631, None)
     """
 
     def __init__(self, source: Source, year: int, *, allow_incomplete: bool = False) -> None:
