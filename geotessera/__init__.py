@@ -3,7 +3,7 @@
 The library never draws to a terminal; the ``geotessera-registry`` CLI does.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ArchiveError,
@@ -15,6 +15,31 @@ from .errors import (
     TileProblemsError,
 )
 from .types import StoreLayout, TileGrid, TileKey, Window
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .archive.demo import DemoSpec, write_demo_archive
+    from .archive.scan import scan_archive, update_registry
+    from .build.plan import parse_zones, plan_zones
+    from .build.run import build_stores
+    from .build.verify import verify_store
+    from .catalog.stac import write_catalog
+    from .catalog.validate import validate_catalog
+    from .preview.run import run_preview_pass
+    from .read import (
+        BBox,
+        CRSLike,
+        Points,
+        Reader,
+        Source,
+        catalog_items,
+        dequantise,
+        dequantise_dataset,
+        open_item,
+        open_store,
+        read_region,
+        sample,
+    )
+    from .read.points import sample_file
 
 #: Public functions, imported on first use so that ``import geotessera`` stays light (the read
 #: side needs xarray, which is an optional extra).
