@@ -27,7 +27,7 @@ DOC = REPO / "docs" / "reading.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 #: Modules whose docstring "Examples" read the demo build.
 DOCTESTED = ("geotessera.read.api", "geotessera.read.reader", "geotessera.read.region",
-             "geotessera.read.project")
+             "geotessera.read.project", "geotessera.read.sources")
 
 
 def python_blocks(text: str) -> list[tuple[int, str, str]]:

@@ -29,7 +29,16 @@ from geotessera.types import Level
 
 @dataclass(frozen=True, slots=True)
 class ZoneStore:
-    """An opened, complete zone store (metadata parsed once)."""
+    """An opened zone store: its parsed metadata (``meta``: zone, year, EPSG, levels,
+    passes), the zarr root group and its ``Location``; arrays and point readers are opened
+    on first use and kept. Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
+
+    Examples
+    --------
+    >>> zs = ZoneStore.open("demo/stores/utm31_2024.zarr")
+    >>> zs.meta.zone, zs.meta.year, zs.meta.levels[0].path
+    (31, 2024, 'L0')
+    """
 
     meta: StoreMeta
     root: Any  # the zarr root group, opened by geotessera.store

@@ -56,6 +56,8 @@ class StoreSet:
     listed: bool = True
 
     def href(self, zone: int) -> str | None:
+        """The store of ``zone``: the listed href (None when there is none), or for an
+        unlisted URL the name it would have (the pointer's version if it has a pointer)."""
         if self.listed:
             return self.hrefs.get(zone)
         home = StoreHome(Location.parse(self.source), store_name(zone, self.year)[:-5])
@@ -81,10 +83,35 @@ def _stac_stores(obj: pystac.Catalog, year: int, where: str) -> StoreSet:
 
 
 def stores_of(source: Source, year: int) -> StoreSet:
-    """Find the stores of ``year`` in a stores directory, a single store, a STAC catalog or
-    collection (path, URL or pystac object), or a URL of a stores directory.
+    """Find the stores of ``year`` in a source (what ``Reader`` and ``sample`` read).
 
-    Raises StoreError naming the source and year when a listable source has none.
+    Parameters
+    ----------
+    source : Source
+        A stores directory, one store (a version, an old-layout store or a store home), a
+        STAC catalog or collection (its JSON's path or URL, or a ``pystac.Catalog``), or the
+        URL of a stores directory.
+    year : int
+        The year.
+
+    Returns
+    -------
+    StoreSet
+        zone → store href; for an ``https://`` stores URL (which cannot be listed) an empty,
+        unlisted set whose stores are looked up by name.
+
+    Raises
+    ------
+    StoreError
+        A listable source has no store for ``year``, a single store holds another year, or
+        a JSON source is not a catalog or collection.
+    ImportError
+        A STAC source without pystac (the ``read`` extra).
+
+    Examples
+    --------
+    >>> sorted(stores_of("demo/stores", 2024).hrefs)
+    [30, 31]
     """
     if _is_pystac(source):
         return _stac_stores(source, year, source.get_self_href() or source.id)
