@@ -25,9 +25,10 @@ from geotessera.pipeline import zarr_build
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "reading.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
-#: Modules whose docstring "Examples" read the demo build.
+#: Modules whose docstring "Examples" run (those of read/ on the demo build).
 DOCTESTED = ("geotessera.read.api", "geotessera.read.reader", "geotessera.read.region",
-             "geotessera.read.project", "geotessera.read.sources")
+             "geotessera.read.project", "geotessera.read.sources", "geotessera.build.plan",
+             "geotessera.archive.demo")
 
 
 def python_blocks(text: str) -> list[tuple[int, str, str]]:
