@@ -11,11 +11,13 @@ DEMO   := demo
 
 .PHONY: venv install test demo docs-images bench docs clean web web-deps deps-browser
 
+# Every extra (`all`: build, read, viewer, distributed, h3, plot, parquet) plus the test and
+# benchmark tools: `make test`, `make demo` and `make bench` use all of them.
 $(BIN)/.deps: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "python3.12 not found: set PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet hatchling ".[test,bench]"
+	$(BIN)/pip install --quiet hatchling ".[all,test,bench]"
 	touch $@
 
 venv: $(BIN)/.deps

@@ -3,6 +3,8 @@
 The library never draws to a terminal; the ``geotessera-registry`` CLI does.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ArchiveError,
     GeoTesseraError,
@@ -13,6 +15,31 @@ from .errors import (
     TileProblemsError,
 )
 from .types import StoreLayout, TileGrid, TileKey, Window
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .archive.demo import DemoSpec, write_demo_archive
+    from .archive.scan import scan_archive, update_registry
+    from .build.plan import parse_zones, plan_zones
+    from .build.run import build_stores
+    from .build.verify import verify_store
+    from .catalog.stac import write_catalog
+    from .catalog.validate import validate_catalog
+    from .preview.run import run_preview_pass
+    from .read import (
+        BBox,
+        CRSLike,
+        Points,
+        Reader,
+        Source,
+        catalog_items,
+        dequantise,
+        dequantise_dataset,
+        open_item,
+        open_store,
+        read_region,
+        sample,
+    )
+    from .read.points import sample_file
 
 #: Public functions, imported on first use so that ``import geotessera`` stays light (the read
 #: side needs xarray, which is an optional extra).
@@ -26,6 +53,7 @@ _LAZY = {
     "Reader": "read", "dequantise_dataset": "read", "dequantise": "read",
     "catalog_items": "read", "sample_file": "read.points",
     "write_year_mosaic": "maps",
+    "Points": "read", "BBox": "read", "CRSLike": "read", "Source": "read",
 }
 
 
@@ -40,7 +68,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
     if name in _LAZY:

@@ -5,7 +5,7 @@
 functions on whichever it returns. A cluster is reached through dask's own
 ``concurrent.futures`` executor (``Client.get_executor``), so nothing here schedules work.
 ``distributed`` is imported only when a scheduler is named (``pip install
-'geotessera[distributed]'``).
+'.[distributed]'`` in the geotessera checkout).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def _dask(address: str, in_flight: int | None) -> Iterator[Workers]:
         from distributed import Client
     except ImportError as e:
         raise ClusterError(address, "a scheduler needs the distributed extra: "
-                                    "pip install 'geotessera[distributed]'") from e
+                                    "pip install '.[distributed]' (in the geotessera checkout)"
+                           ) from e
     try:
         client = Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 #: False northing of the southern UTM projections (EPSG:327ZZ).
 SOUTH_FALSE_NORTHING = 10_000_000.0
@@ -236,12 +237,12 @@ class PixelGrid:
         a, _, c, _, e, f = self.transform
         return (c, f + e * self.shape[0], c + a * self.shape[1], f)
 
-    def xy(self, rows, cols):
+    def xy(self, rows: Any, cols: Any) -> tuple[Any, Any]:
         """Pixel-centre coordinates of (rows, cols) (scalars or numpy arrays)."""
         a, _, c, _, e, f = self.transform
         return c + (cols + 0.5) * a, f + (rows + 0.5) * e
 
-    def rowcol(self, x, y):
+    def rowcol(self, x: Any, y: Any) -> tuple[Any, Any]:
         """Fractional (row, col) of points (pixel (r, c) covers [r, r+1) × [c, c+1))."""
         a, _, c, _, e, f = self.transform
         return (y - f) / e, (x - c) / a

@@ -140,7 +140,7 @@ def test_missing_optional_dependency_is_exit_1_with_the_pip_line(built, tmp_path
     assert res.returncode == 1, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "jsonschema is not installed" in lines[0]
-    assert "pip install jsonschema" in lines[0]
+    assert "pip install '.[build]' (in the geotessera checkout)" in lines[0]
     line = missing_dependency(ModuleNotFoundError("No module named 'xarray'", name="xarray"))
     assert "pip install '.[read]'" in line
     assert missing_dependency(ImportError("cannot import name 'x' from 'y'")) is None
@@ -152,3 +152,83 @@ def test_error_lines_print_brackets_as_they_are(tmp_path):
     res = CliRunner().invoke(cli, ["stac", str(odd)])
     assert res.exit_code == 1
     assert f"error: {odd}: no zone stores" in res.stderr
+
+
+# --- commands on an install without their extra ------------------------------------------------
+
+#: What the core and the read extra do not install (set to None in sys.modules: how Python
+#: sees a module that is not installed).
+NOT_IN_READ = ("pyarrow", "rasterio", "shapely", "affine", "jsonschema", "rich", "matplotlib",
+               "h3", "morecantile", "pmtiles", "distributed")
+NOT_IN_CORE = (*NOT_IN_READ, "xarray", "dask", "pystac", "pandas")
+
+
+def _without(modules: tuple[str, ...], *args, **kw) -> subprocess.CompletedProcess:
+    prelude = f"import sys\nfor m in {list(modules)!r}:\n    sys.modules[m] = None\n"
+    return _py(prelude + MAIN, *args, **kw)
+
+
+@pytest.mark.parametrize("argv", [["zarr-build", "ARCHIVE", "-o", "OUT"], ["zarr-build", "--help"],
+                                  ["scan", "ARCHIVE"], ["demo-data", "OUT"], ["info", "STORE"],
+                                  ["stac", "STORES", "--validate"], ["-q", "verify", "--help"]])
+def test_a_builder_command_without_the_build_extra_names_its_pip_line(built, tmp_path, argv):
+    subs = {"ARCHIVE": str(tmp_path), "OUT": str(tmp_path / "out"), "STORES": str(built),
+            "STORE": str(built / "utm31_2024.zarr")}
+    res = _without(NOT_IN_READ, *[subs.get(a, a) for a in argv])
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and " is not installed" in lines[0]
+    assert lines[0].endswith("pip install '.[build]' (in the geotessera checkout)"), lines[0]
+    assert res.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_a_missing_extra_under_json_is_one_json_document(tmp_path):
+    res = _without(NOT_IN_READ, "--json", "demo-data", tmp_path / "out")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 1 and "'.[build]'" in doc["error"]
+
+
+def test_sample_runs_on_the_core_alone_and_prints_the_same(built):
+    args = ["sample", "--year", "2024", "--lon", "0.12", "--lat", "-0.17", "--lon", "10",
+            "--lat", "10", built]
+    full, core = _py(MAIN, *args), _without(NOT_IN_CORE, *args)
+    assert full.returncode == 0 and core.returncode == 0, core.stderr
+    assert core.stdout == full.stdout and "no data" in core.stdout
+    full, core = _py(MAIN, *args, "--json"), _without(NOT_IN_CORE, *args, "--json")
+    assert json.loads(core.stdout) == json.loads(full.stdout)
+
+
+def test_sample_of_a_stac_catalog_without_the_read_extra_names_it(built, tmp_path):
+    from geotessera.catalog.stac import write_catalog
+
+    cat = write_catalog(built, tmp_path / "stac").catalog
+    res = _without(NOT_IN_CORE, "sample", "--year", "2024", "--lon", "0.1", "--lat", "0.1", cat)
+    assert res.returncode == 1
+    assert res.stderr.strip().endswith("pip install '.[read]' (in the geotessera checkout)")
+
+
+def test_without_rich_errors_and_logs_are_plain_lines(built):
+    res = _without(NOT_IN_CORE, "sample", "--year", "1999", "--lon", "0.1", "--lat", "0.1",
+                   built)
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: ") and "1999" in res.stderr and "[" not in res.stderr
+
+
+def test_the_top_level_help_needs_no_extra():
+    res = _without(NOT_IN_CORE, "--help")
+    assert res.returncode == 0 and "zarr-build" in res.stdout
+
+
+def test_the_pip_line_names_the_commands_own_extra():
+    def mnf(name: str) -> ModuleNotFoundError:
+        return ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    assert "'.[build]'" in missing_dependency(mnf("pystac"), "stac")
+    assert "'.[read]'" in missing_dependency(mnf("pystac"), "sample")
+    assert "'.[viewer]'" in missing_dependency(mnf("pystac"), "serve")
+    assert "'.[parquet]'" in missing_dependency(mnf("pyarrow"), "sample")
+    assert "'.[build]'" in missing_dependency(mnf("pyarrow"), "scan")
+    assert "'.[distributed]'" in missing_dependency(mnf("distributed.client"), "zarr-build")
+    assert "'.[plot]'" in missing_dependency(mnf("matplotlib"), None)  # a command not listed
+    assert missing_dependency(mnf("somepkg"), "scan").endswith("pip install somepkg")

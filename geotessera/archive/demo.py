@@ -42,7 +42,14 @@ _KEY_OFFSET = 100_000  # keeps seed entropy non-negative
 
 @dataclass(frozen=True, slots=True)
 class DemoSpec:
-    """What to generate. Bounds in degrees (rounded to 0.01°); only whole 0.1° cells are used."""
+    """What ``write_demo_archive`` generates. Bounds in degrees (rounded to 0.01°); only
+    whole 0.1° cells are used. Invalid values raise ValueError at construction.
+
+    Examples
+    --------
+    >>> DemoSpec(pixel_size=160.0, bands=8).years
+    (2024, 2025)
+    """
 
     lon_min: float = -0.3
     lon_max: float = 0.3
@@ -281,6 +288,21 @@ def write_demo_archive(
     """Write every tile-year of ``spec`` under ``base``, reporting ``Progress("tiles", …)``.
 
     Existing files are overwritten, except landmasks (year independent), which are kept.
+    Values are drawn from ``spec.seed``.
+
+    Parameters
+    ----------
+    base : Path
+        The archive root to write (created as needed).
+    spec : DemoSpec
+        Extent, years, pixel size, bands, seed and the share of tiles left out.
+    on_progress : callable, optional
+        Called with ``Progress`` events.
+
+    Returns
+    -------
+    DemoSummary
+        Tiles, tile-years (files), zones, years and bytes written.
     """
     plan = [(year, key) for year in spec.years for key in year_tiles(spec, year)]
     total = 0

@@ -202,6 +202,32 @@ def scan_archive(
     elsewhere), each checked with HEAD requests. Rows of ``previous`` whose three file sizes
     and mtimes are unchanged are reused without reading the files; rows of years not scanned
     are carried over unchanged.
+
+    Parameters
+    ----------
+    base : Path, str or Location
+        The archive root (``global_0.1_degree_representation/`` is under it).
+    executor : concurrent.futures.Executor
+        Runs the header reads (threads suit local disks and object stores).
+    years, zones : iterable of int, optional
+        Only these years and UTM zones (default: all).
+    previous : iterable of TileRecord
+        The registry's rows so far, reused where the files are unchanged.
+    expected_bands : int, default 128
+        Embedding dimensions; another count is a row problem.
+    on_progress : callable, optional
+        Called with ``Progress`` events.
+
+    Returns
+    -------
+    ScanResult
+        ``records`` (one row per tile-year, problems recorded per row), ``ignored`` names,
+        and how many rows were read or reused.
+
+    Raises
+    ------
+    ArchiveError
+        The archive cannot be listed (or, over http(s), ``previous`` is empty).
     """
     root = _root(base)
     previous = list(previous)
@@ -287,7 +313,25 @@ def update_registry(
     """Scan incrementally against the registry at ``registry_path`` and save the result
     there. Only the partitions of ``years`` and ``zones`` (default: all) are read and
     rewritten; the rest of the registry is not opened. A single-file registry is migrated
-    first. An unreadable existing registry is an error, never overwritten."""
+    first. An unreadable existing registry is an error, never overwritten.
+
+    Parameters
+    ----------
+    base, executor, years, zones, expected_bands, on_progress
+        As for ``scan_archive``.
+    registry_path : Path
+        The registry (a Parquet dataset directory); created when missing.
+
+    Returns
+    -------
+    ScanResult
+        As ``scan_archive`` returns it, after the registry is saved.
+
+    Raises
+    ------
+    ArchiveError
+        The archive cannot be listed, or the existing registry cannot be read.
+    """
     from geotessera.archive import registry
 
     registry_path = Path(registry_path)

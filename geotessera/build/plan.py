@@ -60,7 +60,28 @@ class ZonePlan:
 
 
 def parse_zones(text: str | None) -> frozenset[int] | None:
-    """``30``, ``30,31`` or ``29-34`` (and mixtures) → zone numbers; None → all zones."""
+    """Zone numbers from ``30``, ``30,31`` or ``29-34`` (and mixtures).
+
+    Parameters
+    ----------
+    text : str or None
+        The selection; None or blank selects every zone.
+
+    Returns
+    -------
+    frozenset of int or None
+        The zones (1–60), or None for all.
+
+    Raises
+    ------
+    SelectionError
+        Not a number, a range or a zone in 1–60.
+
+    Examples
+    --------
+    >>> sorted(parse_zones("29-31,33"))
+    [29, 30, 31, 33]
+    """
     if text is None or not text.strip():
         return None
     zones: set[int] = set()
@@ -114,7 +135,25 @@ def _escapes(rel: str) -> bool:
 
 
 def plan_zones(records: Iterable[TileRecord], layout: StoreLayout) -> list[ZonePlan]:
-    """One plan per (zone, year) present, in (year, zone) order. Pure arithmetic."""
+    """One plan per (zone, year) present, in (year, zone) order. Pure arithmetic.
+
+    Parameters
+    ----------
+    records : iterable of TileRecord
+        Registry rows (``scan_archive(...).records``).
+    layout : StoreLayout
+        Shard and chunk sizes and codec of the stores.
+
+    Returns
+    -------
+    list of ZonePlan
+        Each with its zone grid, shard index and shard tasks.
+
+    Raises
+    ------
+    GridError
+        Tiles of one zone and year with different pixel sizes.
+    """
     groups: dict[tuple[int, int], list[TileRecord]] = {}
     for r in records:
         groups.setdefault((r.year, r.zone), []).append(r)

@@ -267,6 +267,34 @@ def build_stores(
     if another build holds one of the stores, and ShardWriteError if a shard fails on each of
     its ``1 + retries`` attempts (earlier stores of the run are already published).
     A store whose year has a stretch in ``stretches`` is built with its preview.
+
+    Parameters
+    ----------
+    base : Path, str or Location
+        The archive root the registry rows belong to.
+    output_dir : Location, str or Path
+        Where the store homes go (``utmZZ_YYYY/`` with versions and ``current.json``).
+    records : iterable of TileRecord
+        Registry rows (``scan_archive``).
+    executor : concurrent.futures.Executor
+        Runs the shard tasks (a spawn process pool, or a dask.distributed executor).
+    years, zones : optional
+        Only these years and zones.
+    layout : StoreLayout
+        Shard and chunk sizes and codec.
+    dry_run : bool
+        Plan only; write nothing.
+    skip_bad, resume, max_in_flight, retries, on_progress, lock_ttl
+        Build without problem tiles; continue from the journal; tasks in flight; attempts
+        per shard after the first; ``Progress`` events; the store lock's expiry (seconds).
+    stretches : dict of year to Stretch, optional
+        The year's colour stretch (``build.stretch.tile_stretch``): the store is built with
+        its preview (``rgba`` and every overview level) before it is published.
+
+    Returns
+    -------
+    BuildReport
+        The plans and their summaries, one result per store built, the tiles skipped.
     """
     good, bad = select(records, years, zones, skip_bad, base)
     report = BuildReport(plan_zones(good, layout), skipped=bad)

@@ -95,7 +95,28 @@ def verify_store(store: Location | Path | str, base: Path, executor: Executor, *
     """Check one store (a version, or a store home whose pointer names it); every finding is
     a line in ``report.problems``. A comparison task that raises (a worker lost, say, rather
     than a finding) runs again up to ``retries`` times; if it still fails, that is a finding
-    and the comparisons stop."""
+    and the comparisons stop.
+
+    Parameters
+    ----------
+    store : Location, Path or str
+        The store (a path or URL).
+    base : Path
+        The archive root whose tiles the store was built from.
+    executor : concurrent.futures.Executor
+        Runs the shard comparisons.
+    sample : int, default 8
+        Non-empty shards to compare (a seeded sample), unless ``full``.
+    full : bool, default False
+        Compare every non-empty shard.
+    seed, max_in_flight, retries
+        The sample's seed; comparisons in flight; attempts after the first.
+
+    Returns
+    -------
+    VerifyReport
+        ``ok`` when ``problems`` is empty; counts of shards, chunks and pixels checked.
+    """
     store, base = published(Location.parse(store)), Path(base)
     report = VerifyReport(str(store))
     try:

@@ -76,7 +76,21 @@ def validate_dict(doc: dict, href: str = "", validator: JsonSchemaSTACValidator 
 def validate_catalog(catalog: Path) -> int:
     """Validate every object reachable from ``catalog`` through child/item links, offline.
 
-    Returns how many objects were validated; raises CatalogValidationError on the first bad one.
+    Parameters
+    ----------
+    catalog : Path
+        The root ``catalog.json``.
+
+    Returns
+    -------
+    int
+        How many objects were validated.
+
+    Raises
+    ------
+    CatalogValidationError
+        The first object that is unreadable or fails its schemas (core, projection,
+        datacube, zarr), with its path.
     """
     v, seen, todo = offline_validator(), set(), [Path(catalog).resolve()]
     while todo:

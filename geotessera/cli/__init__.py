@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from geotessera.cli._output import shared_options
+from geotessera.cli._output import fail_missing, missing_dependency, shared_options
 
 #: name → (module, attribute, the one-line summary the group's --help lists; it becomes the
 #: command's ``short_help``, so both always agree).
@@ -63,6 +63,15 @@ def _decorate(name: str, cmd: click.Command) -> click.Command:
     return cmd
 
 
+def _unavailable(name: str, line: str) -> click.Command:
+    """A stand-in for a command whose module needs an extra that is not installed: any
+    invocation, ``--help`` included, prints ``line`` (the ``pip install`` to run) and exits 1."""
+    return click.Command(
+        name, callback=lambda **_: fail_missing(line), add_help_option=False,
+        short_help=COMMANDS[name][2], help=f"Unavailable: {line}.",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+
 def _print_version(ctx: click.Context, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         import geotessera
@@ -82,7 +91,12 @@ class LazyGroup(click.Group):
         if cmd_name in self.commands or cmd_name not in COMMANDS:
             return self.commands.get(cmd_name)
         module, attr, _ = COMMANDS[cmd_name]
-        cmd = getattr(import_module(f"geotessera.cli.{module}"), attr)
+        try:
+            cmd = getattr(import_module(f"geotessera.cli.{module}"), attr)
+        except ModuleNotFoundError as e:  # an extra is not installed
+            if (line := missing_dependency(e, cmd_name)) is None:
+                raise
+            return _unavailable(cmd_name, line)
         return _decorate(cmd_name, cmd)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

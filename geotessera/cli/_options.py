@@ -21,7 +21,7 @@ def executor_options(fn: Callable) -> Callable:
         click.option("--scheduler", metavar="ADDRESS", envvar=SCHEDULER_ENV, default=None,
                      help="Run the tasks on this dask.distributed scheduler, e.g. "
                           f"tcp://host:8786 [default: ${SCHEDULER_ENV}; unset: a local "
-                          "process pool]. Needs pip install 'geotessera[distributed]'."),
+                          "process pool]. Needs pip install '.[distributed]'."),
         click.option("--retries", type=click.IntRange(0, 100), default=DEFAULT_RETRIES,
                      show_default=True,
                      help="Run a task that raised again, up to this many times, before the "

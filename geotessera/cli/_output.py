@@ -5,7 +5,9 @@ stderr. Exit status: 0 success, 1 a data/build failure (one line names the file 
 problem), 2 a usage error, 3 an unexpected internal error, 130 interrupted (Ctrl-C). A reader
 that closes the pipe early (``| head -1``) ends the command quietly with status 0.
 
-rich is imported on first use, so ``--help`` stays fast.
+rich is imported on first use, so ``--help`` stays fast. Without rich (it comes with the
+``build``, ``viewer`` and ``h3`` extras, not with the core or ``read``) the same lines go to
+stderr plain, without progress bars.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
@@ -28,9 +32,36 @@ log = logging.getLogger("geotessera")
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
+def _have_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+#: The rich markup the CLI's own messages use, removed when printing without rich.
+_MARKUP = re.compile(r"\[/?(?:bold|red|yellow|green|dim)(?: (?:bold|red|yellow|green|dim))*\]"
+                     r"|\[/\]")
+
+
+class _PlainConsole:
+    """What the CLI uses of rich's ``Console``, as plain lines on stderr (no rich)."""
+
+    def print(self, *objects: Any, markup: bool = True, **_: Any) -> None:
+        text = " ".join(str(o) for o in objects)
+        print(_MARKUP.sub("", text) if markup else text, file=sys.stderr, flush=True)
+
+    def print_exception(self, **_: Any) -> None:
+        traceback.print_exc(file=sys.stderr)
+
+
 @functools.cache
 def stderr_console() -> Any:
-    """The rich console on stderr, created on first use (importing rich costs ~0.1 s)."""
+    """The rich console on stderr, created on first use (importing rich costs ~0.1 s); a
+    plain one when rich is not installed."""
+    if not _have_rich():
+        return _PlainConsole()
     from rich.console import Console
 
     return Console(stderr=True)
@@ -51,16 +82,24 @@ class Output:
 
     def __init__(self, quiet: bool, verbose: int, as_json: bool) -> None:
         self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
-        from rich.logging import RichHandler
-
         level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-        handler = RichHandler(console=stderr_console(), show_path=False, show_time=False)
-        logging.basicConfig(level=level, format="%(message)s", force=True, handlers=[handler])
+        if _have_rich():
+            from rich.logging import RichHandler
+
+            handler: logging.Handler = RichHandler(console=stderr_console(), show_path=False,
+                                                   show_time=False)
+            fmt = "%(message)s"
+        else:
+            handler, fmt = logging.StreamHandler(sys.stderr), "%(levelname)s %(message)s"
+        logging.basicConfig(level=level, format=fmt, force=True, handlers=[handler])
 
     @contextmanager
     def progress(self):
         """A progress sink taking ``geotessera.parallel.Progress`` events; draws nothing when
-        quiet or JSON."""
+        quiet or JSON, or without rich."""
+        if not _have_rich():
+            yield lambda event: None
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -176,7 +215,10 @@ def common(fn: Callable) -> Callable:
         except click.exceptions.ClickException:
             raise
         except Exception as e:  # noqa: BLE001 - the one catch-all: report and exit non-zero
-            if isinstance(e, ImportError) and (line := missing_dependency(e)) is not None:
+            ctx = click.get_current_context(silent=True)
+            line = (missing_dependency(e, ctx.info_name if ctx else None)
+                    if isinstance(e, ImportError) else None)
+            if line is not None:
                 _fail(out, RuntimeError(line), EXIT_FAILURE)
             if out.verbose:
                 err.print_exception()
@@ -185,24 +227,52 @@ def common(fn: Callable) -> Callable:
     return wrapper
 
 
-#: The extra (pyproject.toml) that installs an optional top-level module.
-EXTRAS = {"xarray": "read", "rioxarray": "read", "dask": "read", "matplotlib": "plot",
-          "distributed": "distributed"}
+#: The extras (pyproject.toml) that install each optional top-level module; the first is
+#: named unless the command's own extra is one of them.
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "xarray": ("read",), "dask": ("read",), "pystac": ("read", "build", "viewer"),
+    "pyarrow": ("parquet", "build"), "shapely": ("build", "parquet", "plot"),
+    "rasterio": ("build",), "affine": ("build",), "jsonschema": ("build",),
+    "rich": ("build", "viewer", "h3"), "morecantile": ("viewer",), "pmtiles": ("viewer",),
+    "distributed": ("distributed",), "h3": ("h3", "plot"), "matplotlib": ("plot",),
+    "rioxarray": ("rio",),
+}
+
+#: The extras each command needs beyond the core, in the order to name them. A command not
+#: listed needs the core only (or says so itself through PROVIDERS).
+COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("demo-data", "scan", "zarr-build", "registry-schema", "verify", "rgb",
+                     "quicklook", "stac", "info"), ("build",)),
+    "sample": ("read", "parquet"), "serve": ("viewer",), "tiles": ("viewer",), "h3": ("h3",),
+    "h3-plot": ("plot",),
+}
 
 
-def missing_dependency(e: ImportError) -> str | None:
+def install_line(extra: str) -> str:
+    """How to install an extra: from the checkout (PyPI's ``geotessera`` is another project)."""
+    return f"pip install '.[{extra}]' (in the geotessera checkout)"
+
+
+def missing_dependency(e: ImportError, command: str | None = None) -> str | None:
     """The one error line for a missing optional dependency, with the ``pip install`` to run
-    (from the repository checkout, as README.md installs the package); None when ``e`` is
-    not about a missing module."""
+    (from the repository checkout, as README.md installs the package): the extra of
+    ``command`` that provides the module, else the first extra that does, else the module
+    itself. None when ``e`` is not about a missing module."""
     if not isinstance(e, ModuleNotFoundError):
         return str(e) if "pip install" in str(e) else None
     top = (e.name or "").split(".")[0]
     if not top or top == "geotessera":
         return None
-    extra = EXTRAS.get(top)
-    how = (f"pip install '.[{extra}]' (in the geotessera checkout)" if extra
-           else f"pip install {top}")
+    providers = PROVIDERS.get(top, ())
+    mine = [x for x in COMMAND_EXTRAS.get(command or "", ()) if x in providers]
+    extra = (mine or list(providers) or [None])[0]
+    how = install_line(extra) if extra else f"pip install {top}"
     return f"{top} is not installed, and this command needs it: {how}"
+
+
+def fail_missing(line: str) -> None:
+    """Report a missing dependency as a command's failure: one error line, exit 1."""
+    _fail(_merged(False, 0, False), RuntimeError(line), EXIT_FAILURE)
 
 
 def _quiet_pipe_exit() -> None:
@@ -228,14 +298,21 @@ def _fail(out: Output, e: BaseException, code: int, prefix: str = "") -> None:
         if hasattr(e, "problems"):
             doc["problems"] = [{"path": p, "problem": m} for p, m in e.problems]
         click.echo(json.dumps(doc, indent=2, default=str))
-    from rich.markup import escape  # the line is data: "[plot]" in a pip line is not markup
-
-    err.print(f"[bold red]error:[/] {escape(line)}", markup=True, highlight=False,
+    err.print(f"[bold red]error:[/] {_escape(line)}", markup=True, highlight=False,
               soft_wrap=True)
     if out.verbose and hasattr(e, "problems"):
         for path, problem in e.problems:
             err.print(f"  {path}: {problem}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _escape(text: str) -> str:
+    """``text`` shown as it is inside rich markup (a ``'.[build]'`` is not a style tag)."""
+    if not _have_rich():
+        return text
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _describe(e: BaseException) -> str:

@@ -25,8 +25,8 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[Executor]:
     try:
         from distributed import Client
     except ImportError as e:
-        raise click.UsageError("--scheduler needs dask.distributed: pip install distributed"
-                               ) from e
+        raise click.UsageError("--scheduler needs dask.distributed: pip install "
+                               "'.[distributed]' (in the geotessera checkout)") from e
     client = Client(scheduler)
     try:
         yield client.get_executor(pure=False)

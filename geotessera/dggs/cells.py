@@ -36,7 +36,8 @@ WGS84 = Geod(ellps="WGS84")
 
 def need_h3() -> None:
     if h3 is None:
-        raise ImportError("h3 is not installed: pip install 'geotessera[h3]'")
+        raise ImportError("h3 is not installed: pip install '.[h3]' "
+                          "(in the geotessera checkout)")
 
 
 # --- pixels --------------------------------------------------------------------------------------

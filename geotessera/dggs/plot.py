@@ -215,7 +215,8 @@ def plot_summary(summary: H3Summary, out: str | Path, *, band: int | None = None
     world map; by default the area-weighted centroid of the cells (longitude 0 for the map).
     ``extent`` ``data`` zooms to the cells. Raises ValueError for a band out of range."""
     if plt is None:
-        raise ImportError("matplotlib is not installed: pip install 'geotessera[plot]'")
+        raise ImportError("matplotlib is not installed: pip install '.[plot]' "
+                          "(in the geotessera checkout)")
     if projection not in PROJECTIONS or extent not in EXTENTS:
         raise ValueError(f"projection must be one of {PROJECTIONS} and extent one of "
                          f"{EXTENTS}; got {projection!r}, {extent!r}")

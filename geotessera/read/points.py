@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from geotessera.errors import PointsError
+from geotessera.read.aliases import Source
 
 BATCH = 65_536
 IN_FORMATS = ("csv", "geojson", "parquet")
@@ -137,7 +138,8 @@ class SampleWriter:
     def __init__(self, out: BinaryIO, fmt: str, bands: int) -> None:
         if fmt not in OUT_FORMATS:
             raise ValueError(f"unknown output format {fmt!r} (one of {OUT_FORMATS})")
-        self.out, self.fmt, self.bands, self._pq = out, fmt, bands, None
+        self.out, self.fmt, self.bands = out, fmt, bands
+        self._pq: Any = None  # a pyarrow ParquetWriter, opened on the first batch
         if fmt == "csv":
             self._text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
             self._text.write(",".join(["lon", "lat", *(f"e{i}" for i in range(bands))]) + "\n")
@@ -179,10 +181,49 @@ class SampleWriter:
         self.out.flush()
 
 
-def sample_file(points: str, out: BinaryIO, year: int, source: Any, *, in_fmt: str | None = None,
-                out_fmt: str = "csv", batch: int = BATCH, allow_incomplete: bool = False) -> int:
-    """Sample every point of ``points`` (a file or ``-``) and stream the vectors to ``out``,
-    ``batch`` points at a time. Returns the number of points."""
+def sample_file(points: str, out: BinaryIO, year: int, source: Source, *,
+                in_fmt: str | None = None, out_fmt: str = "csv", batch: int = BATCH,
+                allow_incomplete: bool = False) -> int:
+    """Sample every point of a point file and stream the vectors out, in bounded memory.
+
+    At most ``batch`` points and their vectors are in memory at a time (GeoJSON input is
+    parsed whole, as JSON must be).
+
+    Parameters
+    ----------
+    points : str
+        A CSV (``lon``/``lat`` columns or their aliases), GeoJSON, GeoParquet or Parquet
+        file, or ``-`` for standard input.
+    out : BinaryIO
+        Where the vectors go (a binary stream).
+    year : int
+        The year whose stores to read.
+    source : Source
+        As for ``sample``.
+    in_fmt : {"csv", "geojson", "parquet"}, optional
+        The input format; default from the file's suffix (CSV for ``-``).
+    out_fmt : {"csv", "jsonl", "parquet"}, default "csv"
+        CSV (``lon,lat,e0…``, empty cells for no data), JSON lines (``null`` vector for no
+        data) or Parquet (``embedding`` list<float32>, null for no data).
+    batch : int, default 65536
+        Points per batch.
+    allow_incomplete : bool, default False
+        Read stores whose build did not complete.
+
+    Returns
+    -------
+    int
+        The number of points sampled (and rows written).
+
+    Raises
+    ------
+    PointsError
+        The point file is missing or malformed (its name and the problem).
+    StoreError
+        As for ``sample``.
+    ModuleNotFoundError
+        Parquet input or output without pyarrow (GeoParquet also needs shapely).
+    """
     from geotessera.read.reader import Reader
 
     reader = Reader(source, year, allow_incomplete=allow_incomplete)

@@ -8,15 +8,17 @@ scale is NaN (no data). No xarray.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from geotessera.errors import StoreError, StoreNotFoundError
+from geotessera.read.aliases import Points, Source
 from geotessera.read.project import dequantise, transformer
 from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance_m
-from geotessera.read.sources import Source, stores_of
+from geotessera.read.sources import stores_of
 from geotessera.store.location import Location
 from geotessera.store.versions import published
 from geotessera.store.meta import StoreMeta, open_root, read_meta
@@ -27,17 +29,28 @@ from geotessera.types import Level
 
 @dataclass(frozen=True, slots=True)
 class ZoneStore:
-    """An opened, complete zone store (metadata parsed once)."""
+    """An opened zone store: its parsed metadata (``meta``: zone, year, EPSG, levels,
+    passes), the zarr root group and its ``Location``; arrays and point readers are opened
+    on first use and kept. Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
+
+    Examples
+    --------
+    >>> zs = ZoneStore.open("demo/stores/utm31_2024.zarr")
+    >>> zs.meta.zone, zs.meta.year, zs.meta.levels[0].path
+    (31, 2024, 'L0')
+    """
 
     meta: StoreMeta
     root: Any  # the zarr root group, opened by geotessera.store
     location: Location
-    _readers: dict = field(default_factory=dict, compare=False, repr=False)
+    _readers: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def open(cls, href: Any, allow_incomplete: bool = False) -> ZoneStore:
-        """Open a path, URL or zarr Store; raise StoreError if it is not a zone store or its
-        build is not complete."""
+    def open(cls, href: str | os.PathLike[str] | Location,
+             allow_incomplete: bool = False) -> ZoneStore:
+        """Open a store by path, URL or ``Location`` (a store home opens the version its
+        pointer names); StoreError if it is not a zone store or its build is not complete
+        (unless ``allow_incomplete``), StoreNotFoundError if nothing is there."""
         loc = published(Location.parse(href))
         root = open_root(loc)
         meta = read_meta(root, str(loc))
@@ -113,7 +126,7 @@ def _inside(fr: np.ndarray, fc: np.ndarray, shape: tuple[int, int]) -> np.ndarra
         return (fr >= 0) & (fr < shape[0]) & (fc >= 0) & (fc < shape[1])
 
 
-def parse_points(points: Any) -> tuple[np.ndarray, np.ndarray]:
+def parse_points(points: Points) -> tuple[np.ndarray, np.ndarray]:
     """(lon, lat) float64 copies of (n, 2) lon/lat pairs or of one pair; ValueError otherwise."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim == 1 and pts.size == 2:
@@ -130,7 +143,34 @@ def zones_of(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 
 
 class Reader:
-    """The stores of one year in one source, each opened on first use and kept open."""
+    """The stores of one year in one source, each opened on first use and kept open.
+
+    Use it for many small look-ups: ``sample`` opens (and parses the metadata of) each store
+    on every call, a Reader once.
+
+    Parameters
+    ----------
+    source : Source
+        A stores directory, one store, a STAC catalog or collection (path, URL or
+        ``pystac.Catalog``) or the URL of a stores directory (``s3://``, ``https://``).
+    year : int
+        The year whose stores to read.
+    allow_incomplete : bool, default False
+        Read stores whose build did not complete.
+
+    Raises
+    ------
+    StoreError
+        A listable source has no store for ``year`` (raised here, before any look-up).
+
+    Examples
+    --------
+    >>> reader = Reader("demo/stores", 2024)
+    >>> reader.sample([(0.12, -0.17)]).shape[0]
+    1
+    >>> reader.zone(31).meta.epsg, reader.zone(32)
+    (32631, None)
+    """
 
     def __init__(self, source: Source, year: int, *, allow_incomplete: bool = False) -> None:
         self.stores = stores_of(source, year)
@@ -138,11 +178,16 @@ class Reader:
         self._open: dict[int, ZoneStore | None] = {}
 
     def zone(self, zone: int) -> ZoneStore | None:
-        """The store of ``zone``, or None when the source has none for it."""
+        """The opened store of UTM ``zone`` (1–60), or None when the source has none for it.
+
+        Raises StoreError when the store is damaged or incomplete (unless
+        ``allow_incomplete``), and StoreNotFoundError when a listed store has gone.
+        """
         if zone not in self._open:
             href = self.stores.href(zone)
             try:
-                self._open[zone] = href and ZoneStore.open(href, self.allow_incomplete)
+                self._open[zone] = (ZoneStore.open(href, self.allow_incomplete) if href
+                                    else None)
             except StoreNotFoundError:
                 if self.stores.listed:
                     raise
@@ -150,16 +195,38 @@ class Reader:
         return self._open[zone]
 
     def bands(self) -> int:
+        """The number of embedding bands (of the first store found); StoreError when the
+        source has no store for the year."""
         for zone in sorted(self.stores.hrefs) or sorted(z for z, s in self._open.items() if s):
             if (zs := self.zone(zone)) is not None:
                 return zs.meta.bands or zs.arrays(zs.meta.levels[0])[0].shape[0]
         raise StoreError(self.stores.source, f"no zone store for year {self.stores.year} "
                                              f"(tried zones {sorted(self._open)})")
 
-    def sample(self, points: Any) -> np.ndarray:
-        """(n, bands) float32 vectors at lon/lat ``points``, each from its own zone's store
-        (with the zone-edge crack rule), else from an adjacent zone's store that has data
-        there; NaN rows where none has (water, outside every store)."""
+    def sample(self, points: Points) -> np.ndarray:
+        """Dequantised vectors at WGS84 ``points``, as ``geotessera.read.sample`` reads them.
+
+        Each point reads its own zone's store (with the zone-edge crack rule), else an
+        adjacent zone's store that has data there.
+
+        Parameters
+        ----------
+        points : Points
+            ``(lon, lat)`` pairs: one pair, a sequence of pairs or an ``(n, 2)`` array.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, bands)`` float32; NaN rows where no store has data (water, outside every
+            store, a non-finite point).
+
+        Raises
+        ------
+        ValueError
+            ``points`` is not ``(n, 2)``.
+        StoreError
+            A store the points need is damaged or incomplete.
+        """
         lon, lat = parse_points(points)
         zones = zones_of(lon, lat)
         parts = []

@@ -10,21 +10,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyproj import CRS
-from rasterio.crs import CRS as RioCRS
-from rasterio.transform import Affine
-from rasterio.warp import Resampling, reproject
 
-from geotessera.read.project import dequantise, transformer
+from geotessera.read.aliases import BBox, CRSLike, Source
+from geotessera.read.project import dequantise, nearest_index, transformer
 from geotessera.read.reader import Reader, ZoneStore, zones_of
 from geotessera.read.seams import M_PER_DEG, crack_pixels, zone_edges
-from geotessera.read.sources import Source
 from geotessera.store.attrs import gdal_geotransform
 from geotessera.tiles import utm_zone
 from geotessera.types import Level, PixelGrid
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 #: read_region refuses to read more than this from one store (int8 bands + scales + index).
 MAX_READ_BYTES = 4 * 2**30
@@ -95,8 +95,8 @@ def _source_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, sli
 
 def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> _Part | None:
     """Read the window of ``zs`` under ``grid`` at the level matching the resolution and
-    map every output pixel to its nearest window pixel (rasterio's nearest warp of a
-    pixel-index raster: exact values, one band warped instead of 128)."""
+    map every output pixel to its nearest window pixel (``nearest_index``: exact values, one
+    index computed per output pixel instead of 128 bands warped)."""
     level = choose_level(zs.meta.levels, resolution_m)
     win = _source_window(level, zs.meta.epsg, grid)
     if win is None:
@@ -112,12 +112,7 @@ def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> _Part | None:
         return None
     a, b, c, d, e, f = level.transform
     t = (a, b, c + a * win[1].start, d, e, f + e * win[0].start)
-    idx = np.full(grid.shape, -1.0)
-    reproject(np.arange(sc.size, dtype=np.float64).reshape(sc.shape), idx,
-              src_transform=Affine(*t), src_crs=RioCRS.from_epsg(zs.meta.epsg),
-              dst_transform=Affine(*grid.transform), dst_crs=RioCRS.from_wkt(grid.crs),
-              dst_nodata=-1.0, resampling=Resampling.nearest)
-    idx = idx.astype(np.int64)
+    idx = nearest_index(PixelGrid(f"EPSG:{zs.meta.epsg}", t, sc.shape), grid)
     _close_cracks(zs, level, (win[0].start, win[1].start), sc, idx, grid)
     return _Part(zs.meta.zone, level, t, emb_arr[(slice(None), *win)], sc, idx)
 
@@ -251,19 +246,58 @@ def _check_bbox(bbox: Any) -> tuple[float, float, float, float]:
     return west, south, east, north
 
 
-def read_region(bbox: Any, year: int, source: Source, crs: Any = None,
-                resolution: float | None = None, *, allow_incomplete: bool = False):
-    """Dequantised embeddings over a WGS84 ``bbox`` (west, south, east, north) as one
-    ``xarray.DataArray`` (band, y, x) float32 with its CRS attached.
+def read_region(bbox: BBox, year: int, source: Source, crs: CRSLike | None = None,
+                resolution: float | None = None, *,
+                allow_incomplete: bool = False) -> xr.DataArray:
+    """Dequantised embeddings over a WGS84 box, mosaicked from every zone it touches.
 
-    Mosaics every zone the bbox touches into ``crs`` (default: the canonical UTM zone of the
-    bbox centre) at ``resolution`` in that CRS's units (default: the finest store pixel), on
-    a grid of multiples of the resolution (so the default is the stores' own lattice: no
-    resampling in the centre's zone). Each store is read at its coarsest level whose pixel is
-    ≤ the resolution; values are nearest-neighbour (never blended). NaN where there is no
-    data. Raises StoreError as ``sample`` does.
+    The output grid is on multiples of ``resolution`` in ``crs``, so with the defaults it is
+    the stores' own lattice (no resampling in the centre's zone). Each store is read at its
+    coarsest level whose pixel is ≤ the resolution; values are nearest-neighbour, never
+    blended; each pixel comes from the store of its own zone (another zone's only where its
+    own has no data). Needs the ``read`` extra.
+
+    Parameters
+    ----------
+    bbox : BBox
+        ``(west, south, east, north)`` in degrees, west < east (split a box that crosses
+        the antimeridian).
+    year : int
+        The year whose stores to read.
+    source : Source
+        As for ``sample``.
+    crs : CRSLike, optional
+        The output CRS; default the canonical UTM zone (EPSG:326ZZ) of the bbox centre.
+    resolution : float, optional
+        Pixel size in ``crs`` units; default the finest store pixel. Required for a
+        geographic ``crs`` (degrees).
+    allow_incomplete : bool, default False
+        Read stores whose build did not complete.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(band, y, x)`` float32, NaN where there is no data, pixel-centre ``x``/``y`` and a
+        ``spatial_ref`` coordinate with the CRS; ``attrs["geotessera:levels"]`` names the
+        level read from each store.
+
+    Raises
+    ------
+    ValueError
+        A bad bbox, a geographic ``crs`` without ``resolution``, or a read of more than
+        ``MAX_READ_BYTES`` from one store.
+    StoreError
+        As for ``sample``.
+    ImportError
+        Without the ``read`` extra.
+
+    Examples
+    --------
+    >>> da = read_region((-0.1, 0.1, 0.1, 0.19), 2024, "demo/stores")
+    >>> da.dims, da.attrs["geotessera:levels"]
+    (('band', 'y', 'x'), {'utm30': 'L0', 'utm31': 'L0'})
     """
-    from geotessera.read.api import _need_xarray, xr  # noqa: F401  (xarray is optional)
+    from geotessera.read.api import _need_xarray
 
     _need_xarray()
     box = _check_bbox(bbox)
@@ -280,8 +314,11 @@ def read_region(bbox: Any, year: int, source: Source, crs: Any = None,
     return _dataarray(out, grid, year, {f"utm{p.zone:02d}": p.level.path for p in parts})
 
 
-def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, levels: dict[str, str]):
-    from geotessera.read.api import xr
+def _dataarray(values: np.ndarray, grid: PixelGrid, year: int,
+               levels: dict[str, str]) -> xr.DataArray:
+    from geotessera.read.api import _need_xarray
+
+    xa = _need_xarray()
     h, w = grid.shape
     x, _ = grid.xy(np.zeros(w), np.arange(w))
     _, y = grid.xy(np.arange(h), np.zeros(h))
@@ -290,7 +327,7 @@ def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, levels: dict[str,
     ref = {**crs.to_cf(), "crs_wkt": wkt, "spatial_ref": wkt,
            "GeoTransform": gdal_geotransform(grid.transform)}
     epsg = crs.to_epsg()
-    return xr.DataArray(
+    da: xr.DataArray = xa.DataArray(
         values, dims=("band", "y", "x"), name="embeddings",
         coords={"band": np.arange(values.shape[0]), "y": ("y", y, {"axis": "Y"}),
                 "x": ("x", x, {"axis": "X"}), "spatial_ref": ((), 0, ref)},
@@ -298,3 +335,4 @@ def _dataarray(values: np.ndarray, grid: PixelGrid, year: int, levels: dict[str,
                "geotessera:year": year, **({"proj:code": f"EPSG:{epsg}"} if epsg else {}),
                "geotessera:levels": levels},
     )
+    return da

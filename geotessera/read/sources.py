@@ -9,18 +9,40 @@ looked up by name on first use.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from pathlib import Path
-
-import pystac
+from typing import TYPE_CHECKING
 
 from geotessera.errors import StoreError
+from geotessera.read.aliases import Source
 from geotessera.store.location import Location
 from geotessera.store.meta import open_root, read_meta
 from geotessera.store.naming import find_stores, store_name
-from geotessera.store.versions import POINTER, StoreHome
+from geotessera.store.versions import POINTER, StoreHome, published
 
-Source = str | Path | Location | pystac.Catalog
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import pystac
+    from typing_extensions import TypeIs
+
+
+def need_pystac() -> ModuleType:
+    """The ``pystac`` module (imported on first use: only STAC sources need it); ImportError
+    with the ``pip install`` line when it is missing."""
+    try:
+        import pystac
+    except ModuleNotFoundError as e:
+        raise ImportError("pystac is not installed, and reading a STAC catalog needs it: "
+                          "pip install '.[read]' (in the geotessera checkout)") from e
+    return pystac
+
+
+def _is_pystac(obj: object) -> TypeIs[pystac.Catalog]:
+    """Whether ``obj`` is a pystac object (without importing pystac: a caller who made one
+    has imported it already)."""
+    mod = sys.modules.get("pystac")
+    return mod is not None and isinstance(obj, mod.Catalog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +56,8 @@ class StoreSet:
     listed: bool = True
 
     def href(self, zone: int) -> str | None:
+        """The store of ``zone``: the listed href (None when there is none), or for an
+        unlisted URL the name it would have (the pointer's version if it has a pointer)."""
         if self.listed:
             return self.hrefs.get(zone)
         home = StoreHome(Location.parse(self.source), store_name(zone, self.year)[:-5])
@@ -46,30 +70,60 @@ def _stac_stores(obj: pystac.Catalog, year: int, where: str) -> StoreSet:
     hrefs = {}
     for item in obj.get_items(recursive=True):
         p = item.properties
-        y = p.get("geotessera:year") or (item.common_metadata.start_datetime or item.datetime).year
+        when = item.common_metadata.start_datetime or item.datetime
+        y = p.get("geotessera:year") or (when.year if when is not None else None)
         if y == year and "embeddings" in item.assets:
             zone = p.get("geotessera:zone") or int(str(p["proj:code"]).split(":")[-1]) % 100
-            hrefs[int(zone)] = item.assets["embeddings"].get_absolute_href()
+            href = item.assets["embeddings"].get_absolute_href()
+            if href is not None:
+                hrefs[int(zone)] = href
     if not hrefs:
         raise StoreError(where, f"no STAC item for year {year}")
     return StoreSet(where, year, hrefs)
 
 
 def stores_of(source: Source, year: int) -> StoreSet:
-    """Find the stores of ``year`` in a stores directory, a single store, a STAC catalog or
-    collection (path, URL or pystac object), or a URL of a stores directory.
+    """Find the stores of ``year`` in a source (what ``Reader`` and ``sample`` read).
 
-    Raises StoreError naming the source and year when a listable source has none.
+    Parameters
+    ----------
+    source : Source
+        A stores directory, one store (a version, an old-layout store or a store home), a
+        STAC catalog or collection (its JSON's path or URL, or a ``pystac.Catalog``), or the
+        URL of a stores directory.
+    year : int
+        The year.
+
+    Returns
+    -------
+    StoreSet
+        zone → store href; for an ``https://`` stores URL (which cannot be listed) an empty,
+        unlisted set whose stores are looked up by name.
+
+    Raises
+    ------
+    StoreError
+        A listable source has no store for ``year``, a single store holds another year, or
+        a JSON source is not a catalog or collection.
+    ImportError
+        A STAC source without pystac (the ``read`` extra).
+
+    Examples
+    --------
+    >>> sorted(stores_of("demo/stores", 2024).hrefs)
+    [30, 31]
     """
-    if isinstance(source, pystac.Catalog):
+    if _is_pystac(source):
         return _stac_stores(source, year, source.get_self_href() or source.id)
     loc = Location.parse(source)
     text = str(loc)
     if text.endswith(".json"):
-        return _stac_stores(pystac.read_file(text), year, text)
-    if loc.exists(POINTER):  # a store home: its published version
-        loc = StoreHome(loc.parent, loc.name).current()
-        text = str(loc)
+        obj = need_pystac().read_file(text)
+        if not isinstance(obj, need_pystac().Catalog):
+            raise StoreError(text, f"a STAC {type(obj).__name__}, not a catalog or collection")
+        return _stac_stores(obj, year, text)
+    loc = published(loc)  # a store home: the version its pointer names
+    text = str(loc)
     if text.rstrip("/").endswith(".zarr") or loc.exists("zarr.json"):  # one store
         meta = read_meta(open_root(loc), text)
         if meta.year != year:
