@@ -244,7 +244,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("demo-data", "scan", "zarr-build", "registry-schema", "verify", "rgb",
                      "quicklook", "stac", "info"), ("build",)),
     "sample": ("read", "parquet"), "serve": ("viewer",), "tiles": ("viewer",), "h3": ("h3",),
-    "h3-plot": ("plot",),
+    "h3-plot": ("plot",), "mosaic": ("build", "plot"),
 }
 
 
