@@ -124,12 +124,12 @@ def test_gdal_store_paths():
 
 
 def test_collection_metadata_and_root_link(stores, tmp_path):
-    cat = stac.write_catalog(stores, tmp_path / "stac", license="CC-BY-4.0").catalog
+    cat = stac.write_catalog(stores, tmp_path / "stac", license="other").catalog
     assert validate.validate_catalog(cat) == 7
     root = pystac.Catalog.from_file(str(cat))
     assert root.get_root_link().href.endswith("catalog.json")
     coll = root.get_child("geotessera-2024")
-    assert coll.license == "CC-BY-4.0"
+    assert coll.license == "other" and coll.get_single_link("license") is None
     assert [p.roles for p in coll.providers] == [["producer"], ["processor"]]
     assert coll.summaries.get_list("geotessera:zone") == [30, 31]
     assert coll.summaries.get_list("gsd") == [160.0]
@@ -140,4 +140,6 @@ def test_collection_metadata_and_root_link(stores, tmp_path):
             assert asset.media_type == item_assets[key]["type"]
             assert asset.roles == item_assets[key]["roles"]
     default = pystac.Catalog.from_file(str(stac.write_catalog(stores).catalog))
-    assert default.get_child("geotessera-2024").license == "other"
+    coll = default.get_child("geotessera-2024")
+    assert coll.license == "CC-BY-4.0" and "arXiv:2506.20380" in coll.description
+    assert coll.get_single_link("license").href == "https://creativecommons.org/licenses/by/4.0/"

@@ -39,10 +39,16 @@ EXT = {
 }
 CATALOG_ID = "geotessera"
 _COLLECTION_DIR = re.compile(r"^geotessera-\d{4}$")
-#: The default licence: "other" (a value the spec allows), because the terms of the TESSERA
-#: embeddings were not found stated in the archive or its repositories. Set the real SPDX id
-#: with ``write_catalog(license=...)`` / ``stac --license``.
-LICENSE = "other"
+#: The licence of the TESSERA embeddings: CC BY 4.0, as the TESSERA terms of use state
+#: ("TESSERA data and embeddings are made available under the Creative Commons Attribution
+#: 4.0 International License"), with attribution by citing the TESSERA paper. Another SPDX
+#: id (or "other") can be set with ``write_catalog(license=...)`` / ``stac --license``.
+LICENSE = "CC-BY-4.0"
+#: The licence text linked from a collection (``rel: license``), for the ids we know.
+LICENSE_URLS = {"CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/"}
+#: How the producer asks to be credited.
+CITATION = ("TESSERA: Temporal Embeddings of Surface Spectra for Earth Representation and "
+            "Analysis, arXiv:2506.20380 (https://arxiv.org/abs/2506.20380)")
 PROVIDERS = [
     pystac.Provider("University of Cambridge (TESSERA model and embeddings)",
                     roles=[pystac.ProviderRole.PRODUCER], url="https://github.com/ucam-eo/tessera"),
@@ -156,7 +162,7 @@ def build_collection(year: int, items: list[dict], item_hrefs: list[str],
     coll = pystac.Collection(
         collection_id(year),
         f"GeoTessera 128-d embeddings for {year}, one Zarr v3 store per UTM zone "
-        "(int8 × per-pixel float32 scale; NaN scale = no data).",
+        f"(int8 × per-pixel float32 scale; NaN scale = no data). Please cite: {CITATION}.",
         pystac.Extent(
             pystac.SpatialExtent([_union_bbox([i["bbox"] for i in items])]),
             pystac.TemporalExtent([[pystac.utils.str_to_datetime(f"{year}-01-01T00:00:00Z"),
@@ -167,6 +173,9 @@ def build_collection(year: int, items: list[dict], item_hrefs: list[str],
         keywords=["embeddings", "TESSERA", "Sentinel-1", "Sentinel-2", "Zarr"],
     )
     coll.add_link(pystac.Link("root", "../catalog.json", media_type="application/json"))
+    if license in LICENSE_URLS:
+        coll.add_link(pystac.Link("license", LICENSE_URLS[license], media_type="text/html",
+                                  title=license))
     coll.add_link(pystac.Link("parent", "../catalog.json", media_type="application/json"))
     for i, href in zip(items, item_hrefs):
         coll.add_link(pystac.Link("item", href, media_type="application/geo+json",

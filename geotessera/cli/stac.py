@@ -23,9 +23,9 @@ stores_dir_arg = click.argument("stores_dir", metavar="STORES_DIR|URL")
 @click.option("--validate", is_flag=True,
               help="Validate every catalog object offline (core + extension schemas); the "
                    "catalog must be on a local disk.")
-@click.option("--license", "license_", default="other", show_default=True, metavar="SPDX",
-              help="Licence of the collections (an SPDX id); the default 'other' marks that "
-                   "the embeddings' terms are not recorded in the archive.")
+@click.option("--license", "license_", default="CC-BY-4.0", show_default=True, metavar="SPDX",
+              help="Licence of the collections (an SPDX id, or 'other'); the default is the "
+                   "TESSERA embeddings' own, CC BY 4.0.")
 @storage_option
 @common
 def stac_cmd(out: Output, stores_dir: str, output: str | None, href_base: str | None,
