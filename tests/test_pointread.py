@@ -91,3 +91,27 @@ def test_scales_reader_does_not_claim_other_layouts(tmp_path):
     loc = Location.parse(tmp_path)
     from geotessera.store.pointread import ScalesReader
     assert ScalesReader.open(loc, "g") is None and ScalesReader.open(loc, "i") is None
+
+
+def _tiled(a: np.ndarray, e: int) -> np.ndarray:
+    """(band, y, x) as (band, tile row, tile col, e, e)."""
+    b, h, w = a.shape
+    return a.reshape(b, h // e, e, w // e, e).transpose(0, 1, 3, 2, 4)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("gap", [0, 2**20])  # every chunk its own read, or merged runs
+def test_chunks_equal_zarr_slices(tmp_path, transpose, gap, monkeypatch):
+    import geotessera.store.pointread as pr
+
+    arr = _array(tmp_path, transpose)
+    monkeypatch.setattr(pr, "MERGE_GAP", gap)
+    monkeypatch.setattr(pr, "MERGE_MAX", 3000)  # a few chunks per read at most
+    reader = PointReader.open(Location.parse(tmp_path), "e")
+    for crows, ccols in [(range(0, 8), range(0, 6)), (range(3, 6), range(1, 5)),
+                         (range(5, 6), range(4, 5))]:
+        out = np.full((8, len(crows), len(ccols), 16, 16), 99, np.int8)
+        reader.chunks(crows, ccols, out)
+        want = arr[:, crows[0] * 16:(crows[-1] + 1) * 16, ccols[0] * 16:(ccols[-1] + 1) * 16]
+        np.testing.assert_array_equal(out, _tiled(want, 16))
+
