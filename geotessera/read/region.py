@@ -70,9 +70,10 @@ def _source_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, sli
 
 
 def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> Part | None:
-    """Read the window of ``zs`` under ``grid`` at the level matching the resolution and
-    map every output pixel to its nearest window pixel (rasterio's nearest warp of a
-    pixel-index raster: exact values, one band warped instead of 128)."""
+    """Read the scales of the window of ``zs`` under ``grid`` at the level matching the
+    resolution and map every output pixel to its nearest window pixel (rasterio's nearest
+    warp of a pixel-index raster: exact values, one band warped instead of 128). The
+    embeddings are decoded later, by ``mosaic.fill``, over the window's data only."""
     level = choose_level(zs.meta.levels, resolution_m)
     win = _source_window(level, zs.meta.epsg, grid)
     if win is None:
