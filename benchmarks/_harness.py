@@ -75,14 +75,19 @@ def block_spec(n_tiles: int, lon0: float = 0.2, lat0: float = 52.0) -> DemoSpec:
 
 def cached_archive(cache: Path, n_tiles: int, log=print) -> Path:
     """``cache/a{n}``, generated unless a marker with the same spec says it is complete."""
-    spec = block_spec(n_tiles)
-    base = Path(cache) / f"a{n_tiles}"
+    return cached_spec_archive(cache, f"a{n_tiles}", block_spec(n_tiles), log)
+
+
+def cached_spec_archive(cache: Path, name: str, spec: DemoSpec, log=print) -> Path:
+    """``cache/name``: the archive of ``spec``, generated unless a marker with the same spec
+    says it is complete."""
+    base = Path(cache) / name
     marker = base / CACHE_MARKER
     want = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}
     if marker.exists() and json.loads(marker.read_text()) == want:
         return base
     shutil.rmtree(base, ignore_errors=True)
-    log(f"generating {n_tiles} 10 m tiles in {base} (once; ~3 s per tile) ...")
+    log(f"generating the tiles of {name} in {base} (once; ~3 s per tile) ...")
     t0 = time.perf_counter()
     write_demo_archive(base, spec)
     marker.write_text(json.dumps(want, indent=1))

@@ -113,3 +113,37 @@ def print_report(machine: dict, main_runs: list[dict], small: dict, sweep: list[
     print("\ntargets")
     for c in checks:
         print(f"  {h.verdict(c['ok'])}  {c['target']}: {c['value']}")
+
+
+FLAT_HEADERS = ["tiles", "shards", "wall s", "cpu s", "tree RSS", "worker RSS", "worker anon",
+                "work set/shard", "worker RSS / smallest", "tree RSS / smallest"]
+
+
+def flat_rows(runs: list[dict]) -> list[list[object]]:
+    first = runs[0]
+    return [[r["tiles"], r["shards"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}",
+             mib(r["peak_tree_rss"]), mib(r["peak_worker_rss"]), mib(r["peak_worker_anon"]),
+             f"{working_set(r):.2f}", f"{r['peak_worker_rss'] / first['peak_worker_rss']:.2f}",
+             f"{r['peak_tree_rss'] / first['peak_tree_rss']:.2f}"] for r in runs]
+
+
+def flat_targets(runs: list[dict]) -> list[dict]:
+    """Peak worker and tree RSS of each larger archive against the smallest's."""
+    first, out = runs[0], []
+    for r in runs[1:]:
+        for what in ("worker", "tree"):
+            key = f"peak_{what}_rss"
+            growth = r[key] / first[key]
+            out.append({"target": f"peak {what} RSS, {r['tiles']} vs {first['tiles']} tiles, "
+                                  f"<= {TARGET_GROWTH}x ({mib(r[key])} vs {mib(first[key])} MiB)",
+                        "value": round(growth, 2), "ok": growth <= TARGET_GROWTH})
+    return out
+
+
+def print_flat(machine: dict, runs: list[dict], checks: list[dict]) -> None:
+    print(f"zarr-build memory against zone size ({runs[0]['name']}, -j 2): {machine}")
+    print("Memory in MiB; work set/shard = (worker peak RSS - idle worker RSS) / raw shard.\n")
+    print(h.table(FLAT_HEADERS, flat_rows(runs)))
+    print("\ntargets")
+    for c in checks:
+        print(f"  {h.verdict(c['ok'])}  {c['target']}: {c['value']}")

@@ -1,6 +1,7 @@
 """zarr-build throughput and memory on real-size 10 m tiles, against a write floor.
 
     python benchmarks/bench_build.py [--tiles 16] [--cache DIR] [--out FILE] [--quick]
+    python benchmarks/bench_build.py --flat 4,16,64 [--cache DIR] [--out FILE]
 
 In one run: ``zarr-build --no-rgb --no-stac`` at -j 1 and -j 2 (wall, tiles/s, MB/s of
 embedding input, peak RSS of the whole process tree), the floor (``_floor.py``: same bytes,
@@ -8,6 +9,10 @@ codec and processes, no mosaicking) and build/floor, memory per worker against o
 4 vs N tiles, and a layout sweep (shard, chunk, pixel/band-major, zstd level) on the 4-tile
 archive. The CLI is ``$GEOTESSERA_CLI``, else ``geotessera-registry`` on PATH, else ``python -c``
 (see _harness.py).
+
+``--flat`` measures only whether peak memory stays flat in zone size: one -j 2 build of the
+default layout per archive size (64 tiles are 6.7 GB of tiles, generated once, and take some
+ten minutes to build; so it is not part of the default run, which compares 4 and N tiles).
 
 Other load on the machine makes single timings noisy, so the -j 2 runs are repeated
 (``--repeat``), build and floor alternating, and the fastest of each is kept; cpu seconds of
@@ -141,6 +146,36 @@ def run_main(big: Path, n: int, plan, scratch: Path, idle: int) -> list[dict]:
     return results
 
 
+def run_flat(cache: Path, counts: list[int], scratch: Path, idle: int) -> list[dict]:
+    """One -j 2 build of the default layout per archive size, smallest first."""
+    runs = []
+    for n in sorted(counts):
+        base = h.cached_archive(cache, n, log=log)
+        h.run_measured([*h.cli_prefix(), "scan", str(base), "--json", "-q"])
+        h.warm_page_cache(base)
+        log(f"build {layout_name(DEFAULT)} -j 2 on {n} tiles (memory flatness)")
+        runs.append(measure("build", base, 2, DEFAULT, scratch, idle))
+        r = runs[-1]
+        log(f"  {n} tiles: worker peak RSS {r['peak_worker_rss'] / h.MIB:.0f} MiB, tree "
+            f"{r['peak_tree_rss'] / h.MIB:.0f} MiB, {r['cpu_s']:.0f} cpu s, {r['wall_s']:.0f} s")
+    return runs
+
+
+def main_flat(args, load_before: float) -> None:
+    counts = [int(v) for v in args.flat.split(",")]
+    idle = h.idle_rss(*WORKER_MODULES)[0]
+    runs = run_flat(args.cache, counts, args.cache / "runs", idle)
+    checks = _report.flat_targets(runs)
+    info = machine(load_before)
+    _report.print_flat(info, runs, checks)
+    out_path = args.out or args.cache / "build-flat.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps({"machine": info, "cli": h.cli_prefix(),
+                                    "idle_worker_rss": idle, "flat": runs, "targets": checks},
+                                   indent=1))
+    print(f"\nfigures written to {out_path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiles", type=int, default=16, help="tiles in the main archive")
@@ -148,8 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON figures [CACHE/build.json]")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each -j 2 build and floor")
     ap.add_argument("--quick", action="store_true", help="-j 2 only, smaller sweep, 1 repeat")
+    ap.add_argument("--flat", default=None, metavar="N,N,...",
+                    help="only peak memory against zone size: a -j 2 build per tile count")
     args = ap.parse_args(argv)
     load_before = os.getloadavg()[0]  # before any of our own work
+    if args.flat:
+        main_flat(args, load_before)
+        return
     repeat = 1 if args.quick else max(1, args.repeat)
     scratch = args.cache / "runs"
     archives = prepare(args.cache, args.tiles)

@@ -1,13 +1,15 @@
 """Read-side figures on a real-size (10 m, 128-band) store, against the source tiles.
 
     python benchmarks/bench_read.py [--tiles 16] [--cache DIR] [--points 1000] [--out FILE]
+                                    [--only-regions] [--no-regions]
 
 In one run: bytes read by a one-pixel lookup (a counting wrapper around the zarr store:
 the embeddings must cost at most one inner chunk plus its shard's index), the warm median
 latency of a one-pixel lookup, 1,000 random points through ``sample`` against the same
 points from the source tiles (``np.load`` each tile once, index; also with ``mmap_mode``),
-and the MB/s of a region read. The store is built once per archive with the CLI (default
-layout) and cached next to the archive.
+and the MB/s of a region read; then large multi-zone regions against decode + dequantise
+of the store windows under them, CPU time and peak memory (``_regions.py``). The stores are
+built once per archive with the CLI (default layout) and cached next to the archive.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
+import _regions  # noqa: E402
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
@@ -144,7 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=h.REPO / ".bench")
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=None, help="JSON figures [CACHE/read.json]")
+    ap.add_argument("--only-regions", action="store_true", help="the multi-zone case alone")
+    ap.add_argument("--no-regions", action="store_true", help="skip the multi-zone case")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved multi-zone runs")
     args = ap.parse_args(argv)
+    if args.only_regions:
+        figs = _regions.run(args.cache, built_stores, args.repeat)
+        _regions.report(figs)
+        (args.out or args.cache / "read-regions.json").write_text(json.dumps(figs, indent=1))
+        return
     archive = h.cached_archive(args.cache, args.tiles, log=lambda m: print(m, file=sys.stderr))
     stores_dir = built_stores(archive, args.cache)
     store = sorted(stores_dir.glob(f"utm*_{YEAR}.zarr"))[0]
@@ -207,7 +218,11 @@ def main(argv: list[str] | None = None) -> None:
                       "decode_dequantise_s": floor_s,
                       "mb_per_s_stored": px * (da.shape[0] + 4) / region_s / h.MB,
                       "mb_per_s_float32_out": da.nbytes / region_s / h.MB}
+    if not args.no_regions:
+        figs["regions"] = _regions.run(args.cache, built_stores, args.repeat)
     report(figs)
+    if "regions" in figs:
+        _regions.report(figs["regions"])
     out = args.out or args.cache / "read.json"
     out.write_text(json.dumps(figs, indent=1))
     print(f"\nfigures written to {out}")

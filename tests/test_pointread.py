@@ -91,3 +91,48 @@ def test_scales_reader_does_not_claim_other_layouts(tmp_path):
     loc = Location.parse(tmp_path)
     from geotessera.store.pointread import ScalesReader
     assert ScalesReader.open(loc, "g") is None and ScalesReader.open(loc, "i") is None
+
+
+def _tiled(a: np.ndarray, e: int) -> np.ndarray:
+    """(band, y, x) as (band, tile row, tile col, e, e)."""
+    b, h, w = a.shape
+    return a.reshape(b, h // e, e, w // e, e).transpose(0, 1, 3, 2, 4)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("gap", [0, 2**20])  # every chunk its own read, or merged runs
+def test_chunks_equal_zarr_slices(tmp_path, transpose, gap, monkeypatch):
+    import geotessera.store.pointread as pr
+
+    arr = _array(tmp_path, transpose)
+    monkeypatch.setattr(pr, "MERGE_GAP", gap)
+    monkeypatch.setattr(pr, "MERGE_MAX", 3000)  # a few chunks per read at most
+    reader = PointReader.open(Location.parse(tmp_path), "e")
+    for crows, ccols in [(range(0, 8), range(0, 6)), (range(3, 6), range(1, 5)),
+                         (range(5, 6), range(4, 5))]:
+        out = np.full((8, len(crows), len(ccols), 16, 16), 99, np.int8)
+        reader.chunks(crows, ccols, out)
+        want = arr[:, crows[0] * 16:(crows[-1] + 1) * 16, ccols[0] * 16:(ccols[-1] + 1) * 16]
+        np.testing.assert_array_equal(out, _tiled(want, 16))
+
+
+def test_zone_store_tiles_by_zarr_equal_the_direct_reader(tmp_path):
+    """``ZoneStore.tiles``: the direct reader where the tile is the inner chunk; otherwise
+    zarr's slice read, at any tile edge, zeros beyond the array."""
+    from geotessera.read.reader import ZoneStore
+    from geotessera.types import Level, PixelGrid
+
+    arr = _array(tmp_path, False)
+    zs = ZoneStore(meta=None, root=None, location=Location.parse(tmp_path))
+    level = Level("e", PixelGrid("EPSG:32631", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), (128, 96)))
+    zs._readers[("arrays", "e")] = (arr, None)  # what arrays() would open from the root
+    zs._readers["e"] = None  # as for a layout PointReader does not read: zarr's path
+    by_zarr = np.full((8, 2, 1, 48, 48), 99, np.int8)
+    zs.tiles(level, range(1, 3), range(1, 2), 48, by_zarr)  # rows 48..144: past the end
+    want = np.zeros((8, 96, 48), np.int8)
+    want[:, :80] = arr[:, 48:128, 48:96]
+    np.testing.assert_array_equal(by_zarr, _tiled(want, 48))
+    zs._readers["e"] = PointReader.open(Location.parse(tmp_path), "e")
+    direct = np.full((8, 3, 2, 16, 16), 99, np.int8)
+    zs.tiles(level, range(4, 7), range(3, 5), 16, direct)
+    np.testing.assert_array_equal(direct, _tiled(arr[:, 64:112, 48:80], 16))

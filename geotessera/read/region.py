@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyproj import CRS
 
 from geotessera.read.aliases import BBox, CRSLike, Source
-from geotessera.read.project import dequantise, nearest_index, transformer
+from geotessera.read.mosaic import Part, fill
+from geotessera.read.project import nearest_index, transformer
 from geotessera.read.reader import Reader, ZoneStore, zones_of
 from geotessera.read.seams import M_PER_DEG, crack_pixels, zone_edges
 from geotessera.store.attrs import gdal_geotransform
@@ -56,30 +56,6 @@ def target_grid(bbox: tuple[float, float, float, float], crs: CRS, resolution: f
     return PixelGrid(crs.to_wkt(), (r, 0.0, left, 0.0, -r, top), shape)
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """One store's window of data and, for every output pixel, its nearest window pixel."""
-
-    zone: int
-    level: Level
-    transform: tuple[float, float, float, float, float, float]  # of the window
-    emb: np.ndarray  # (band, h, w) int8
-    sc: np.ndarray  # (h, w) float32
-    idx: np.ndarray  # (H, W) flat index into the window, -1 where it does not reach
-
-    @property
-    def valid(self) -> np.ndarray:
-        ok = self.idx >= 0
-        out = np.zeros(self.idx.shape, bool)
-        out[ok] = np.isfinite(self.sc.ravel()[self.idx[ok]])
-        return out
-
-    def gather(self, flat: np.ndarray) -> np.ndarray:
-        """(band, k) dequantised values at flat window indices."""
-        vals = np.take(self.emb.reshape(self.emb.shape[0], -1), flat, axis=1)
-        return dequantise(vals, self.sc.ravel()[flat])
-
-
 def _source_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, slice] | None:
     a, _, c, _, e, f = grid.transform
     h, w = grid.shape
@@ -93,10 +69,11 @@ def _source_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, sli
     return (slice(r0, r1), slice(c0, c1)) if r0 < r1 and c0 < c1 else None
 
 
-def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> _Part | None:
-    """Read the window of ``zs`` under ``grid`` at the level matching the resolution and
-    map every output pixel to its nearest window pixel (``nearest_index``: exact values, one
-    index computed per output pixel instead of 128 bands warped)."""
+def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> Part | None:
+    """Read the scales of the window of ``zs`` under ``grid`` at the level matching the
+    resolution and map every output pixel to its nearest window pixel (``nearest_index``:
+    exact values, one index computed per output pixel instead of 128 bands warped). The
+    embeddings are decoded later, by ``mosaic.fill``, over the window's data only."""
     level = choose_level(zs.meta.levels, resolution_m)
     win = _source_window(level, zs.meta.epsg, grid)
     if win is None:
@@ -114,7 +91,13 @@ def _part(zs: ZoneStore, grid: PixelGrid, resolution_m: float) -> _Part | None:
     t = (a, b, c + a * win[1].start, d, e, f + e * win[0].start)
     idx = nearest_index(PixelGrid(f"EPSG:{zs.meta.epsg}", t, sc.shape), grid)
     _close_cracks(zs, level, (win[0].start, win[1].start), sc, idx, grid)
-    return _Part(zs.meta.zone, level, t, emb_arr[(slice(None), *win)], sc, idx)
+    have = np.isfinite(sc)  # decode the embeddings only where there is data
+    rows, cols = np.flatnonzero(have.any(axis=1)), np.flatnonzero(have.any(axis=0))
+    edge = zs.tile_edge(level)
+    r0, c0 = win[0].start, win[1].start
+    tiles = (range((r0 + int(rows[0])) // edge, (r0 + int(rows[-1])) // edge + 1),
+             range((c0 + int(cols[0])) // edge, (c0 + int(cols[-1])) // edge + 1))
+    return Part(zs.meta.zone, level, t, zs, emb_arr.shape[0], (r0, c0), tiles, edge, sc, idx)
 
 
 def _lattice_window(level: Level, epsg: int, grid: PixelGrid) -> tuple[slice, slice] | None:
@@ -200,14 +183,13 @@ def _close_cracks(zs: ZoneStore, level: Level, origin: tuple[int, int], sc: np.n
     flat[cand[ok]] = r[ok] * w + c[ok]
 
 
-def _mosaic(parts: list[_Part], grid: PixelGrid, bands: int) -> np.ndarray:
+def _mosaic(parts: list[Part], grid: PixelGrid, bands: int) -> np.ndarray:
     """Each pixel from the store of its own UTM zone (the zone of its centre's longitude,
     as ``sample`` routes a point); from another zone's store only where its own has no data
     there (no store for that zone, outside it, or NaN)."""
-    out = np.full((bands, *grid.shape), np.nan, np.float32)
-    if not parts:
-        return out
     owner = np.full(grid.shape, -1, np.int16)
+    if not parts:
+        return fill(parts, owner, bands)
     valid = [p.valid for p in parts]
     for k, v in enumerate(valid):
         owner[v & (owner < 0)] = k
@@ -217,11 +199,7 @@ def _mosaic(parts: list[_Part], grid: PixelGrid, bands: int) -> np.ndarray:
         for k, (p, v) in enumerate(zip(parts, valid)):
             mine = (zones == p.zone) & v[rr, cc]
             owner[rr[mine], cc[mine]] = k
-    flat = out.reshape(bands, -1)
-    for k, p in enumerate(parts):
-        pos = np.flatnonzero(owner.ravel() == k)
-        flat[:, pos] = p.gather(p.idx.ravel()[pos])
-    return out
+    return fill(parts, owner, bands)
 
 
 def _target(bbox, crs: Any, resolution: float | None, finest_m: float):
@@ -310,7 +288,7 @@ def read_region(bbox: BBox, year: int, source: Source, crs: CRSLike | None = Non
     if len(opened) == 1 and (fast := _plain_slice(opened[0], grid, res_m)) is not None:
         return _dataarray(fast[0], grid, year, fast[1])
     parts = [p for zs in opened if (p := _part(zs, grid, res_m)) is not None]
-    out = _mosaic(parts, grid, parts[0].emb.shape[0] if parts else reader.bands())
+    out = _mosaic(parts, grid, parts[0].bands if parts else reader.bands())
     return _dataarray(out, grid, year, {f"utm{p.zone:02d}": p.level.path for p in parts})
 
 

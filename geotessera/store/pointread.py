@@ -10,6 +10,12 @@ Decoded chunks and shard indexes are kept in bounded LRU caches, so repeated loo
 area read nothing again and memory stays bounded (``CACHE_CHUNKS`` × one decoded chunk). The
 unsharded ``scales`` array is read the same way (``ScalesReader``): one object per chunk,
 decoded once.
+
+Windows (``PointReader.chunks``, for ``read_region``) are decoded inner chunk by inner chunk
+into a caller's buffer, a shard's nearby chunks fetched by one range read: zarr's own slice
+read of the same windows cost 3.1–3.9 CPU-s against 0.9–1.1 here (two 10 m windows of 1.6 and
+1.3 M pixels, 2,058 stored chunks; interleaved), most of it its asynchronous pipeline and
+copies.
 """
 
 from __future__ import annotations
@@ -21,16 +27,29 @@ from typing import Any
 
 import numpy as np
 from numcodecs import Zstd
+from zarr.buffer.cpu import NDBuffer
 
 from geotessera.errors import StoreError
 from geotessera.store.location import Location
 from geotessera.store.shardio import MISSING, ShardLayout, decode_chunk, read_index, read_layout
 
 
+#: ``PointReader.chunks`` reads a shard's needed inner chunks as ranges merged across gaps of
+#: up to ``MERGE_GAP`` bytes into reads of at most ``MERGE_MAX`` bytes (unless one chunk is
+#: larger): one local range read costs about 0.44 ms through obstore (measured: 2,058 reads
+#: of 10 m chunks took 0.91 s), an S3 request more than a MiB's transfer; the cap bounds the
+#: bytes held at once.
+MERGE_GAP, MERGE_MAX = 2**20, 2**22
 #: Decoded inner chunks kept per array (128 KiB each for 32² × 128 bands; 256 KiB per scales
 #: chunk of 256²) and shard indexes kept (16 KiB each for 32² chunks per shard).
 CACHE_CHUNKS = 64
 CACHE_INDEXES = 256
+
+
+def read_window(arr: Any, rows: slice, cols: slice, out: np.ndarray) -> None:
+    """zarr's own read of ``arr[:, rows, cols]`` (a (band, y, x) array), decoded into ``out``
+    (any writable view of that shape and dtype) instead of a new array."""
+    arr.get_basic_selection((slice(None), rows, cols), out=NDBuffer.from_numpy_array(out))
 
 
 class LRU:
@@ -89,6 +108,42 @@ class PointReader:
             if chunk is not None:
                 out[sel] = chunk[:, rows[sel] % c, cols[sel] % c].T
         return out
+
+    def chunks(self, crows: range, ccols: range, out: np.ndarray) -> None:
+        """Decode the inner chunks ``crows`` × ``ccols`` (chunk rows and columns) into
+        ``out[:, i, j]``, a writable (band, len(crows), len(ccols), c, c) int8 view; zeros
+        (the fill value) where a chunk is not stored. Each is read and decoded once, not
+        cached (a window is read once)."""
+        nr, nc = self.layout.grid[1:]
+        for sr in range(crows[0] // nr, crows[-1] // nr + 1):
+            for sc in range(ccols[0] // nc, ccols[-1] // nc + 1):
+                here = [(r, q) for r in crows if r // nr == sr for q in ccols if q // nc == sc]
+                self._shard_chunks((sr, sc), here, (crows[0], ccols[0]), out)
+
+    def _shard_chunks(self, shard: tuple[int, int], chunks: list[tuple[int, int]],
+                      first: tuple[int, int], out: np.ndarray) -> None:
+        nr, nc = self.layout.grid[1:]
+        index = self._shard_index(shard)
+        stored = []
+        for r, q in chunks:
+            offset, length = ((int(v) for v in index[0, r % nr, q % nc])
+                              if index is not None else (MISSING, 0))
+            if offset == MISSING:
+                out[:, r - first[0], q - first[1]] = 0
+            else:
+                stored.append((offset, length, r, q))
+        stored.sort()
+        while stored:  # one range read per run of nearby chunks
+            n = 1
+            while (n < len(stored) and stored[n][0] - sum(stored[n - 1][:2]) <= MERGE_GAP
+                   and sum(stored[n][:2]) - stored[0][0] <= MERGE_MAX):
+                n += 1
+            run, stored = stored[:n], stored[n:]
+            start = run[0][0]
+            raw = self.store.read_range(self._key(shard), start, run[-1][0] + run[-1][1])
+            for offset, length, r, q in run:
+                chunk = decode_chunk(raw[offset - start:offset - start + length], self.layout)
+                out[:, r - first[0], q - first[1]] = chunk
 
     def _chunk(self, crow: int, ccol: int) -> np.ndarray | None:
         return self._chunks.get((crow, ccol), lambda: self._read_chunk(crow, ccol))
