@@ -98,9 +98,9 @@ class _Level1:
         self.half = s // 2
         self.encoded: dict[tuple[int, ...], bytes] | None = (
             {} if quarters_encodable(s, self.layout.chunk[1]) else None)
-        self.raw = None if self.encoded is not None else np.zeros((bands, s, s), np.int8)
-        self.scales = np.full((s, s), np.nan, np.float32)
-        self.rgba = np.zeros((4, s, s), np.uint8)
+        #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
+        self.level = Reduced(None if self.encoded is not None else np.zeros((bands, s, s), np.int8),
+                             np.full((s, s), np.nan, np.float32), np.zeros((4, s, s), np.uint8))
         h = self.half  # the block's quarter of an L2 shard, filled an eighth at a time
         self.l2 = Reduced(np.zeros((bands, h, h), np.int8), np.full((h, h), np.nan, np.float32),
                           np.zeros((4, h, h), np.uint8)) if parts else None
@@ -112,18 +112,13 @@ class _Level1:
                             memory_strip(emb.shape[0], shape[1]))
         r0, c0 = qy * self.half, qx * self.half
         hh, ww = out.scales.shape
-        self.scales[r0:r0 + hh, c0:c0 + ww] = out.scales
-        self.rgba[:, r0:r0 + hh, c0:c0 + ww] = out.rgba
+        self.level.paste(out, r0, c0, embeddings=self.encoded is None)
         if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
                               emb.shape[0], (hh // 2, ww // 2),
                               memory_strip(emb.shape[0], ww // 2))
-            a, b = qy * self.half // 2, qx * self.half // 2
-            self.l2.embeddings[:, a:a + hh // 2, b:b + ww // 2] = q.embeddings
-            self.l2.scales[a:a + hh // 2, b:b + ww // 2] = q.scales
-            self.l2.rgba[:, a:a + hh // 2, b:b + ww // 2] = q.rgba
-        if self.raw is not None:
-            self.raw[:, r0:r0 + hh, c0:c0 + ww] = out.embeddings
+            self.l2.paste(q, r0 // 2, c0 // 2)
+        if self.encoded is None:
             return
         block = np.zeros((out.embeddings.shape[0], self.half, self.half), np.int8)
         block[:, :hh, :ww] = out.embeddings
@@ -142,9 +137,9 @@ class _Level1:
         rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         objects = write_shard_arrays(
-            store, row, col, scales=self.scales[:h, :w], rgba=self.rgba[:, :h, :w],
-            level="L1", embeddings=self.raw, encoded=self.encoded)
-        return objects, int(np.isfinite(self.scales[:h, :w]).sum())
+            store, row, col, scales=self.level.scales[:h, :w], rgba=self.level.rgba[:, :h, :w],
+            level="L1", embeddings=self.level.embeddings, encoded=self.encoded)
+        return objects, int(np.isfinite(self.level.scales[:h, :w]).sum())
 
 
 def write_shard(task: ShardTask) -> BlockResult:

@@ -172,11 +172,21 @@ def overview_shard(task: OverviewTask) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Reduced:
-    """One window of the next level: int8 (bands, h, w), float32 scales, uint8 rgba."""
+    """One window of the next level: int8 (bands, h, w), float32 scales, uint8 rgba. An
+    accumulator may leave ``embeddings`` None (kept elsewhere) and paste without them."""
 
-    embeddings: np.ndarray
+    embeddings: np.ndarray | None
     scales: np.ndarray
     rgba: np.ndarray
+
+    def paste(self, part: Reduced, row0: int, col0: int, *, embeddings: bool = True) -> None:
+        """Copy ``part`` into these arrays with its first pixel at (row0, col0)."""
+        h, w = part.scales.shape
+        rows, cols = slice(row0, row0 + h), slice(col0, col0 + w)
+        self.scales[rows, cols] = part.scales
+        self.rgba[:, rows, cols] = part.rgba
+        if embeddings:
+            self.embeddings[:, rows, cols] = part.embeddings
 
 
 def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray,
@@ -186,8 +196,9 @@ def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray
     ``scales`` (h, w), ``rgba`` (4, h, w) and ``read_emb(a, b)``, the (bands, b − a, w)
     embeddings of its rows [a, b), ``strip`` output rows at a time (a reader of a store
     wants whole chunk rows, ``strip_rows``; a shard in memory can take fewer, smaller
-    temporaries, ``memory_strip``); pixels without valid children keep the fill values. Every output pixel depends on its 2×2 children alone, so the result does
-    not depend on how a level is cut into windows."""
+    temporaries, ``memory_strip``); pixels without valid children keep the fill values.
+    Every output pixel depends on its 2×2 children alone, so the result does not depend on
+    how a level is cut into windows."""
     h, w = out_shape
     out = Reduced(np.zeros((bands, h, w), np.int8), np.full((h, w), np.nan, np.float32),
                   np.zeros((4, h, w), np.uint8))
@@ -196,10 +207,7 @@ def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray
         if a >= b or not np.isfinite(scales[a:b]).any():
             continue
         e, sc = reduce_embeddings(read_emb(a, b), scales[a:b])
-        out.embeddings[:, o0:o0 + e.shape[1], : e.shape[2]] = e
-        out.scales[o0:o0 + sc.shape[0], : sc.shape[1]] = sc
-        c = reduce_rgba(rgba[:, a:b])
-        out.rgba[:, o0:o0 + c.shape[1], : c.shape[2]] = c
+        out.paste(Reduced(e, sc, reduce_rgba(rgba[:, a:b])), o0, 0)
     return out
 
 
