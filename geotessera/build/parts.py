@@ -95,6 +95,7 @@ class JoinTask:
     row: int
     col: int
     keys: tuple[str, ...]
+    shape: tuple[int, int]  # L2's (height, width)
     level: int = 2
 
 
@@ -111,17 +112,12 @@ def join_shard(task: JoinTask) -> int:
         scales[part.row0:part.row0 + h, part.col0:part.col0 + w] = part.scales
         rgba[:, part.row0:part.row0 + h, part.col0:part.col0 + w] = part.rgba
         chunks.update(part.chunks)
-    shape = tuple(int(v) for v in _level_shape(task.store))
-    rows, cols = shard_windows(shape, s, task.row, task.col)
+    rows, cols = shard_windows(task.shape, s, task.row, task.col)
     h, w = rows.stop - rows.start, cols.stop - cols.start
     write_shard_arrays(task.store, task.row, task.col, scales=scales[:h, :w],
                        rgba=rgba[:, :h, :w], level="L2", encoded=chunks)
     return int(np.isfinite(scales[:h, :w]).sum())
 
-
-def _level_shape(store: Location) -> list[int]:
-    doc = json.loads(store.read("L2/scales/zarr.json"))
-    return doc["shape"]
 
 
 def join_parts(store: Location, parts: Location, level: Level, records: list[dict[str, Any]],
@@ -137,7 +133,7 @@ def join_parts(store: Location, parts: Location, level: Level, records: list[dic
         if rec.get("parts"):
             by_shard.setdefault((rec["row"] // 2, rec["col"] // 2), []).append(
                 part_key(rec["row"], rec["col"]))
-    tasks = [JoinTask(store, parts, r, c, tuple(sorted(keys)))
+    tasks = [JoinTask(store, parts, r, c, tuple(sorted(keys)), level.shape)
              for (r, c), keys in sorted(by_shard.items())]
     done = run_shard_tasks(join_shard, tasks, executor, max_in_flight=max_in_flight,
                            label=f"{label} {level.path}", on_progress=on_progress,
