@@ -298,12 +298,6 @@ def _no_data_chunks(scales: np.ndarray, s: int, c: int) -> np.ndarray:
     return np.isnan(full.reshape(s // c, c, s // c, c)).all(axis=(1, 3))
 
 
-def write_rgba(store: StoreLike, rows: slice, cols: slice, rgba: np.ndarray,
-               level: str = "L0") -> None:
-    """Write a window of a level's ``rgba`` (whole chunks: one task's shard footprint)."""
-    open_level(store, level)[RGBA][:, rows, cols] = rgba
-
-
 # --- root metadata -----------------------------------------------------------------------------
 
 
