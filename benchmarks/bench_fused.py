@@ -10,8 +10,9 @@ most 0.1× the L0 data back. In one run, interleaved:
    tree, peak worker RSS; then, for the record, the old order: L0 only followed by the
    separate ``rgb`` pass.
 2. bytes read back: the whole build in this process on a thread pool, with every zarr
-   LocalStore read of chunk data counted (``bench_preview.ReadCounter``), against the bytes
-   of L0's stored embeddings and scales.
+   LocalStore read of chunk data counted (``bench_preview.ReadCounter``) and every read of
+   the build's own objects through ``Location`` (the level parts below the journal, any
+   chunk), against the bytes of L0's stored embeddings and scales.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +30,7 @@ import _harness as h  # noqa: E402  (also makes this checkout importable)
 from bench_preview import ReadCounter  # noqa: E402
 
 from geotessera.pipeline import zarr_build  # noqa: E402
+from geotessera.store.location import Location  # noqa: E402
 
 
 def build_cmd(archive: Path, out: Path, workers: int, preview: bool) -> list[str]:
@@ -72,7 +75,7 @@ def bytes_read_back(archive: Path, scratch: Path, workers: int) -> dict:
     bytes of L0's stored data."""
     out = scratch / "counted"
     shutil.rmtree(out, ignore_errors=True)
-    with ThreadPoolExecutor(workers) as pool, ReadCounter() as rc:
+    with ThreadPoolExecutor(workers) as pool, ReadCounter() as rc, _count_location(rc):
         zarr_build(archive, out, pool, catalog=False, max_in_flight=workers + 1)
     l0 = sum(p.stat().st_size for s in out.glob("utm*.zarr")
              for a in ("embeddings", "scales") for p in (s.resolve() / "L0" / a).rglob("*")
@@ -80,6 +83,27 @@ def bytes_read_back(archive: Path, scratch: Path, workers: int) -> dict:
     read = {k: v for k, v in sorted(rc.bytes.items())}
     shutil.rmtree(out, ignore_errors=True)
     return {"read_by_array": read, "read": sum(read.values()), "l0_stored": l0}
+
+
+@contextmanager
+def _count_location(rc: ReadCounter):
+    """Count ``Location.read`` of level parts and chunk objects into ``rc`` (as
+    ``parts/L2`` … and the array path), so part reads are read-back too."""
+    real = Location.read
+
+    def read(self, key):
+        data = real(self, key)
+        if key.startswith("parts/"):
+            rc.bytes[key.rsplit("/", 1)[0]] += len(data)
+        else:
+            rc.add(key, data)
+        return data
+
+    Location.read = read
+    try:
+        yield
+    finally:
+        Location.read = real
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -155,25 +155,38 @@ def test_an_interrupted_fused_build_resumes_to_the_same_bytes(archive, registry_
     assert chunk_digests(tmp_path / "resumed") == chunk_digests(tmp_path / "clean")
 
 
-def test_level2_is_joined_from_the_blocks_parts_not_read_from_level1(archive, registry_path,
-                                                                      tmp_path, monkeypatch):
+def test_every_overview_level_is_joined_from_parts_and_no_chunk_is_read_back(
+        archive, registry_path, tmp_path, monkeypatch):
     import geotessera.preview.overviews as ov
+    from zarr.storage import LocalStore
 
     stretches = _stretches(archive, registry_path)
     records = registry.load(registry_path, [2024], [30])
-    levels_made = []
-    real = ov.overview_shard
+    levels_made, chunk_reads = [], []
+    real, get, partial = ov.overview_shard, LocalStore.get, LocalStore.get_partial_values
 
     def counted(task):
         levels_made.append(task.level)
         return real(task)
 
+    async def counted_get(store, key, *args, **kwargs):
+        chunk_reads.append(key) if "/c/" in key else None
+        return await get(store, key, *args, **kwargs)
+
+    async def counted_partial(store, prototype, key_ranges):
+        key_ranges = list(key_ranges)
+        chunk_reads.extend(k for k, _ in key_ranges if "/c/" in k)
+        return await partial(store, prototype, key_ranges)
+
     monkeypatch.setattr(ov, "overview_shard", counted)
+    monkeypatch.setattr(LocalStore, "get", counted_get)
+    monkeypatch.setattr(LocalStore, "get_partial_values", counted_partial)
     with ThreadPoolExecutor(2) as pool:
         result = build_stores(archive, tmp_path / "out", records, pool, layout=TEST_LAYOUT,
                               stretches=stretches).results[0]
     assert [lv.level for lv in result.preview_levels] == [0, 1, 2, 3]
-    assert result.preview_levels[2].shards > 0 and set(levels_made) == {3}
+    assert all(lv.shards > 0 for lv in result.preview_levels[2:])
+    assert levels_made == [] and chunk_reads == []
     # the parts went with the journal when the store was published
     assert not list((tmp_path / "out" / "utm30_2024").glob("*.journal"))
 

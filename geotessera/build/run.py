@@ -23,7 +23,7 @@ from geotessera.build.plan import (
     plan_zones,
     select,
 )
-from geotessera.build.parts import join_parts
+from geotessera.build.parts import join_levels
 from geotessera.build.tasks import (
     BlockResult,
     FusedPreview,
@@ -151,7 +151,7 @@ def _with_parts(levels: list[Level], layout: StoreLayout) -> bool:
 def _finish_preview(result: ZoneResult, staging: Staging, plan: ZonePlan,
                     levels: list[Level], fused: FusedPreview, records: list[dict[str, Any]],
                     executor: Executor, run_opts) -> None:
-    """L2 from the blocks' parts (or from L1), the coarser levels, the flag; reports."""
+    """L2 and coarser from the blocks' parts (or from L1 and up), the flag; reports."""
     count = lambda key: sum(r.get(key, 0) for r in records)  # noqa: E731
     result.preview_levels = [LevelReport(0, levels[0].shape, len(plan.shards),
                                          result.valid_pixels, 0.0, in_build=True)]
@@ -160,11 +160,10 @@ def _finish_preview(result: ZoneResult, staging: Staging, plan: ZonePlan,
         result.preview_levels.append(LevelReport(1, levels[1].shape, len(records),
                                                  count("l1_valid"), 0.0, in_build=True))
     start = 2
-    if fused.parts is not None:
-        report, children = join_parts(staging.store, fused.parts, levels[2], records,
-                                      executor, label=plan.store_name, **run_opts)
-        result.preview_levels.append(report)
-        start = 3
+    if fused.parts is not None:  # every coarser level from parts: nothing is read back
+        result.preview_levels += join_levels(staging.store, fused.parts, levels[2:], records,
+                                             executor, label=plan.store_name, **run_opts)
+        start, children = len(levels), set()
     result.preview_levels += finish_fused(staging.store, executor, children, start=start,
                                           label=plan.store_name, **run_opts)
 

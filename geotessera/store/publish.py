@@ -136,10 +136,11 @@ def read_journal(journal: Location) -> dict[tuple[int, int], dict[str, Any]]:
     return done
 
 
-def part_key(row: int, col: int) -> str:
-    """The key below a journal of the level-2 part left by block (row, col) (see
-    ``build/parts.py``); parts go with the journal when the version is published."""
-    return f"{PARTS}/L2/{row}_{col}.part"
+def part_key(row: int, col: int, level: int = 2) -> str:
+    """The key below a journal of the level-``level`` part left by shard (row, col) of the
+    level below (a block's L1 shard for L2; see ``build/parts.py``); parts go with the
+    journal when the version is published."""
+    return f"{PARTS}/L{level}/{row}_{col}.part"
 
 
 def journal_shard(staging: Staging, record: dict[str, Any]) -> None:
