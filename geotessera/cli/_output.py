@@ -235,7 +235,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "rasterio": ("build",), "affine": ("build",), "jsonschema": ("build",),
     "rich": ("build", "viewer", "h3"), "morecantile": ("viewer",), "pmtiles": ("viewer",),
     "distributed": ("distributed",), "h3": ("h3", "plot"), "matplotlib": ("plot",),
-    "rioxarray": ("rio",),
+    "rioxarray": ("rio",), "numba": ("build",),
 }
 
 #: The extras each command needs beyond the core, in the order to name them. A command not

@@ -40,7 +40,6 @@ from geotessera.types import Level
 
 log = logging.getLogger(__name__)
 
-QMAX = 127
 #: Working set of one strip of a task; strips are whole inner-chunk rows, at least one.
 STRIP_BYTES = 32 * 2**20
 #: float64 children of one strip of a 2×2 reduction (its temporaries are about 3× that).
@@ -98,27 +97,13 @@ def reduce_embeddings(emb: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, 
 
     ``emb`` (band, h, w) int8, ``scales`` (h, w) float32 → (band, ⌈h/2⌉, ⌈w/2⌉) int8 and
     float32 scales. Guarantee: ``|q·scale − mean| ≤ scale/2`` per band, with ``mean`` the
-    exact mean of the valid children (the sums are float64, so rounding is ~1e-16 relative
-    on every CPU, whatever SIMD kernel numpy picks); NaN scale and zero vector where no child
-    is valid; scale 0 for a zero mean.
+    exact mean of the valid children (the sums are float64, so rounding is ~1e-16 relative,
+    and the same bits on every CPU: ``preview/mean2x2.py``); NaN scale and zero vector where
+    no child is valid; scale +0 for a zero mean.
     """
-    scales = _pad_to_even(scales, np.nan)
-    emb = _pad_to_even(emb, 0)
-    valid = np.isfinite(scales)
-    s = np.where(valid, scales, 0).astype(np.float64)
-    rows = emb[:, 0::2] * s[0::2] + emb[:, 1::2] * s[1::2]  # float64, half the rows
-    mean = rows[..., 0::2] + rows[..., 1::2]
-    del rows
-    count = _sum2x2(valid.astype(np.float64))
-    mean /= np.maximum(count, 1)
-    peak = np.maximum(mean.max(axis=0), -mean.min(axis=0))
-    # The stored scale is float32; quantise against that rounded value, so q·scale is what a
-    # reader computes. mean/scale32 ≤ 127·(1 + 2⁻²⁴) < 127.5, so the clip never bites.
-    scale = np.where(count > 0, peak / QMAX, np.nan).astype(np.float32)
-    np.divide(mean, np.where(scale > 0, scale, 1).astype(np.float64), out=mean)  # 0 stays 0
-    np.rint(mean, out=mean)
-    np.clip(mean, -QMAX, QMAX, out=mean)
-    return mean.astype(np.int8), scale
+    from geotessera.preview.mean2x2 import mean2x2
+
+    return mean2x2(_pad_to_even(emb, 0), _pad_to_even(scales, np.nan))
 
 
 def reduce_rgba(rgba: np.ndarray) -> np.ndarray:

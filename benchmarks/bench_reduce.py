@@ -1,0 +1,75 @@
+"""The 2×2 embeddings reduction of the overviews: the compiled loop against its numpy form.
+
+    python benchmarks/bench_reduce.py [--repeat 3]
+
+One 1024 × 1024 × 128 L0 shard of random int8 (a third of its pixels without data) is
+reduced to its 512 × 512 parent window strip by strip, as the build's tasks do it
+(``overviews.memory_strip`` rows at a time), once with children pixel-major (the build's
+shard in memory) and once band-major (a store read through zarr). Printed: best CPU seconds
+per shard of ``mean2x2.reference`` (the numpy formulation the build used before) and of
+the compiled ``mean2x2``, their ratio, the first call's compile (or cache load) time, and
+whether the two results are the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402  (also makes this checkout importable)
+
+from geotessera.preview.mean2x2 import mean2x2, reference  # noqa: E402
+from geotessera.preview.overviews import memory_strip  # noqa: E402
+
+BANDS, SIDE = 128, 1024
+
+
+def shard(pixel_major: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    if pixel_major:
+        emb = rng.integers(-127, 128, (SIDE, SIDE, BANDS), np.int8).transpose(2, 0, 1)
+    else:
+        emb = rng.integers(-127, 128, (BANDS, SIDE, SIDE), np.int8)
+    scales = rng.uniform(1e-3, 0.1, (SIDE, SIDE)).astype(np.float32)
+    scales[rng.random((SIDE, SIDE)) < 1 / 3] = np.nan
+    return emb, scales
+
+
+def reduce_shard(fn, emb, scales) -> tuple[float, bytes]:
+    strip, out = memory_strip(BANDS, SIDE // 2), []
+    t0 = time.process_time()
+    for o in range(0, SIDE // 2, strip):
+        q, s = fn(emb[:, 2 * o:2 * (o + strip)], scales[2 * o:2 * (o + strip)])
+        out.append(q.tobytes() + s.tobytes())
+    return time.process_time() - t0, b"".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    mean2x2(np.zeros((BANDS, 2, 2), np.int8), np.ones((2, 2), np.float32))
+    print(f"first call (compile or cache load): {time.perf_counter() - t0:.2f} s")
+    rows = []
+    for pixel_major in (True, False):
+        emb, scales = shard(pixel_major)
+        best, out = {}, {}
+        for _ in range(args.repeat):
+            for name, fn in (("numpy", reference), ("compiled", mean2x2)):
+                cpu, out[name] = reduce_shard(fn, emb, scales)
+                best[name] = min(best.get(name, cpu), cpu)
+        rows.append(["pixel" if pixel_major else "band", f"{best['numpy']:.3f}",
+                     f"{best['compiled']:.3f}", f"{best['numpy'] / best['compiled']:.1f}",
+                     str(out["numpy"] == out["compiled"])])
+    print(f"one {SIDE}² × {BANDS} shard to its parent window, best CPU s of {args.repeat}")
+    print(h.table(["children", "numpy s", "compiled s", "speed-up", "same bytes"], rows))
+
+
+if __name__ == "__main__":
+    main()
