@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_build.py
 	$(BIN)/python benchmarks/bench_preview.py
 	$(BIN)/python benchmarks/bench_fused.py
+	$(BIN)/python benchmarks/bench_reduce.py
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_h3.py
 	$(BIN)/python benchmarks/bench_viewer.py

@@ -4,9 +4,9 @@ Written by hand because numpy cannot fuse it: as array operations the reduction 
 about fourteen passes over float64 temporaries of the children (products, sums, the
 division, two band reductions, the requantising division, rounding, clipping, the cast),
 and was the largest cost of a build's preview. This loop reads each child once and keeps
-one pixel's 128 means in a small buffer: on a 1024 × 64 × 128 window it took 0.011 CPU-s
-against numpy's 0.082 (pixel-major children) and 0.030 against 0.125 (band-major), see
-``benchmarks/bench_reduce.py``.
+one pixel's means in a small buffer: per 1024² × 128 shard it took 0.29 CPU-s against
+numpy's 0.86 with pixel-major children (a build's shard) and 0.42 against 0.74 band-major
+(a store's window), ``benchmarks/bench_reduce.py`` at load 6.
 
 It performs the same IEEE float64 operations in the same order as the numpy formulation
 it replaced, kept here as ``reference`` (``tests/test_mean2x2.py`` checks the two agree
@@ -19,66 +19,51 @@ kernel.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit  # the build's extra: readers never import this module
 
 QMAX = 127
 ROUND = 1.5 * 2.0**52  # adding and subtracting it rounds a float64 to an integer, ties even
 
 
-def _compile(pixel_major: bool):
-    from numba import njit  # the build's extra; readers never reduce
-
-    # The children as (h, w, bands) or (bands, h, w): with bands last and contiguous, the
-    # band loops below are unit-stride and LLVM vectorises them.
-    if pixel_major:
-        def child(emb, b, r, c):
-            return np.float64(emb[r, c, b])
-    else:
-        def child(emb, b, r, c):
-            return np.float64(emb[b, r, c])
-    child = njit(inline="always")(child)
-
-    @njit(cache=True, nogil=True)
-    def kernel(emb, scales, out, out_scales):  # pragma: no cover - compiled
-        h2, w2 = out_scales.shape
-        bands = out.shape[0]
-        mean = np.empty(bands, np.float64)
-        s = np.empty(4, np.float64)
-        for r in range(h2):
-            for k in range(w2):
-                n = 0.0
-                for i in range(4):
-                    v = scales[2 * r + (i >> 1), 2 * k + (i & 1)]
-                    valid = np.isfinite(v)
-                    s[i] = v if valid else 0.0
-                    n += 1.0 if valid else 0.0
-                if n == 0.0:
-                    out_scales[r, k] = np.nan
-                    for b in range(bands):
-                        out[b, r, k] = 0
-                    continue
-                r0, c0 = 2 * r, 2 * k
-                # three plain loops over the bands
+@njit(cache=True, nogil=True)
+def _kernel(emb, scales, out, out_scales):  # pragma: no cover - compiled
+    """``emb`` (bands, 2h, 2w), any strides (one compiled version serves the build's
+    pixel-major shards and the band-major windows read from a store, without a copy)."""
+    h2, w2 = out_scales.shape
+    bands = out.shape[0]
+    mean = np.empty(bands, np.float64)
+    s = np.empty(4, np.float64)
+    for r in range(h2):
+        for k in range(w2):
+            n = 0.0
+            for i in range(4):
+                v = scales[2 * r + (i >> 1), 2 * k + (i & 1)]
+                valid = np.isfinite(v)
+                s[i] = v if valid else 0.0
+                n += 1.0 if valid else 0.0
+            if n == 0.0:
+                out_scales[r, k] = np.nan
                 for b in range(bands):
-                    # (row 0 + row 1) of the left column + the same of the right column
-                    mean[b] = ((child(emb, b, r0, c0) * s[0] + child(emb, b, r0 + 1, c0) * s[2])
-                               + (child(emb, b, r0, c0 + 1) * s[1]
-                                  + child(emb, b, r0 + 1, c0 + 1) * s[3])) / n
-                peak = 0.0
-                for b in range(bands):
-                    peak = max(peak, abs(mean[b]))
-                scale = np.float32(peak / QMAX)
-                out_scales[r, k] = scale
-                d = np.float64(scale) if scale > 0 else 1.0
-                for b in range(bands):
-                    # round half to even, as np.rint, without a libm call: exact for
-                    # |x| < 2**51 in IEEE arithmetic (here |x| ≤ 127.5)
-                    q = (mean[b] / d + ROUND) - ROUND
-                    out[b, r, k] = np.int8(min(max(q, -QMAX), QMAX))
-
-    return kernel
-
-
-_KERNELS: dict[bool, object] = {}
+                    out[b, r, k] = 0
+                continue
+            r0, c0 = 2 * r, 2 * k
+            for b in range(bands):
+                # (row 0 + row 1) of the left column + the same of the right column
+                mean[b] = ((np.float64(emb[b, r0, c0]) * s[0]
+                            + np.float64(emb[b, r0 + 1, c0]) * s[2])
+                           + (np.float64(emb[b, r0, c0 + 1]) * s[1]
+                              + np.float64(emb[b, r0 + 1, c0 + 1]) * s[3])) / n
+            peak = 0.0
+            for b in range(bands):
+                peak = max(peak, abs(mean[b]))
+            scale = np.float32(peak / QMAX)
+            out_scales[r, k] = scale
+            d = np.float64(scale) if scale > 0 else 1.0
+            for b in range(bands):
+                # round half to even, as np.rint, without a libm call: exact for
+                # |x| < 2**51 in IEEE arithmetic (here |x| ≤ 127.5)
+                q = (mean[b] / d + ROUND) - ROUND
+                out[b, r, k] = np.int8(min(max(q, -QMAX), QMAX))
 
 
 def mean2x2(emb: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,14 +71,10 @@ def mean2x2(emb: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray
     (bands, h, w) int8 and (h, w) float32: each pixel the mean of its valid children's
     dequantised vectors, requantised with ``scale = max|mean| / 127`` (NaN and zeros
     without a valid child)."""
-    pixel_major = emb.strides[0] == emb.itemsize  # a (h, w, bands) array seen band first
-    if pixel_major not in _KERNELS:
-        _KERNELS[pixel_major] = _compile(pixel_major)
     h, w = scales.shape[0] // 2, scales.shape[1] // 2
     out = np.empty((emb.shape[0], h, w), np.int8)
     out_scales = np.empty((h, w), np.float32)
-    children = emb.transpose(1, 2, 0) if pixel_major else emb
-    _KERNELS[pixel_major](np.ascontiguousarray(children), scales, out, out_scales)
+    _kernel(emb, scales, out, out_scales)
     return out, out_scales
 
 
