@@ -15,9 +15,12 @@ Data (one real-size 10 m tile of the cached bench archive, ``rows`` × 1024 pixe
 Each codec encodes every 32 × 32 × 128 inner chunk (band-major: (128, 32, 32) bytes;
 pixel-major: (32, 32, 128)), all-zero chunks skipped as the store skips them, on one thread;
 ``cpu s/GB`` is process CPU time per GB of raw chunk bytes (encode, and decode of the result).
-Codecs are numcodecs', as zarr uses them: ``Zstd(level)`` and ``Blosc('zstd', level,
-shuffle, typesize=1)`` (zarr's BloscCodec takes the typesize from the int8 dtype, so byte
-shuffle is a no-op and bit shuffle transposes bits within each byte's block).
+Codecs are named as ``zarr-build --codec`` names them and built by the store's own
+``shardio.compressor``, so each is exactly what the store writes: numcodecs' ``Zstd(level)``
+and ``Blosc('zstd', level, shuffle, blocksize=<one chunk>, typesize=1)`` (typesize 1 for
+int8, so byte shuffle is a no-op and bit shuffle transposes bits within each block; one
+block per chunk so the bytes do not depend on blosc's threads, and at 128 KiB chunks and
+level >= 3 blosc's automatic block size would be the whole chunk anyway).
 """
 
 from __future__ import annotations
@@ -29,22 +32,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numcodecs import Blosc, Zstd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
 
+from geotessera.store.shardio import ShardLayout, compressor  # noqa: E402
+from geotessera.types import N_BANDS, BloscZstd, parse_codec  # noqa: E402
+
 CHUNK = 32
-CODECS = {
-    "none": None,
-    "zstd:1": Zstd(level=1),
-    "zstd:3": Zstd(level=3),
-    "zstd:5": Zstd(level=5),
-    "zstd:9": Zstd(level=9),
-    "blosc-zstd:3:noshuffle": Blosc("zstd", 3, Blosc.NOSHUFFLE),
-    "blosc-zstd:3:bitshuffle": Blosc("zstd", 3, Blosc.BITSHUFFLE),
-    "blosc-zstd:5:bitshuffle": Blosc("zstd", 5, Blosc.BITSHUFFLE),
-}
+CODECS = ["none", "zstd:1", "zstd:3", "zstd:5", "zstd:9", "blosc-zstd:3:noshuffle",
+          "blosc-zstd:3:bitshuffle", "blosc-zstd:5:bitshuffle"]
+
+
+def codec_of(name: str, bands: int = N_BANDS):
+    """The numcodecs codec the store uses for ``--codec name`` on (bands, 32, 32) chunks."""
+    choice = parse_codec(name)
+    blosc = choice if isinstance(choice, BloscZstd) else None
+    chunk = (bands, CHUNK, CHUNK)
+    return compressor(ShardLayout(chunk, chunk, chunk, "int8", None if blosc else choice,
+                                  blosc=blosc))
 
 
 def load(cache: Path, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     for dname, d in datasets.items():
         for band_major in (True, False):
             cs = chunks(d, band_major)
-            for name, codec in CODECS.items():
-                m = measure(cs, codec)
+            for name in CODECS:
+                m = measure(cs, codec_of(name, d.shape[-1]))
                 fig = {"data": dname, "order": "band" if band_major else "pixel",
                        "codec": name, **m}
                 figs.append(fig)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ArchiveError,
+    CodecError,
     GeoTesseraError,
     NoTilesError,
     SelectionError,
@@ -14,7 +15,7 @@ from .errors import (
     StoreError,
     TileProblemsError,
 )
-from .types import StoreLayout, TileGrid, TileKey, Window
+from .types import BloscZstd, StoreLayout, TileGrid, TileKey, Window
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .archive.demo import DemoSpec, write_demo_archive
@@ -86,6 +87,8 @@ def __dir__() -> list[str]:
 __all__ = [
     *sorted(_LAZY),
     "ArchiveError",
+    "BloscZstd",
+    "CodecError",
     "GeoTesseraError",
     "NoTilesError",
     "SelectionError",

@@ -76,6 +76,10 @@ class SelectionError(GeoTesseraError, ValueError):
     """A zone or year selection string cannot be parsed."""
 
 
+class CodecError(GeoTesseraError, ValueError):
+    """A codec name (``zarr-build --codec``) cannot be parsed or is not one the tool writes."""
+
+
 class NoStoresError(GeoTesseraError):
     """The output directory holds no complete zone store of the selection."""
 

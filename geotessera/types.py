@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from geotessera.errors import CodecError
 
 #: False northing of the southern UTM projections (EPSG:327ZZ).
 SOUTH_FALSE_NORTHING = 10_000_000.0
@@ -122,15 +124,43 @@ class Window:
         return Window(r0, r1, c0, c1)
 
 
+#: Blosc's shuffle filters, by the names of the Zarr v3 ``blosc`` codec. On 1-byte values
+#: ``shuffle`` (byte shuffle) changes nothing; ``bitshuffle`` transposes the bits of each block.
+Shuffle = Literal["bitshuffle", "shuffle", "noshuffle"]
+BLOSC_SHUFFLES: tuple[Shuffle, ...] = ("bitshuffle", "shuffle", "noshuffle")
+
+
+@dataclass(frozen=True, slots=True)
+class BloscZstd:
+    """Blosc with zstd inside, for the int8 embeddings: ``clevel`` 1…9 (blosc's scale, which
+    it maps to zstd levels) and a ``shuffle`` of ``BLOSC_SHUFFLES``. Stored as the Zarr v3
+    ``blosc`` codec with typesize 1, cname zstd and one block per inner chunk."""
+
+    clevel: int = 3
+    shuffle: Shuffle = "bitshuffle"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.clevel <= 9 or self.shuffle not in BLOSC_SHUFFLES:
+            raise ValueError(f"blosc clevel={self.clevel} (1..9), shuffle={self.shuffle!r} "
+                             f"(one of {', '.join(BLOSC_SHUFFLES)})")
+
+    def __str__(self) -> str:
+        return f"blosc-zstd:{self.clevel}:{self.shuffle}"
+
+
 @dataclass(frozen=True, slots=True)
 class StoreLayout:
-    """Shard and chunk shape and codec of the zone arrays (pixels on each spatial axis)."""
+    """Shard and chunk shape and codecs of the zone arrays (pixels on each spatial axis).
+
+    ``zstd_level`` compresses ``scales`` and ``rgba``, and ``embeddings`` unless ``blosc``
+    names blosc for them (None: no compressor; zstd itself maps level 0 to 3)."""
 
     shard_px: int = 1024
     chunk_px: int = 32
     scales_chunk_px: int = 256
-    zstd_level: int | None = 3  # None: no compression (zstd itself maps level 0 to 3)
+    zstd_level: int | None = 3
     pixel_major: bool = False
+    blosc: BloscZstd | None = None
 
     def __post_init__(self) -> None:
         for name in ("shard_px", "chunk_px", "scales_chunk_px"):
@@ -139,6 +169,22 @@ class StoreLayout:
                 raise ValueError(f"{name}={v} must be positive and divide shard_px={self.shard_px}")
         if self.zstd_level is not None and not 0 <= self.zstd_level <= 22:
             raise ValueError(f"zstd_level={self.zstd_level} outside 0..22")
+
+    @property
+    def codec(self) -> str:
+        """The ``--codec`` spelling of the embeddings' compressor."""
+        if self.blosc is not None:
+            return str(self.blosc)
+        return "none" if self.zstd_level is None else f"zstd:{self.zstd_level}"
+
+    def with_codec(self, text: str) -> StoreLayout:
+        """This layout with the codec ``text`` (``parse_codec``): ``none`` and ``zstd:N`` set
+        every data array's compressor, ``blosc-zstd:…`` only the embeddings' (``scales`` and
+        ``rgba`` keep ``zstd_level``). CodecError for a malformed name."""
+        choice = parse_codec(text)
+        if isinstance(choice, BloscZstd):
+            return replace(self, blosc=choice)
+        return replace(self, zstd_level=choice, blosc=None)
 
 
 #: Largest raw shard a worker may assemble in memory: shard_px² × (bands + 4) bytes (int8
@@ -165,15 +211,27 @@ def max_shard_px(bands: int) -> int:
     return int((MAX_SHARD_BYTES // (bands + 4)) ** 0.5)
 
 
-def parse_codec(text: str) -> int | None:
-    """The ``StoreLayout.zstd_level`` of a codec name: ``none`` → None, ``zstd:N`` → N
-    (0…22; zstd maps 0 to its default level 3, so 0 is not "off"). ValueError otherwise."""
-    name, _, level = text.strip().lower().partition(":")
-    if name == "none" and not level:
+#: The codec names ``parse_codec`` accepts, as error messages spell them.
+CODEC_SYNTAX = ("none, zstd:N (N in 0..22) or blosc-zstd:N[:SHUFFLE] (N in 1..9, SHUFFLE "
+                f"{'|'.join(BLOSC_SHUFFLES)}, default {BLOSC_SHUFFLES[0]})")
+
+
+def parse_codec(text: str) -> int | None | BloscZstd:
+    """The compressor a codec name selects: ``none`` → None, ``zstd:N`` → the zstd level N
+    (0…22; zstd maps 0 to its default level 3, so 0 is not "off"), ``blosc-zstd:N[:SHUFFLE]``
+    → ``BloscZstd(N, SHUFFLE)`` (default bitshuffle). Case-insensitive; CodecError
+    otherwise."""
+    name, _, rest = text.strip().lower().partition(":")
+    level, colon, shuffle = rest.partition(":")
+    n = int(level) if level.isascii() and level.isdigit() else None
+    if name == "none" and not rest:
         return None
-    if name == "zstd" and level.isdigit() and 0 <= int(level) <= 22:
-        return int(level)
-    raise ValueError(f"codec {text!r}: expected none or zstd:N with N in 0..22")
+    if name == "zstd" and n is not None and 0 <= n <= 22 and not colon:
+        return n
+    if name == "blosc-zstd" and n is not None and 1 <= n <= 9 and (
+            shuffle in BLOSC_SHUFFLES or not colon):
+        return BloscZstd(n, BLOSC_SHUFFLES[BLOSC_SHUFFLES.index(shuffle) if colon else 0])
+    raise CodecError(f"codec {text!r}: expected {CODEC_SYNTAX}")
 
 
 Affine6 = tuple[float, float, float, float, float, float]

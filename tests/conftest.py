@@ -12,7 +12,7 @@ from geotessera.build.run import build_stores
 from geotessera.archive.demo import DemoSpec, write_demo_archive
 from geotessera.parallel import process_pool
 from geotessera.archive.scan import scan_archive
-from geotessera.types import StoreLayout
+from geotessera.types import BloscZstd, StoreLayout, parse_codec
 
 #: Small shards so that tiles straddle many shard edges.
 TEST_LAYOUT = StoreLayout(shard_px=64, chunk_px=16, scales_chunk_px=32)
@@ -41,6 +41,20 @@ def archive_fixtures(spec: DemoSpec, dirname: str, copy_name: str = "base"):
         return dst
 
     return _pristine, _copy
+
+
+def zarr_compressor(codec: str, chunk: tuple[int, ...]):
+    """zarr's compressor for a ``--codec`` name on int8 chunks of shape ``chunk``, configured
+    as ``store.zone`` configures the embeddings'."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    from geotessera.store.shardio import blosc_blocksize
+
+    choice = parse_codec(codec)
+    if isinstance(choice, BloscZstd):
+        return BloscCodec(typesize=1, cname="zstd", clevel=choice.clevel,
+                          shuffle=choice.shuffle, blocksize=blosc_blocksize(chunk))
+    return None if choice is None else ZstdCodec(level=choice)
 
 
 def scan(base: Path, bands: int = TEST_SPEC.bands):

@@ -8,6 +8,7 @@ the tile pixel whose centre is nearest, and apply the no-data rule.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import zarr
 from pyproj import Transformer
 
 from conftest import TEST_LAYOUT, build, scan
+from geotessera.errors import CodecError
+from geotessera.types import BloscZstd, StoreLayout
 
 EDGE_TOLERANCE_M = 1.0
 
@@ -227,16 +230,51 @@ def test_codec_none_stores_the_same_arrays_uncompressed(archive, built, tmp_path
     np.testing.assert_array_equal(read.sample(pts, 2024, tmp_path), read.sample(pts, 2024, built))
 
 
-@pytest.mark.parametrize(("text", "level"), [("none", None), ("zstd:0", 0), ("ZSTD:19", 19)])
+@pytest.mark.parametrize(("text", "level"), [
+    ("none", None), ("zstd:0", 0), ("ZSTD:19", 19),
+    ("blosc-zstd:3", BloscZstd(3, "bitshuffle")), ("blosc-zstd:1:shuffle", BloscZstd(1, "shuffle")),
+    (" Blosc-Zstd:9:NoShuffle", BloscZstd(9, "noshuffle")),
+])
 def test_parse_codec(text, level):
     from geotessera.types import parse_codec
 
     assert parse_codec(text) == level
 
 
-@pytest.mark.parametrize("text", ["zstd", "zstd:23", "blosc", "none:1", "zstd:-1"])
+@pytest.mark.parametrize("text", [
+    "zstd", "zstd:23", "blosc", "none:1", "zstd:-1", "zstd:3:", "zstd:3:bitshuffle", "zstd:³",
+    "blosc-zstd", "blosc-zstd:0", "blosc-zstd:10", "blosc-zstd:3:", "blosc-zstd:3:bit",
+    "blosc-zstd:3:bitshuffle:1", "blosc:3", "blosc-lz4:3",
+])
 def test_parse_codec_refuses_what_it_cannot_write(text):
     from geotessera.types import parse_codec
 
-    with pytest.raises(ValueError, match="expected none or zstd:N"):
+    with pytest.raises(CodecError, match=r"expected none, zstd:N \(N in 0..22\) or "
+                                          r"blosc-zstd:N\[:SHUFFLE\]") as e:
         parse_codec(text)
+    assert repr(text) in str(e.value) and isinstance(e.value, ValueError)
+
+
+def test_with_codec_sets_the_embeddings_or_every_array():
+    """blosc compresses the embeddings only: scales and rgba keep zstd_level; none and zstd
+    set every data array and drop blosc."""
+    base = StoreLayout(zstd_level=5)
+    assert base.with_codec("blosc-zstd:3") == replace(base, blosc=BloscZstd(3, "bitshuffle"))
+    assert base.with_codec("blosc-zstd:3").codec == "blosc-zstd:3:bitshuffle"
+    assert base.with_codec("blosc-zstd:3").with_codec("none") == replace(base, zstd_level=None)
+    assert base.with_codec("zstd:7").codec == "zstd:7" and StoreLayout().codec == "zstd:3"
+    with pytest.raises(ValueError, match="clevel=0"):
+        BloscZstd(0)
+
+
+def test_the_plan_fingerprint_names_the_blosc_codec(archive):
+    """A journal of one codec is never resumed by a build with another: the fingerprint
+    names blosc (level and shuffle); zstd layouts keep the fingerprints they always had
+    (blosc is left out of them when not set)."""
+    from geotessera.build.plan import plan_id, plan_zones
+
+    plan = plan_zones(scan(archive).records, TEST_LAYOUT)[0]
+    ids = {plan_id(plan, TEST_LAYOUT.with_codec(c)) for c in (
+        "zstd:3", "blosc-zstd:3:bitshuffle", "blosc-zstd:3:noshuffle", "blosc-zstd:4")}
+    assert len(ids) == 4
+    assert plan_id(plan, TEST_LAYOUT) == plan_id(plan, TEST_LAYOUT.with_codec("zstd:3"))

@@ -58,7 +58,10 @@ def _stretches(archive, registry_path, mode="bands", workers=2):
                 for y in (2024, 2025)}
 
 
-@pytest.mark.parametrize("layout,mode", [(TEST_LAYOUT, "bands"), (RAW_L1, "pca")])
+@pytest.mark.parametrize("layout,mode", [
+    (TEST_LAYOUT, "bands"), (RAW_L1, "pca"),
+    (TEST_LAYOUT.with_codec("blosc-zstd:3:bitshuffle"), "bands"),  # parts hold blosc chunks
+])
 def test_fused_preview_equals_the_separate_pass(archive, registry_path, tmp_path, layout,
                                                 mode):
     stretches = _stretches(archive, registry_path, mode)

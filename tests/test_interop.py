@@ -75,3 +75,39 @@ def test_gdal_opens_scales_with_the_same_georeferencing(built, name):
     assert got["transform"] == l0.attrs["spatial:transform"]
     assert list(got["shape"]) == list(scales.shape)
     assert got["pixel"] == float(scales[row, col])
+
+
+GDAL_BLOSC_SCRIPT = textwrap.dedent("""
+    import json, sys, rasterio
+    out = {}
+    with rasterio.open('ZARR:"' + sys.argv[1] + '":/L0/scales') as src:
+        out["scales_epsg"] = src.crs.to_epsg()
+    try:
+        rasterio.open('ZARR:"' + sys.argv[1] + '":/L0/embeddings')
+    except rasterio.errors.RasterioIOError as e:
+        out["embeddings_error"] = str(e)
+    with rasterio.open('ZARR:"' + sys.argv[2] + '"') as src:
+        out["unsharded_blosc"] = src.read(1).tolist()
+    print(json.dumps(out))
+""")
+
+
+def test_gdal_with_blosc_embeddings_reads_scales_and_only_lacks_sharding(archive, tmp_path):
+    """``--codec blosc-zstd``: GDAL still reads ``scales`` (zstd), and the embeddings fail on
+    ``sharding_indexed`` as with zstd; GDAL decodes the blosc codec itself (an unsharded
+    array with the embeddings' blosc configuration), so sharding is the only thing missing."""
+    from conftest import TEST_LAYOUT, build, zarr_compressor
+
+    build(archive, tmp_path / "s", layout=TEST_LAYOUT.with_codec("blosc-zstd:3:bitshuffle"))
+    values = (np.arange(32 * 32) % 251 - 125).astype(np.int8).reshape(32, 32)
+    plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(32, 32), dtype="int8",
+                              chunks=(16, 16), dimension_names=("y", "x"),
+                              compressors=zarr_compressor("blosc-zstd:3:bitshuffle", (16, 16)))
+    plain[:] = values
+    out = subprocess.run([GDAL_PYTHON, "-c", GDAL_BLOSC_SCRIPT,
+                          str(tmp_path / "s/utm30_2024.zarr"), str(tmp_path / "plain.zarr")],
+                         capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["scales_epsg"] == 32630
+    assert "Unsupported codec: sharding_indexed" in got["embeddings_error"]
+    np.testing.assert_array_equal(np.array(got["unsharded_blosc"], np.int8), values)

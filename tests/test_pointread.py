@@ -7,15 +7,21 @@ import pytest
 import zarr
 from zarr.codecs import TransposeCodec, ZstdCodec
 
+from conftest import zarr_compressor
+
 from geotessera.errors import StoreError
 from geotessera.store.pointread import PointReader
 from geotessera.store.location import Location
 
 
-def _array(tmp_path, transpose):
+#: The embeddings codecs the direct reader decodes itself.
+CODECS = ["zstd:3", "blosc-zstd:3:bitshuffle", "none"]
+
+
+def _array(tmp_path, transpose, codec="zstd:3"):
     arr = zarr.create_array(str(tmp_path / "e"), shape=(8, 128, 96), dtype="int8",
                             chunks=(8, 16, 16), shards=(8, 64, 32), fill_value=0,
-                            compressors=ZstdCodec(level=3),
+                            compressors=zarr_compressor(codec, (8, 16, 16)),
                             filters=[TransposeCodec(order=(1, 2, 0))] if transpose else None)
     rng = np.random.default_rng(3)
     for sr in range(2):
@@ -27,9 +33,10 @@ def _array(tmp_path, transpose):
     return arr
 
 
+@pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("transpose", [False, True])
-def test_vectors_equal_zarr_vindex(tmp_path, transpose):
-    arr = _array(tmp_path, transpose)
+def test_vectors_equal_zarr_vindex(tmp_path, transpose, codec):
+    arr = _array(tmp_path, transpose, codec)
     rng = np.random.default_rng(5)
     rows, cols = rng.integers(0, 128, 500), rng.integers(0, 96, 500)
     got = PointReader.open(Location.parse(tmp_path), "e").vectors(rows, cols)
@@ -99,12 +106,13 @@ def _tiled(a: np.ndarray, e: int) -> np.ndarray:
     return a.reshape(b, h // e, e, w // e, e).transpose(0, 1, 3, 2, 4)
 
 
+@pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("gap", [0, 2**20])  # every chunk its own read, or merged runs
-def test_chunks_equal_zarr_slices(tmp_path, transpose, gap, monkeypatch):
+def test_chunks_equal_zarr_slices(tmp_path, transpose, gap, monkeypatch, codec):
     import geotessera.store.pointread as pr
 
-    arr = _array(tmp_path, transpose)
+    arr = _array(tmp_path, transpose, codec)
     monkeypatch.setattr(pr, "MERGE_GAP", gap)
     monkeypatch.setattr(pr, "MERGE_MAX", 3000)  # a few chunks per read at most
     reader = PointReader.open(Location.parse(tmp_path), "e")

@@ -27,6 +27,7 @@ from zarr.storage import ObjectStore
 from geotessera.cli import cli
 from geotessera.cli.serve import is_loopback
 from geotessera.viewer.server import Handler
+from conftest import TEST_LAYOUT, build
 from viewer_support import REPO, WEB, npm_ci, request, running, served_stores
 
 YEAR = 2024
@@ -230,6 +231,25 @@ def test_zarrita_reads_a_store_by_range_requests(server, stores, seen):
     np.testing.assert_array_equal(sc.reshape(64, 60), want["scales"][40:104, 30:90])
     shard_reads = [r for p, r in seen if "/embeddings/c/" in p]
     assert shard_reads and all(r is not None for r in shard_reads)
+
+
+def test_zarrita_decodes_blosc_embeddings(archive, tmp_path):
+    """A ``--codec blosc-zstd:3:bitshuffle`` store: zarrita (numcodecs.js's blosc) decodes
+    the embeddings' blosc inner chunks to zarr-python's values."""
+    npm_ci()
+    out = tmp_path / "stores"
+    build(archive, out, layout=TEST_LAYOUT.with_codec("blosc-zstd:3:bitshuffle"))
+    with running(out) as srv:
+        res = subprocess.run(["node", "test/zarrita_read.mjs", store_url(srv), "40", "104",
+                              "30", "90"], cwd=WEB, capture_output=True, text=True,
+                             timeout=120)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    want = local(out)["L0"]
+    assert want["embeddings"].compressors[0].to_dict()["name"] == "blosc"
+    emb = np.array(doc["emb"], np.int8).reshape(doc["shape"])
+    assert emb.any()
+    np.testing.assert_array_equal(emb, want["embeddings"][:, 40:104, 30:90])
 
 
 def test_point_is_the_json_of_sample(server, stores):

@@ -248,9 +248,12 @@ def plan_id(plan: ZonePlan, layout: StoreLayout, stretch: Stretch | None = None)
     doc = {
         "grid": [plan.grid.zone, plan.grid.pixel_size, plan.grid.left, plan.grid.top,
                  plan.grid.height, plan.grid.width, plan.grid.shard_px],
-        "bands": plan.bands, "layout": list(dataclasses.astuple(layout)),
+        "bands": plan.bands, "layout": [getattr(layout, f.name) for f in
+                                        dataclasses.fields(layout) if f.name != "blosc"],
         "tiles": sorted([r.name, *r.stat_key()] for r in plan.tiles),
     }
+    if layout.blosc is not None:  # only then: zstd plans keep the fingerprints they had
+        doc["blosc"] = str(layout.blosc)
     if stretch is not None:
         doc["stretch"] = stretch.to_attrs()
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

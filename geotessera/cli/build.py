@@ -10,11 +10,11 @@ from rich.table import Table
 
 from geotessera.build.plan import parse_zones
 from geotessera.build.run import BuildReport
-from geotessera.errors import LocationError, SelectionError
+from geotessera.errors import CodecError, LocationError, SelectionError
 from geotessera.cluster import open_executor
 from geotessera.archive.registry import REGISTRY_FILENAME, schema_document, schema_markdown
 from geotessera.archive.scan import ScanResult
-from geotessera.types import N_BANDS, StoreLayout, check_shard_memory, parse_codec
+from geotessera.types import N_BANDS, StoreLayout, check_shard_memory
 from geotessera.pipeline import PreviewOptions, default_registry, scan, zarr_build
 from geotessera.cli._options import executor_options
 from geotessera.store.location import Location
@@ -104,14 +104,14 @@ def scan_cmd(out: Output, base_dir: str, registry: Path | None, years, bands: in
 def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
             pixel_major: bool, codec: str | None = None, bands: int = N_BANDS) -> StoreLayout:
     try:
-        level = zstd_level if codec is None else parse_codec(codec)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--codec") from e
-    try:
         check_shard_memory(shard_px, bands)
-        return StoreLayout(shard_px, chunk_px, scales_chunk_px, level, pixel_major)
+        layout = StoreLayout(shard_px, chunk_px, scales_chunk_px, zstd_level, pixel_major)
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
+    try:
+        return layout if codec is None else layout.with_codec(codec)
+    except CodecError as e:
+        raise click.BadParameter(str(e), param_hint="--codec") from e
 
 
 @click.command("zarr-build")
@@ -147,9 +147,11 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
 @click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True,
               help="zstd compression level of the data arrays (embeddings, scales, rgba); "
                    "0 is zstd's default (3), not off.")
-@click.option("--codec", default=None, metavar="none|zstd:N",
-              help="Compression of the data arrays: none, or zstd at level N (overrides "
-                   "--zstd-level) [default: zstd:3].")
+@click.option("--codec", default=None, metavar="none|zstd:N|blosc-zstd:N[:SHUFFLE]",
+              help="Compression: none, or zstd at level N (0..22), of the data arrays "
+                   "(overrides --zstd-level); or blosc-zstd:N[:bitshuffle|shuffle|noshuffle] "
+                   "(N in 1..9, default bitshuffle) of the embeddings only, scales and rgba "
+                   "keeping zstd at --zstd-level [default: zstd:3].")
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common

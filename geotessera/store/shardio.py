@@ -5,17 +5,19 @@ zarr-python keeps every compressed inner chunk and then joins them before the st
 (about twice the encoded shard on top of the raw one: +195 MiB for a 93 MiB shard), and its
 coordinate selection costs ~0.4 ms per inner chunk, more than reading and decoding it. The
 layout is parsed from the array's ``zarr.json`` (the spec's JSON, not zarr's classes), each
-inner chunk goes through the optional transpose and zstd (numcodecs, as zarr uses), chunks in
-the spec's Morton order, all-fill chunks omitted, then the index of little-endian uint64
-(offset, length) pairs (2⁶⁴−1 for a missing chunk) and its CRC32C. The bytes equal zarr's own
-write for the same metadata (tested). Only public interfaces are used, so a zarr upgrade
-cannot change them silently.
+inner chunk goes through the optional transpose and zstd or blosc (numcodecs, as zarr uses
+them), chunks in the spec's Morton order, all-fill chunks omitted, then the index of
+little-endian uint64 (offset, length) pairs (2⁶⁴−1 for a missing chunk) and its CRC32C. The
+bytes equal zarr's own write for the same metadata (tested). Only public interfaces are
+used, so a zarr upgrade cannot change them silently.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,21 +26,27 @@ from functools import lru_cache
 
 import google_crc32c
 import numpy as np
-from numcodecs import Zstd
+from numcodecs import Blosc, Zstd
 
 from geotessera.errors import StoreError
 from geotessera.store.location import Location
+from geotessera.types import BLOSC_SHUFFLES, BloscZstd
 
 MISSING = 2**64 - 1
-#: Threads compressing the inner chunks of one shard (zstd releases the GIL).
+#: Threads compressing the inner chunks of one shard (zstd and blosc release the GIL).
 ENCODE_THREADS = 2
+#: numcodecs' blosc shuffle constants by the Zarr v3 names.
+_SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
+            "bitshuffle": Blosc.BITSHUFFLE}
 
 
 @dataclass(frozen=True, slots=True)
 class ShardLayout:
     """The one sharded layout this module reads and writes: inner chunks through an optional
-    ``transpose``, ``bytes`` (little endian) and ``zstd`` (or no compressor: ``zstd_level``
-    None); index ``bytes`` + ``crc32c`` at the end; default chunk key encoding."""
+    ``transpose``, ``bytes`` (little endian) and ``zstd`` at ``zstd_level``, or ``blosc``
+    as ``blosc`` says (cname zstd, typesize 1, one block per chunk: ``blosc_blocksize``), or
+    no compressor (both None); index ``bytes`` + ``crc32c`` at the end; default chunk key
+    encoding."""
 
     shape: tuple[int, ...]
     shard: tuple[int, ...]
@@ -47,6 +55,7 @@ class ShardLayout:
     zstd_level: int | None
     transpose: tuple[int, ...] | None = None
     separator: str = "/"
+    blosc: BloscZstd | None = None
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -70,23 +79,51 @@ class ShardLayout:
             inner = [c["name"] for c in cfg["codecs"]]
             index = [c["name"] for c in cfg["index_codecs"]]
             enc = doc.get("chunk_key_encoding", {"name": "default"})
+            plain = inner[1:] if inner[:1] == ["transpose"] else inner
             if (sharding["name"] != "sharding_indexed" or index != ["bytes", "crc32c"]
                     or cfg.get("index_location", "end") != "end"
-                    or inner not in (["bytes", "zstd"], ["transpose", "bytes", "zstd"],
-                                     ["bytes"], ["transpose", "bytes"])
+                    or plain not in (["bytes", "zstd"], ["bytes", "blosc"], ["bytes"])
                     or enc["name"] != "default" or doc["data_type"] not in ("int8", "uint8")):
                 return None
-            level = (int(cfg["codecs"][-1].get("configuration", {}).get("level", 0))
-                     if inner[-1] == "zstd" else None)
+            last = cfg["codecs"][-1].get("configuration", {})
+            level = int(last.get("level", 0)) if inner[-1] == "zstd" else None
+            chunk = tuple(cfg["chunk_shape"])
+            blosc = _blosc_of(last, chunk) if inner[-1] == "blosc" else None
+            if inner[-1] == "blosc" and blosc is None:
+                return None
             transpose = (tuple(cfg["codecs"][0]["configuration"]["order"])
                          if inner[0] == "transpose" else None)
             return cls(tuple(doc["shape"]), tuple(doc["chunk_grid"]["configuration"]
                                                   ["chunk_shape"]),
-                       tuple(cfg["chunk_shape"]), doc["data_type"],
-                       level, transpose,
-                       enc.get("configuration", {}).get("separator", "/"))
+                       chunk, doc["data_type"], level, transpose,
+                       enc.get("configuration", {}).get("separator", "/"), blosc)
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def blosc_blocksize(chunk: tuple[int, ...]) -> int:
+    """The blosc block size of an int8 inner chunk: the whole chunk, one block. With blosc's
+    automatic size (0) a chunk of several blocks is compressed by blosc's own threads when
+    numcodecs lets it (``numcodecs.blosc.use_threads``), and the blocks land in the order
+    the threads finish: the bytes would depend on thread settings."""
+    return math.prod(chunk)
+
+
+def _blosc_of(cfg: dict, chunk: tuple[int, ...]) -> BloscZstd | None:
+    """The BloscZstd of a ``blosc`` codec configuration, if it is one this module writes."""
+    if (cfg.get("cname") != "zstd" or cfg.get("typesize") != 1
+            or cfg.get("blocksize") != blosc_blocksize(chunk)
+            or cfg.get("shuffle") not in BLOSC_SHUFFLES):
+        return None
+    return BloscZstd(int(cfg["clevel"]), cfg["shuffle"])
+
+
+def compressor(layout: ShardLayout) -> Zstd | Blosc | None:
+    """The numcodecs codec of the inner chunks, configured as zarr configures it."""
+    if layout.blosc is not None:
+        return Blosc("zstd", layout.blosc.clevel, _SHUFFLE[layout.blosc.shuffle],
+                     blosc_blocksize(layout.chunk), typesize=1)
+    return None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
 
 
 def read_layout(store: Location, array_path: str) -> ShardLayout | None:
@@ -121,7 +158,7 @@ def _chunk_encoder(block: np.ndarray, layout: ShardLayout,
     """``encode(coords)``: the stored bytes of inner chunk ``coords`` of the shard (None
     when all fill), read from ``block``, which holds the shard's chunks from ``origin``
     (chunk coordinates; default the shard's first chunk) on."""
-    codec = None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
+    codec = compressor(layout)
     origin = origin or (0,) * len(layout.grid)
 
     def encode(c: tuple[int, ...]) -> bytes | None:
@@ -160,8 +197,9 @@ def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCOD
     the non-fill inner chunks, then the index and its CRC32C. Yields nothing when every chunk
     is fill (such a shard is not stored).
 
-    Chunks are compressed on ``threads`` threads (zstd and numpy's copies release the GIL)
-    and emitted in the spec's order, so the bytes never depend on the thread count; at most
+    Chunks are compressed on ``threads`` threads (zstd, blosc and numpy's copies release the
+    GIL) and emitted in the spec's order, so the bytes never depend on the thread count (nor,
+    one blosc block per chunk, on blosc's own threads); at most
     ``4 × threads`` encoded chunks wait at a time. ``skip`` (bool, the inner-chunk grid) may
     name chunks known to be all fill (e.g. from all-NaN scales): they are not even looked at.
     """
@@ -287,13 +325,30 @@ def read_index(store: Location, key: str, layout: ShardLayout) -> np.ndarray | N
 
 
 def decode_chunk(raw: bytes, layout: ShardLayout) -> np.ndarray:
-    """One inner chunk in the array's axis order."""
+    """One inner chunk in the array's axis order. ValueError (or numcodecs' RuntimeError)
+    when ``raw`` does not decode to one chunk."""
     dt = np.dtype(layout.dtype)
-    data = np.frombuffer(raw if layout.zstd_level is None else Zstd().decode(raw), dt)
+    if layout.blosc is not None:
+        data = np.frombuffer(_blosc_decode(raw, blosc_blocksize(layout.chunk)), dt)
+    else:
+        data = np.frombuffer(raw if layout.zstd_level is None else Zstd().decode(raw), dt)
     if layout.transpose is None:
         return data.reshape(layout.chunk)
     stored = tuple(layout.chunk[i] for i in layout.transpose)
     return data.reshape(stored).transpose(np.argsort(layout.transpose))
+
+
+def _blosc_decode(raw: bytes, nbytes: int) -> bytes:
+    """A blosc frame of ``nbytes`` decoded, its header's sizes checked against the chunk's
+    and the frame's own length first (numcodecs decodes a frame whose header disagrees with
+    its length), so a damaged frame is a ValueError naming the sizes."""
+    if len(raw) < 16:
+        raise ValueError(f"blosc frame of {len(raw)} bytes is shorter than its header")
+    size, _, stored = struct.unpack_from("<III", raw, 4)
+    if size != nbytes or stored != len(raw):
+        raise ValueError(f"blosc header says {size} bytes in {stored}; expected {nbytes} "
+                         f"in {len(raw)}")
+    return Blosc().decode(raw)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Any
 import google_crc32c
 import numpy as np
 import zarr
-from zarr.codecs import TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 from zarr.storage import WrapperStore
 
 from geotessera.errors import StoreError
@@ -29,6 +29,7 @@ from geotessera.store.location import Location
 from geotessera.store.meta import ROOT_DOC, decoding
 from geotessera.store.shardio import (
     ShardLayout,
+    blosc_blocksize,
     encode_chunks,
     fsync_file,
     read_layout,
@@ -87,9 +88,12 @@ def _create_data_arrays(level: zarr.Group, grid: PixelGrid, bands: int,
     shape, epsg = grid.shape, grid.epsg
     s, c, sc = layout.shard_px, layout.chunk_px, layout.scales_chunk_px
     zstd = None if layout.zstd_level is None else ZstdCodec(level=layout.zstd_level)
+    packed = zstd if layout.blosc is None else BloscCodec(
+        typesize=1, cname="zstd", clevel=layout.blosc.clevel, shuffle=layout.blosc.shuffle,
+        blocksize=blosc_blocksize((bands, c, c)))
     level.create_array(
         EMBEDDINGS, shape=(bands, *shape), dtype="int8", chunks=(bands, c, c),
-        shards=(bands, s, s), compressors=zstd, fill_value=0,
+        shards=(bands, s, s), compressors=packed, fill_value=0,
         filters=[TransposeCodec(order=(1, 2, 0))] if layout.pixel_major else None,
         dimension_names=("band", "y", "x"),
         attributes=md.data_array_attrs(
@@ -347,7 +351,10 @@ def layout_of(store: StoreLike, level: str = "L0") -> StoreLayout:
     try:
         scales = json.loads(loc.read(f"{level}/{SCALES}/zarr.json"))
         sc = int(scales["chunk_grid"]["configuration"]["chunk_shape"][0])
+        zstd = [c for c in scales["codecs"] if c["name"] == "zstd"]
+        zstd_level = int(zstd[0]["configuration"]["level"]) if zstd else None
     except (ValueError, KeyError, TypeError) as e:
         raise StoreError(loc.child(level, SCALES, "zarr.json"), f"unreadable: {e}") from e
     return StoreLayout(shard_px=emb.shard[1], chunk_px=emb.chunk[1], scales_chunk_px=sc,
-                       zstd_level=emb.zstd_level, pixel_major=emb.transpose is not None)
+                       zstd_level=zstd_level, pixel_major=emb.transpose is not None,
+                       blosc=emb.blosc)
