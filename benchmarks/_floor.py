@@ -1,19 +1,23 @@
 """The write floor: read every tile and compress the same bytes, in the same inner-chunk shape,
-with the same codec (numcodecs zstd), and write them; no placement and none of the build's own
-writer. Run as a script (so it is timed like the CLI):
+with the same codecs (numcodecs blosc or zstd for the embeddings, zstd for the scales), and
+write them; no placement and none of the build's own writer. Run as a script (so it is timed
+like the CLI):
 
-    python benchmarks/_floor.py ARCHIVE OUT -j N [--shard-px S --chunk-px C ...]
+    python benchmarks/_floor.py ARCHIVE OUT -j N [--shard-px S --chunk-px C --codec C ...]
 
 Why this is an honest floor for ``zarr-build``:
 
 * same start-up: a fresh interpreter that starts the same spawn process pool
   (``geotessera.parallel.process_pool``) with the same ``max_in_flight``, one task per shard;
 * same reads: every tile's embeddings, scales and landmask, each byte read once;
-* same codec and chunk shape, independent code: each inner chunk is C² consecutive pixels of
+* same codecs and chunk shape, independent code: each inner chunk is C² consecutive pixels of
   the packed tiles (the byte count of a C × C inner chunk), made band-major (or left
-  pixel-major) and compressed with ``numcodecs.Zstd`` at the same level on the same number of
-  threads per task; scales go through the same codec in chunks of the scales chunk's size,
-  one object per chunk; embedding chunks of a shard are written as one object. Nothing of
+  pixel-major) and compressed with the layout's embeddings codec on the same number of
+  threads per task: ``numcodecs.Blosc`` configured as the store's ``blosc`` codec (cname
+  zstd, the same clevel and shuffle, typesize 1, one block per chunk: ``embeddings_codec``),
+  or ``numcodecs.Zstd`` at the same level (``--codec zstd:N``); scales go through zstd at
+  ``zstd_level``, as in the store, in chunks of the scales chunk's size, one object per
+  chunk; embedding chunks of a shard are written as one object. Nothing of
   ``geotessera.store`` is used, so a slow (or fast) shard writer cannot move the floor;
 * same bytes: the tiles' pixels are packed end to end (the files' own order) into
   ``ceil(pixels / S²)`` shards, so the embedding bytes compressed equal the bytes read;
@@ -40,7 +44,7 @@ from pathlib import Path
 import click
 import numpy as np
 import rasterio
-from numcodecs import Zstd
+from numcodecs import Blosc, Zstd
 from rasterio.windows import Window as RioWindow
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,6 +56,28 @@ from geotessera.types import StoreLayout  # noqa: E402
 
 #: Threads compressing inner chunks inside one task: the build's default.
 DEFAULT_THREADS = 2
+#: numcodecs' blosc shuffle constants by the Zarr v3 names.
+SHUFFLES = {"bitshuffle": Blosc.BITSHUFFLE, "shuffle": Blosc.SHUFFLE,
+            "noshuffle": Blosc.NOSHUFFLE}
+
+
+def embeddings_codec(layout: StoreLayout, chunk_bytes: int) -> Blosc | Zstd | None:
+    """The numcodecs codec of the layout's int8 embedding chunks of ``chunk_bytes`` bytes,
+    configured as zarr configures the store's (docs/format.md §6): blosc with zstd inside,
+    typesize 1 and one block per chunk, or zstd at ``zstd_level``, or none."""
+    if layout.blosc is not None:
+        return Blosc("zstd", layout.blosc.clevel, SHUFFLES[layout.blosc.shuffle],
+                     blocksize=chunk_bytes, typesize=1)
+    return scales_codec(layout)
+
+
+def scales_codec(layout: StoreLayout) -> Zstd | None:
+    """zstd at ``zstd_level`` (the scales' codec whatever the embeddings'), or none."""
+    return None if layout.zstd_level is None else Zstd(level=layout.zstd_level)
+
+
+def _encode(codec: Blosc | Zstd | None, data: np.ndarray) -> bytes:
+    return data.tobytes() if codec is None else codec.encode(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +161,13 @@ def write_floor_shard(task: FloorTask) -> int:
     emb, scales, nbytes = _fill(task)
     lay = task.layout
     n = lay.chunk_px**2
-    codec = Zstd(level=lay.zstd_level)
+    codec, sc_codec = embeddings_codec(lay, n * emb.shape[1]), scales_codec(lay)
 
     def encode(i: int) -> bytes:
         chunk = emb[i * n : (i + 1) * n]
         if not chunk.any():
             return b""
-        return codec.encode(chunk if lay.pixel_major else np.ascontiguousarray(chunk.T))
+        return _encode(codec, chunk if lay.pixel_major else np.ascontiguousarray(chunk.T))
 
     with ThreadPoolExecutor(task.threads) as pool:
         pieces = list(pool.map(encode, range(len(emb) // n)))
@@ -150,7 +176,8 @@ def write_floor_shard(task: FloorTask) -> int:
         f.write(b"".join(pieces))
     m = lay.scales_chunk_px**2
     for i in range(len(scales) // m):
-        (out / f"scales.{task.shard}.{i}").write_bytes(codec.encode(scales[i * m : (i + 1) * m]))
+        (out / f"scales.{task.shard}.{i}").write_bytes(_encode(sc_codec,
+                                                               scales[i * m : (i + 1) * m]))
     return nbytes
 
 
@@ -164,9 +191,12 @@ def write_floor_shard(task: FloorTask) -> int:
 @click.option("--scales-chunk-px", type=int, default=StoreLayout().scales_chunk_px)
 @click.option("--zstd-level", type=int, default=StoreLayout().zstd_level)
 @click.option("--pixel-major/--band-major", default=StoreLayout().pixel_major)
-def main(base: Path, out: Path, workers: int, threads: int, **layout_opts) -> None:
+@click.option("--codec", default=None, help="as zarr-build --codec [default: the layout's]")
+def main(base: Path, out: Path, workers: int, threads: int, codec: str | None,
+         **layout_opts) -> None:
     """Write the floor's objects into OUT from archive BASE; print one JSON document."""
     layout = StoreLayout(**layout_opts)
+    layout = layout if codec is None else layout.with_codec(codec)
     store = out / "floor"
     store.mkdir(parents=True, exist_ok=True)
     tasks, bands = plan(base, str(store), layout, threads)

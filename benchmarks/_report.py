@@ -9,7 +9,7 @@ TARGET_RATIO = 0.8  # build throughput / floor throughput at -j 1 and -j 2 (issu
 TARGET_WORKER_SHARDS = 2.0  # per-worker working set (peak RSS - idle worker RSS) / raw shard
 TARGET_GROWTH = 1.25  # peak tree RSS, N tiles / 4 tiles ("does not grow", with noise)
 
-RUN_HEADERS = ["run (shard/chunk major zstd)", "tiles", "-j", "wall s", "store s", "cpu s",
+RUN_HEADERS = ["run (shard/chunk major codec)", "tiles", "-j", "wall s", "store s", "cpu s",
                "tiles/s", "MB/s in", "tree RSS", "tree anon", "worker RSS", "worker anon",
                "work set/shard", "store MiB"]
 RATIO_HEADERS = ["layout", "tiles", "-j", "build MB/s", "floor MB/s", "build/floor",

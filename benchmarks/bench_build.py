@@ -6,9 +6,10 @@
 In one run: ``zarr-build --no-rgb --no-stac`` at -j 1 and -j 2 (wall, tiles/s, MB/s of
 embedding input, peak RSS of the whole process tree), the floor (``_floor.py``: same bytes,
 codec and processes, no mosaicking) and build/floor, memory per worker against one raw shard,
-4 vs N tiles, and a layout sweep (shard, chunk, pixel/band-major, zstd level) on the 4-tile
-archive. The CLI is ``$GEOTESSERA_CLI``, else ``geotessera-registry`` on PATH, else ``python -c``
-(see _harness.py).
+4 vs N tiles, and a layout sweep (shard, chunk, pixel/band-major at the default codec, then
+zstd:3, the previous default, and zstd:1 at the default shape) on the 4-tile archive. The
+CLI is ``$GEOTESSERA_CLI``, else ``geotessera-registry`` on PATH, else ``python -c`` (see
+_harness.py).
 
 ``--flat`` measures only whether peak memory stays flat in zone size: one -j 2 build of the
 default layout per archive size (64 tiles are 6.7 GB of tiles, generated once, and take some
@@ -48,15 +49,19 @@ WORKER_MODULES = ("multiprocessing.spawn", "geotessera.store.zone")
 
 
 def layout_args(layout: StoreLayout) -> list[str]:
-    """The CLI (and floor) options that select ``layout``."""
+    """The CLI (and floor) options that select ``layout``: ``--codec`` names the embeddings'
+    codec (and, for zstd:N and none, every array's), ``--zstd-level`` that of the scales."""
+    zstd = [] if layout.zstd_level is None else ["--zstd-level", str(layout.zstd_level)]
     return ["--shard-px", str(layout.shard_px), "--chunk-px", str(layout.chunk_px),
-            "--scales-chunk-px", str(layout.scales_chunk_px), "--zstd-level",
-            str(layout.zstd_level), "--pixel-major" if layout.pixel_major else "--band-major"]
+            "--scales-chunk-px", str(layout.scales_chunk_px), *zstd, "--codec", layout.codec,
+            "--pixel-major" if layout.pixel_major else "--band-major"]
 
 
 def layout_name(layout: StoreLayout) -> str:
+    """``shard/chunk major codec``; zstd layouts keep the ``zN`` of the older tables."""
     major = "pix" if layout.pixel_major else "band"
-    return f"{layout.shard_px}/{layout.chunk_px} {major} z{layout.zstd_level}"
+    codec = f"z{layout.zstd_level}" if layout.codec.startswith("zstd:") else layout.codec
+    return f"{layout.shard_px}/{layout.chunk_px} {major} {codec}"
 
 
 def command(kind: str, archive: Path, out: Path, workers: int, layout: StoreLayout) -> list[str]:
@@ -106,11 +111,14 @@ def main_plan(quick: bool, repeat: int) -> list[tuple[int, StoreLayout, int]]:
 
 
 def sweep_layouts(quick: bool) -> list[StoreLayout]:
-    """Shard × chunk × major at zstd 3, plus zstd 1 at the default shape."""
+    """Shard × chunk × major at the default codec, plus zstd:3 (the previous default) and
+    zstd:1 at the default shape."""
     shards, chunks = ((512, 1024), (32,)) if quick else ((512, 1024, 2048), (32, 64))
-    grid = [StoreLayout(s, c, min(DEFAULT.scales_chunk_px, s), 3, pm)
+    grid = [replace(DEFAULT, shard_px=s, chunk_px=c,
+                    scales_chunk_px=min(DEFAULT.scales_chunk_px, s), pixel_major=pm)
             for s in shards for c in chunks for pm in (False, True)]
-    return grid + ([] if quick else [replace(DEFAULT, zstd_level=1, pixel_major=pm)
+    return grid + ([] if quick else [replace(DEFAULT, pixel_major=pm).with_codec(codec)
+                                     for codec in ("zstd:3", "zstd:1")
                                      for pm in (False, True)])
 
 

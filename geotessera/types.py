@@ -152,15 +152,17 @@ class BloscZstd:
 class StoreLayout:
     """Shard and chunk shape and codecs of the zone arrays (pixels on each spatial axis).
 
-    ``zstd_level`` compresses ``scales`` and ``rgba``, and ``embeddings`` unless ``blosc``
-    names blosc for them (None: no compressor; zstd itself maps level 0 to 3)."""
+    ``blosc`` compresses ``embeddings`` (default blosc-zstd:3:bitshuffle); with ``blosc``
+    None they take zstd at ``zstd_level`` like ``scales`` and ``rgba`` always do (None: no
+    compressor; zstd itself maps level 0 to 3). ``with_codec("zstd:3")`` is the layout of
+    the stores built before blosc became the default."""
 
     shard_px: int = 1024
     chunk_px: int = 32
     scales_chunk_px: int = 256
     zstd_level: int | None = 3
     pixel_major: bool = False
-    blosc: BloscZstd | None = None
+    blosc: BloscZstd | None = BloscZstd(3, "bitshuffle")
 
     def __post_init__(self) -> None:
         for name in ("shard_px", "chunk_px", "scales_chunk_px"):

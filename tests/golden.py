@@ -7,10 +7,17 @@ so the same script runs against older releases. The committed manifest was first
 the code before the restructure (commit 32ffb90); it was regenerated once since, when the
 ``rgba`` arrays gained GDAL's ``COLOR_INTERPRETATION`` attribute (only the ``rgba/zarr.json``
 documents and the consolidated root changed; every data object kept its bytes).
+
+The manifest pins the zstd layout (``--codec zstd:3``: zstd level 3 on every data array),
+the default until blosc-zstd:3:bitshuffle became the embeddings' default: ``build_fixed``
+asks for it explicitly (``blosc=None``, passed only where ``StoreLayout`` has the field, so
+releases from before blosc build the same layout), and the manifest was not regenerated.
+tests/test_determinism.py covers the bytes of the default layout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -47,14 +54,17 @@ def manifest(stores: Path) -> dict[str, str]:
 
 
 def build_fixed(base: Path, out: Path) -> None:
-    """The fixed archive (two zones, both hemispheres, 160 m, 8 bands) built and previewed."""
+    """The fixed archive (two zones, both hemispheres, 160 m, 8 bands) built with zstd level
+    3 on every data array and previewed."""
     import geotessera as gt
 
     spec = gt.DemoSpec(pixel_size=160.0, bands=8, years=(2024,), missing_fraction=0.2)
     gt.write_demo_archive(base, spec)
     with ThreadPoolExecutor(2) as pool:
         records = gt.scan_archive(base, pool, expected_bands=8).records
-        layout = gt.StoreLayout(shard_px=64, chunk_px=16, scales_chunk_px=32)
+        zstd_only = ({"blosc": None} if "blosc" in {f.name for f in
+                                                    dataclasses.fields(gt.StoreLayout)} else {})
+        layout = gt.StoreLayout(shard_px=64, chunk_px=16, scales_chunk_px=32, **zstd_only)
         gt.build_stores(base, out, records, pool, layout=layout, max_in_flight=3)
         gt.run_preview_pass(out, pool, max_in_flight=3)
 

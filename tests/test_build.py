@@ -212,20 +212,21 @@ def test_no_cracks_between_neighbouring_tiles(tmp_path):
 
 
 def test_codec_none_stores_the_same_arrays_uncompressed(archive, built, tmp_path):
-    """``--codec none`` (zstd_level None): no compressor in the metadata, the same values,
-    and the point and scales readers read it."""
-    from dataclasses import replace
-
+    """``--codec none`` (zstd_level and blosc None): no compressor in the metadata of any
+    data array, the same values as the default (blosc) build, and the point and scales
+    readers read it."""
     from geotessera import read
     from geotessera.store.zone import layout_of
 
-    build(archive, tmp_path, layout=replace(TEST_LAYOUT, zstd_level=None))
+    build(archive, tmp_path, layout=TEST_LAYOUT.with_codec("none"))
     for name in ("utm31_2024.zarr", "utm30_2025.zarr"):
         plain, packed = (zarr.open_group(str(d / name), mode="r") for d in (tmp_path, built))
         for arr in ("embeddings", "scales"):
             assert plain["L0"][arr].compressors == ()
             np.testing.assert_array_equal(plain["L0"][arr][:], packed["L0"][arr][:])
+        assert [c.to_dict()["name"] for c in packed["L0"]["embeddings"].compressors] == ["blosc"]
         assert layout_of(tmp_path / name).zstd_level is None
+        assert layout_of(tmp_path / name).blosc is None
     pts = [(0.15, 0.05), (0.05, -0.15), (-0.15, 0.05)]
     np.testing.assert_array_equal(read.sample(pts, 2024, tmp_path), read.sample(pts, 2024, built))
 
@@ -256,25 +257,35 @@ def test_parse_codec_refuses_what_it_cannot_write(text):
 
 
 def test_with_codec_sets_the_embeddings_or_every_array():
-    """blosc compresses the embeddings only: scales and rgba keep zstd_level; none and zstd
-    set every data array and drop blosc."""
+    """The default compresses the embeddings with blosc-zstd:3:bitshuffle and scales and
+    rgba with zstd at zstd_level; blosc compresses the embeddings only; none and zstd set
+    every data array and drop blosc."""
+    assert StoreLayout().blosc == BloscZstd(3, "bitshuffle") and StoreLayout().zstd_level == 3
+    assert StoreLayout().codec == "blosc-zstd:3:bitshuffle"
     base = StoreLayout(zstd_level=5)
-    assert base.with_codec("blosc-zstd:3") == replace(base, blosc=BloscZstd(3, "bitshuffle"))
+    assert base.codec == "blosc-zstd:3:bitshuffle"  # zstd_level alone leaves the embeddings
+    assert base.with_codec("blosc-zstd:4:noshuffle") == replace(base,
+                                                               blosc=BloscZstd(4, "noshuffle"))
     assert base.with_codec("blosc-zstd:3").codec == "blosc-zstd:3:bitshuffle"
-    assert base.with_codec("blosc-zstd:3").with_codec("none") == replace(base, zstd_level=None)
-    assert base.with_codec("zstd:7").codec == "zstd:7" and StoreLayout().codec == "zstd:3"
+    assert base.with_codec("none") == replace(base, zstd_level=None, blosc=None)
+    assert base.with_codec("none").codec == "none"
+    assert base.with_codec("zstd:7") == replace(base, zstd_level=7, blosc=None)
+    assert base.with_codec("zstd:7").codec == "zstd:7"
+    assert base.with_codec("zstd:7").with_codec("blosc-zstd:3") == replace(base, zstd_level=7)
     with pytest.raises(ValueError, match="clevel=0"):
         BloscZstd(0)
 
 
 def test_the_plan_fingerprint_names_the_blosc_codec(archive):
     """A journal of one codec is never resumed by a build with another: the fingerprint
-    names blosc (level and shuffle); zstd layouts keep the fingerprints they always had
-    (blosc is left out of them when not set)."""
+    names blosc (level and shuffle), the default's included; zstd layouts keep the
+    fingerprints they always had (blosc is left out of them when not set)."""
     from geotessera.build.plan import plan_id, plan_zones
 
     plan = plan_zones(scan(archive).records, TEST_LAYOUT)[0]
     ids = {plan_id(plan, TEST_LAYOUT.with_codec(c)) for c in (
         "zstd:3", "blosc-zstd:3:bitshuffle", "blosc-zstd:3:noshuffle", "blosc-zstd:4")}
     assert len(ids) == 4
-    assert plan_id(plan, TEST_LAYOUT) == plan_id(plan, TEST_LAYOUT.with_codec("zstd:3"))
+    assert plan_id(plan, TEST_LAYOUT) == plan_id(plan, TEST_LAYOUT.with_codec(
+        "blosc-zstd:3:bitshuffle"))
+    assert plan_id(plan, TEST_LAYOUT) != plan_id(plan, TEST_LAYOUT.with_codec("zstd:3"))

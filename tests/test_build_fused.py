@@ -59,9 +59,9 @@ def _stretches(archive, registry_path, mode="bands", workers=2):
 
 
 @pytest.mark.parametrize("layout,mode,years", [
-    (TEST_LAYOUT, "bands", None),  # both years, both zones
+    (TEST_LAYOUT, "bands", None),  # the default, both years and zones: blosc parts
     (RAW_L1, "pca", [2024]),
-    (TEST_LAYOUT.with_codec("blosc-zstd:3:bitshuffle"), "bands", [2024]),  # blosc parts
+    (TEST_LAYOUT.with_codec("zstd:3"), "bands", [2024]),  # parts hold zstd chunks
 ])
 def test_fused_preview_equals_the_separate_pass(archive, registry_path, tmp_path, layout,
                                                 mode, years):

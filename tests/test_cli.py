@@ -203,9 +203,10 @@ def test_build_runs_preview_and_catalog_unless_told_not_to(archive, tmp_path):
 
 
 def test_blosc_codec_round_trip(archive, tmp_path):
-    """``--codec blosc-zstd:3:bitshuffle``: blosc (zstd, typesize 1, one block per chunk) on
-    the embeddings of every level, zstd kept on scales and rgba; the values, zarr's and
-    xarray's reads, ``sample``, ``read_region`` and ``verify`` all equal the default build's."""
+    """The default codec, blosc-zstd:3:bitshuffle: blosc (zstd, typesize 1, one block per
+    chunk) on the embeddings of every level, zstd kept on scales and rgba; the values, zarr's
+    and xarray's reads, ``sample``, ``read_region`` and ``verify`` all equal those of the
+    ``--codec zstd:3`` build (zstd on every array, the previous default)."""
     import numpy as np
     import xarray as xr
     import zarr
@@ -216,7 +217,7 @@ def test_blosc_codec_round_trip(archive, tmp_path):
     from geotessera.store.zone import layout_of
     from geotessera.types import BloscZstd
 
-    for name, extra in (("zstd", []), ("blosc", ["--codec", "blosc-zstd:3:bitshuffle"])):
+    for name, extra in (("zstd", ["--codec", "zstd:3"]), ("blosc", [])):
         res = run("zarr-build", archive, "-o", tmp_path / name, "-q", "--no-stac", *BUILD,
                   *extra)
         assert res.exit_code == 0, res.stderr
@@ -238,8 +239,12 @@ def test_blosc_codec_round_trip(archive, tmp_path):
                 np.testing.assert_array_equal(packed[level][arr][:], plain[level][arr][:])
             for arr in ("scales", "rgba"):
                 assert [c.to_dict()["name"] for c in packed[level][arr].compressors] == ["zstd"]
+            for arr in ("embeddings", "scales", "rgba"):
+                assert [c.to_dict() for c in plain[level][arr].compressors] == [
+                    {"name": "zstd", "configuration": {"level": 3, "checksum": False}}]
         assert layout_of(tmp_path / "blosc" / store).blosc == BloscZstd(3, "bitshuffle")
         assert layout_of(tmp_path / "blosc" / store).zstd_level == 3
+        assert layout_of(tmp_path / "zstd" / store).codec == "zstd:3"
         ds = xr.open_zarr(tmp_path / "blosc" / store, group="L0")
         np.testing.assert_array_equal(ds.embeddings.values, plain["L0"]["embeddings"][:])
         loc = Location.parse(tmp_path / "blosc" / store)  # sample reads through these
@@ -255,3 +260,27 @@ def test_blosc_codec_round_trip(archive, tmp_path):
              "--json")
     assert ok.exit_code == 0, ok.stderr + ok.stdout
     assert json.loads(ok.stdout)["chunks_decoded"] > 0
+
+
+@pytest.mark.parametrize(("args", "codec", "zstd_level"), [
+    ([], "blosc-zstd:3:bitshuffle", 3),
+    (["--zstd-level", "7"], "blosc-zstd:3:bitshuffle", 7),  # scales and rgba only
+    (["--codec", "zstd:3"], "zstd:3", 3),
+    (["--codec", "zstd:5", "--zstd-level", "7"], "zstd:5", 5),  # zstd:N sets every array
+    (["--codec", "blosc-zstd:5:noshuffle", "--zstd-level", "7"], "blosc-zstd:5:noshuffle", 7),
+    (["--codec", "none", "--zstd-level", "7"], "none", None),
+])
+def test_codec_and_zstd_level_options(monkeypatch, tmp_path, args, codec, zstd_level):
+    """What ``--codec`` and ``--zstd-level`` select (docs/cli.md): the embeddings' codec
+    defaults to blosc-zstd:3:bitshuffle; ``--zstd-level`` alone sets scales and rgba."""
+    import geotessera.cli.build as build_cli
+
+    seen = []
+
+    def stop(*a, layout, **kw):
+        seen.append(layout)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(build_cli, "zarr_build", stop)
+    run("zarr-build", tmp_path, "-o", tmp_path / "out", "-j", "1", *args)
+    assert [(lay.codec, lay.zstd_level) for lay in seen] == [(codec, zstd_level)]

@@ -137,11 +137,23 @@ def test_a_flipped_index_byte_in_any_shard_is_found_by_default(built, damaged_co
     assert any(rel in p and "checksum" in p for p in problems), problems
 
 
+@pytest.mark.parametrize("codec", ["default", "zstd:3"])
 def test_garbled_chunks_of_an_unsampled_shard_are_found_by_the_chunk_decode(built,
-                                                                              damaged_copy):
-    """Every inner chunk's zstd frame magic in the last shard zeroed, index intact (its CRC
-    still passes): only the seeded chunk decode can find it; the 1-shard pixel sample
-    compares another shard."""
+                                                                              damaged_copy,
+                                                                              tmp_path, codec):
+    """Every inner chunk's first 4 bytes in the last shard zeroed (the blosc header's
+    version, flags and typesize of the default codec; the zstd frame magic with ``--codec
+    zstd:3``), index intact (its CRC still passes): only the seeded chunk decode can find
+    it; the 1-shard pixel sample compares another shard."""
+    if codec != "default":
+        damaged_copy = tmp_path / "zstd"
+        res = CliRunner().invoke(cli, ["zarr-build", str(built["base"]), "-o",
+                                       str(damaged_copy), "-q", "--no-rgb", "--no-stac",
+                                       "--codec", codec, *BUILD])
+        assert res.exit_code == 0, res.stderr
+    emb = json.loads((damaged_copy / NAME / EMB_DOC).read_text())
+    inner = emb["codecs"][0]["configuration"]["codecs"][-1]["name"]
+    assert inner == {"default": "blosc", "zstd:3": "zstd"}[codec]
     obj = _shard_objects(damaged_copy / NAME)[-1]
     data = bytearray(obj.read_bytes())
     index = np.frombuffer(bytes(data[-68:-4]), "<u8").reshape(-1, 2)

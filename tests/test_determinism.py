@@ -1,4 +1,6 @@
-"""Builds are byte-for-byte deterministic whatever the tile set order and worker count."""
+"""Builds are byte-for-byte deterministic whatever the tile set order and worker count, with
+the default codecs (blosc-zstd:3:bitshuffle embeddings; tests/test_golden.py pins the bytes
+of the zstd layout)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from hypothesis import strategies as st
 
 from geotessera.build.run import build_stores
 from geotessera.archive.demo import DemoSpec, write_demo_archive
-from geotessera.types import StoreLayout
+from geotessera.store.zone import layout_of
+from geotessera.types import BloscZstd, StoreLayout
 
 from conftest import scan
 
@@ -37,6 +40,8 @@ def _chunk_bytes(out: Path) -> dict[str, bytes]:
 def _build(base, records, out, workers):
     with ThreadPoolExecutor(workers) as pool:
         build_stores(base, out, records, pool, layout=LAYOUT, max_in_flight=workers + 1)
+    # the default layout, so this is the determinism of blosc (one block per chunk) too
+    assert {layout_of(s).blosc for s in out.glob("utm*_*.zarr")} == {BloscZstd(3, "bitshuffle")}
     return _chunk_bytes(out)
 
 

@@ -92,20 +92,24 @@ GDAL_BLOSC_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_gdal_with_blosc_embeddings_reads_scales_and_only_lacks_sharding(archive, tmp_path):
-    """``--codec blosc-zstd``: GDAL still reads ``scales`` (zstd), and the embeddings fail on
-    ``sharding_indexed`` as with zstd; GDAL decodes the blosc codec itself (an unsharded
-    array with the embeddings' blosc configuration), so sharding is the only thing missing."""
-    from conftest import TEST_LAYOUT, build, zarr_compressor
+def test_gdal_with_blosc_embeddings_reads_scales_and_only_lacks_sharding(built, tmp_path):
+    """The default codecs (blosc-zstd:3:bitshuffle embeddings): GDAL still reads ``scales``
+    (zstd), and the embeddings fail on ``sharding_indexed`` as with zstd; GDAL decodes the
+    blosc codec itself (an unsharded array with the embeddings' blosc configuration), so
+    sharding is the only thing missing."""
+    from conftest import zarr_compressor
 
-    build(archive, tmp_path / "s", layout=TEST_LAYOUT.with_codec("blosc-zstd:3:bitshuffle"))
+    l0 = zarr.open_group(str(built / "utm30_2024.zarr"), mode="r")["L0"]
+    assert l0["embeddings"].compressors == (zarr_compressor("blosc-zstd:3:bitshuffle",
+                                                            l0["embeddings"].chunks),)
+    assert [c.to_dict()["name"] for c in l0["scales"].compressors] == ["zstd"]
     values = (np.arange(32 * 32) % 251 - 125).astype(np.int8).reshape(32, 32)
     plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(32, 32), dtype="int8",
                               chunks=(16, 16), dimension_names=("y", "x"),
                               compressors=zarr_compressor("blosc-zstd:3:bitshuffle", (16, 16)))
     plain[:] = values
     out = subprocess.run([GDAL_PYTHON, "-c", GDAL_BLOSC_SCRIPT,
-                          str(tmp_path / "s/utm30_2024.zarr"), str(tmp_path / "plain.zarr")],
+                          str(built / "utm30_2024.zarr"), str(tmp_path / "plain.zarr")],
                          capture_output=True, text=True, check=True)
     got = json.loads(out.stdout)
     assert got["scales_epsg"] == 32630

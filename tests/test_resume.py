@@ -58,10 +58,10 @@ def out(request, tmp_path) -> Location:
     return Location.parse(f"s3://{name}/stores")
 
 
-def _build(base, out, resume=False):
+def _build(base, out, resume=False, layout=LAYOUT):
     with ThreadPoolExecutor(1) as pool:
         return build_stores(base, out, scan(base, bands=8).records, pool, resume=resume,
-                            layout=LAYOUT)
+                            layout=layout)
 
 
 def _arrays(store: Location):
@@ -69,7 +69,8 @@ def _arrays(store: Location):
     return l0["embeddings"][:], l0["scales"][:]
 
 
-def _interrupt(base, out, monkeypatch, after: int) -> tuple[StoreHome, dict]:
+def _interrupt(base, out, monkeypatch, after: int,
+               layout=LAYOUT) -> tuple[StoreHome, dict]:
     """A build that fails after ``after`` shards (the state a kill leaves, minus the lock)."""
     real, calls = run_mod.write_shard, [0]
 
@@ -81,7 +82,7 @@ def _interrupt(base, out, monkeypatch, after: int) -> tuple[StoreHome, dict]:
 
     monkeypatch.setattr(run_mod, "write_shard", failing)
     with pytest.raises(ShardWriteError):
-        _build(base, out)
+        _build(base, out, layout=layout)
     monkeypatch.undo()
     home = StoreHome.of(out, "utm31_2024")
     return home, json.loads(home.home.read("building.json"))
@@ -138,6 +139,20 @@ def test_a_malformed_journal_record_is_an_error_naming_it(pristine, out, monkeyp
     assert res.returncode == 1, res.stderr
     assert str(journal.child(name)) in res.stderr.replace("\n", "")
     assert "internal error" not in res.stderr
+
+
+def test_a_zstd_journal_is_not_resumed_by_a_default_build(pristine, tmp_path, monkeypatch):
+    """A build interrupted with ``--codec zstd:3`` (the default before blosc) is not resumed
+    by a default (blosc) build: the plan fingerprints differ, and the error says so."""
+    out = Location.parse(tmp_path / "out")
+    home, building = _interrupt(pristine, out, monkeypatch, after=2,
+                                layout=LAYOUT.with_codec("zstd:3"))
+    with pytest.raises(StoreError, match="cannot resume: the plan changed") as info:
+        _build(pristine, out, resume=True)
+    assert "building.json" in str(info.value)
+    assert json.loads(home.home.read("building.json")) == building  # nothing discarded
+    assert _build(pristine, out, resume=True, layout=LAYOUT.with_codec("zstd:3")).results[0] \
+        .resumed_shards > 0
 
 
 def test_a_build_killed_before_its_groups_existed_resumes(pristine, reference, out,

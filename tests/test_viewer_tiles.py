@@ -172,6 +172,8 @@ def test_false_colour_uses_the_years_recorded_stretch(server, roots):
     want = expected_tile(roots, z, x, y)
     edge, lon, lat = want["seam"] | ~want["exact"], want["lon"], want["lat"]
     l0 = roots[31]["L0"]
+    # the default codec: false colour decodes blosc embeddings (through zarr)
+    assert l0["embeddings"].compressors[0].to_dict()["name"] == "blosc"
     a, _, c, _, e, f = l0.attrs["spatial:transform"]
     ex, ey = to_utm(32631).transform(lon, lat)
     r, q = np.floor((ey - f) / e).astype(int), np.floor((ex - c) / a).astype(int)

@@ -145,13 +145,15 @@ def _layout(shard_px: int, chunk_px: int, scales_chunk_px: int, zstd_level: int,
               show_default=True, help="Chunk edge of scales (not sharded; chunks nest in "
                                       "shard footprints).")
 @click.option("--zstd-level", type=int, default=_DEFAULT.zstd_level, show_default=True,
-              help="zstd compression level of the data arrays (embeddings, scales, rgba); "
-                   "0 is zstd's default (3), not off.")
+              help="zstd compression level of scales and rgba (the embeddings are zstd "
+                   "only with --codec zstd:N, whose N then sets every array's level); 0 is "
+                   "zstd's default (3), not off.")
 @click.option("--codec", default=None, metavar="none|zstd:N|blosc-zstd:N[:SHUFFLE]",
-              help="Compression: none, or zstd at level N (0..22), of the data arrays "
-                   "(overrides --zstd-level); or blosc-zstd:N[:bitshuffle|shuffle|noshuffle] "
-                   "(N in 1..9, default bitshuffle) of the embeddings only, scales and rgba "
-                   "keeping zstd at --zstd-level [default: zstd:3].")
+              help="Compression of the embeddings: blosc-zstd:N[:bitshuffle|shuffle|"
+                   "noshuffle] (N in 1..9, default bitshuffle), scales and rgba keeping zstd "
+                   "at --zstd-level; or none, or zstd at level N (0..22), of every data array "
+                   "(overrides --zstd-level; zstd:3 is the layout before blosc became the "
+                   f"default) [default: {_DEFAULT.codec}].")
 @click.option("--pixel-major/--band-major", default=_DEFAULT.pixel_major, show_default=True,
               help="Encode embedding chunks pixel-major (transpose codec) or band-major.")
 @common
