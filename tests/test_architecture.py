@@ -81,3 +81,16 @@ def test_library_never_imports_the_terminal_libraries():
 def test_modules_stay_under_the_size_budget():
     sizes = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
     assert {m: n for m, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_the_shard_task_does_not_import_the_registry():
+    # every pool worker imports what write_shard needs; pyarrow would add ~60 MiB to each
+    graph, mods = _graph(), _modules()
+    seen, todo = set(), ["geotessera.build.tasks"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    assert "geotessera.archive.registry" not in seen
+    assert not {m for m in seen if any(i.split(".")[0] == "pyarrow" for i in _imports(mods[m]))}
