@@ -106,23 +106,33 @@ class _Level1:
                           np.zeros((4, h, h), np.uint8)) if parts else None
 
     def add(self, qy: int, qx: int, emb, scales, rgba) -> None:
+        """Reduce an L0 shard into quarter (qy, qx), one row of L1 inner chunks at a time
+        (when encoded): each row's chunks are encoded and its L2 rows reduced before the
+        next, so no reduced quarter is ever held whole (the same bytes: every output pixel
+        depends on its 2×2 children alone, every chunk on its own pixels)."""
         h, w = scales.shape
-        shape = (-(-h // 2), -(-w // 2))
-        out = reduce_window(lambda a, b: emb[:, a:b, :w], scales, rgba, emb.shape[0], shape,
-                            memory_strip(emb.shape[0], shape[1]))
-        r0, c0 = qy * self.half, qx * self.half
+        hh, ww = -(-h // 2), -(-w // 2)
+        bands = emb.shape[0]
+        step = self.layout.chunk[1] if self.encoded is not None else hh
+        for a in range(0, hh, step):
+            rows = slice(2 * a, min(2 * (a + step), h))
+            out = reduce_window(lambda i, j, r=rows.start: emb[:, r + i:r + j, :w],
+                                scales[rows], rgba[:, rows], bands, (min(step, hh - a), ww),
+                                memory_strip(bands, ww))
+            self._keep(out, qy * self.half + a, qx * self.half)
+
+    def _keep(self, out: Reduced, r0: int, c0: int) -> None:
+        """Keep rows of L1 whose first pixel is (r0, c0) in the shard, and their L2 rows."""
         hh, ww = out.scales.shape
         self.level.paste(out, r0, c0, embeddings=self.encoded is None)
         if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
-                              emb.shape[0], (hh // 2, ww // 2),
-                              memory_strip(emb.shape[0], ww // 2))
+                              out.embeddings.shape[0], (hh // 2, ww // 2),
+                              memory_strip(out.embeddings.shape[0], ww // 2))
             self.l2.paste(q, r0 // 2, c0 // 2)
-        if self.encoded is None:
-            return
-        block = np.zeros((out.embeddings.shape[0], self.half, self.half), np.int8)
-        block[:, :hh, :ww] = out.embeddings
-        self.encoded.update(encode_embeddings_part(block, self.layout, r0, c0))
+        if self.encoded is not None:
+            self.encoded.update(encode_embeddings_part(
+                _whole_chunks(out.embeddings, self.layout.chunk[1]), self.layout, r0, c0))
 
     def write_part(self, store: Location, parts: Location, row: int, col: int):
         """Leave the block's L2 quarter beside the journal; () when it holds no data."""
@@ -162,13 +172,9 @@ def write_shard(task: ShardTask) -> BlockResult:
         if pv is not None and pv.l1_shape is not None:
             level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
             level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba)
-        stats = data.stats
-        del emb, data, rgba  # the shard's raw arrays go before the next one is assembled
-        bytes_in = sum(c[0].height * c[0].width * p.shape[2]
-                       for p in spec.pieces if (c := p.core) is not None)
-        results.append(ShardResult(spec.row, spec.col, int(np.isfinite(scales).sum()),
-                                   bytes_in, stats, tuple(written)))
+        results.append(_result(spec, data, written))
         objects += written
+        del emb, scales, rgba, data  # the shard's arrays go before the next one is assembled
     l1_valid, parts = 0, ()
     if level1 is not None:
         written, l1_valid = level1.write(task.store, task.row, task.col, pv.l1_shape)
@@ -179,11 +185,25 @@ def write_shard(task: ShardTask) -> BlockResult:
                        parts)
 
 
+def _result(spec: ShardSpec, data, written) -> ShardResult:
+    bytes_in = sum(c[0].height * c[0].width * p.shape[2]
+                   for p in spec.pieces if (c := p.core) is not None)
+    return ShardResult(spec.row, spec.col, int(np.isfinite(data.scales).sum()), bytes_in,
+                       data.stats, tuple(written))
+
+
 def quarters_encodable(shard_px: int, chunk_px: int) -> bool:
     """True when a quarter of a shard is whole inner chunks (and halves again evenly), so
     quarters can be encoded apart and joined; else L1 is kept raw and L2 made from L1."""
     half = shard_px // 2
     return shard_px % 2 == 0 and half % chunk_px == 0 and half % 2 == 0
+
+
+def _whole_chunks(block: np.ndarray, chunk_px: int) -> np.ndarray:
+    """``block`` (bands, h, w) padded with fill to whole inner chunks (itself when whole)."""
+    h, w = block.shape[1:]
+    ph, pw = -h % chunk_px, -w % chunk_px
+    return np.pad(block, ((0, 0), (0, ph), (0, pw))) if ph or pw else block
 
 
 def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int
