@@ -128,7 +128,7 @@ def _write_label(args, kwargs) -> str:
 
 
 def _reduce_label(args, kwargs) -> str:
-    return "reduce L1" if args[1].shape[0] > 600 else "reduce L2"
+    return "reduce L1" if args[1].shape[1] > 600 else "reduce L2"  # from L0's width or L1's
 
 
 def _watch(phases: Phases, stop: threading.Event) -> None:
@@ -139,8 +139,9 @@ def _watch(phases: Phases, stop: threading.Event) -> None:
         if cur > best + 4 * MIB:
             best = cur
             snap = tracemalloc.take_snapshot()
-            phases.top = [(str(s.traceback[0]), s.size, s.count)
-                          for s in snap.statistics("lineno")[:12]]
+            phases.top = [(" < ".join(f"{Path(f.filename).name}:{f.lineno}"
+                                      for f in s.traceback), s.size, s.count)
+                          for s in snap.statistics("traceback")[:12]]
             phases.peak = cur
 
 
@@ -156,7 +157,7 @@ def child(task_path: Path, traced: bool, repeat: int) -> None:
     tasks.write_shard_arrays = phases.wrap(tasks.write_shard_arrays, _write_label)
     stop = threading.Event()
     if traced:
-        tracemalloc.start(1)
+        tracemalloc.start(4)
         threading.Thread(target=_watch, args=(phases, stop), daemon=True).start()
     _hwm_reset()
     t0 = time.perf_counter()
@@ -188,11 +189,16 @@ def report(untraced: dict, traced: dict) -> None:
           f"{idle / MIB:.0f} MiB; peak RSS {hwm / MIB:.0f} MiB (ru_maxrss "
           f"{untraced['maxrss'] / MIB:.0f}) = {(hwm - idle) / MIB:.0f} MiB above idle = "
           f"{(hwm - idle) / (132 * MIB):.2f} raw shards")
-    rows = [[u[0], f"{u[1] / MIB:.0f}", f"{(u[1] - idle) / MIB:.0f}", f"{u[2] / MIB:.0f}",
-             f"{t[1] / MIB:.0f}", f"{t[2] / MIB:.0f}"]
-            for u, t in zip(untraced["rows"], traced["rows"], strict=True)
-            if u[0] != "between" or u[1] - idle > 8 * MIB]
-    print(h.table(["phase", "RSS peak", "above idle", "RSS after", "traced peak",
+    rows: dict[tuple[int, str], list] = {}  # per (shard, phase): the largest peaks
+    shard = 0
+    for u, t in zip(untraced["rows"], traced["rows"], strict=True):
+        shard += u[0] == "assemble"
+        row = rows.setdefault((shard, u[0]), [0, 0, 0, 0])
+        row[:] = max(row[0], u[1]), u[2], max(row[2], t[1]), t[2]
+    rows = [[f"{k[0]} {k[1]}", f"{r[0] / MIB:.0f}", f"{(r[0] - idle) / MIB:.0f}",
+             f"{r[1] / MIB:.0f}", f"{r[2] / MIB:.0f}", f"{r[3] / MIB:.0f}"]
+            for k, r in rows.items()]
+    print(h.table(["shard phase", "RSS peak", "above idle", "RSS after", "traced peak",
                    "traced after"], rows))
     print(f"largest live allocations at the traced peak ({traced['peak'] / MIB:.0f} MiB):")
     for where, size, count in traced["top"]:
