@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Transformer
 
-from geotessera.build.owner import NO_SOURCE, choose_sources, pixel_lonlat
+from geotessera.build import owner
+from geotessera.build.owner import NO_SOURCE, cell_codes, choose_sources, pixel_lonlat
 from geotessera.tiles import tile_grid
 from geotessera.zonegrid import shard_index, zone_grid
 
@@ -35,6 +36,20 @@ def test_interpolated_pixel_centres_are_within_a_centimetre(tiles, pixel_size):
     dlon = (lon - elon + 180.0) % 360.0 - 180.0  # the same meridian, whatever the wrap
     assert np.abs(lat - elat).max() * metres < 0.01
     assert (np.abs(dlon) * np.cos(np.radians(elat))).max() * metres < 0.01
+
+
+@settings(max_examples=10, deadline=None)
+@given(tile_sets(), st.integers(1, 300))
+def test_cells_by_strips_equal_the_whole_window(tiles, rows):
+    zone, keys = tiles
+    grid = zone_grid(zone, [tile_grid(k, 10.0) for k in keys], 256)
+    win = grid.shard_window(0, 0)
+    old, owner.CODE_ROWS = owner.CODE_ROWS, rows
+    try:
+        got = owner.window_cells(grid, win)
+    finally:
+        owner.CODE_ROWS = old
+    np.testing.assert_array_equal(got, cell_codes(*pixel_lonlat(grid, win)))
 
 
 def _brute_force(grid, shard, pieces):
