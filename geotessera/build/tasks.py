@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import google_crc32c
 import numpy as np
+from numcodecs import Zstd
 
 from geotessera.build.assemble import PieceStat, ShardSpec, assemble
 from geotessera.build.parts import encode_part
@@ -32,6 +33,10 @@ from geotessera.store.zone import (
     encode_embeddings_part,
     write_shard_arrays,
 )
+
+
+#: Packs the L2 quarter's rows while the block's larger arrays are held (never stored).
+_PACK = Zstd(level=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,8 @@ class BlockResult:
 
 class _Level1:
     """The L1 shard of a block, filled quarter by quarter: embeddings as encoded chunks when
-    a quarter is whole inner chunks, else as one raw block."""
+    a quarter is whole inner chunks, else as one raw block. The block's L2 quarter keeps its
+    embeddings zstd-packed by rows (a third of the raw 32 MiB) until its part is made."""
 
     def __init__(self, store: Location, bands: int, parts: bool) -> None:
         self.layout = embeddings_layout(store, "L1")
@@ -101,9 +107,11 @@ class _Level1:
         #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
         self.level = Reduced(None if self.encoded is not None else np.zeros((bands, s, s), np.int8),
                              np.full((s, s), np.nan, np.float32), np.zeros((4, s, s), np.uint8))
-        h = self.half  # the block's quarter of an L2 shard, filled an eighth at a time
-        self.l2 = Reduced(np.zeros((bands, h, h), np.int8), np.full((h, h), np.nan, np.float32),
+        self.bands, h = bands, self.half  # the block's quarter of an L2 shard, by rows
+        self.l2 = Reduced(None, np.full((h, h), np.nan, np.float32),
                           np.zeros((4, h, h), np.uint8)) if parts else None
+        #: The L2 quarter's embeddings: (row0, col0, shape, packed bytes) per block of rows.
+        self.l2_rows: list[tuple[int, int, tuple[int, ...], bytes]] = []
 
     def add(self, qy: int, qx: int, emb, scales, rgba) -> None:
         """Reduce an L0 shard into quarter (qy, qx), one row of L1 inner chunks at a time
@@ -129,7 +137,9 @@ class _Level1:
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
                               out.embeddings.shape[0], (hh // 2, ww // 2),
                               memory_strip(out.embeddings.shape[0], ww // 2))
-            self.l2.paste(q, r0 // 2, c0 // 2)
+            self.l2.paste(q, r0 // 2, c0 // 2, embeddings=False)
+            self.l2_rows.append((r0 // 2, c0 // 2, q.embeddings.shape,
+                                 _PACK.encode(q.embeddings)))
         if self.encoded is not None:
             self.encoded.update(encode_embeddings_part(
                 _whole_chunks(out.embeddings, self.layout.chunk[1]), self.layout, r0, c0))
@@ -138,10 +148,20 @@ class _Level1:
         """Leave the block's L2 quarter beside the journal; () when it holds no data."""
         if self.l2 is None or not np.isfinite(self.l2.scales).any():
             return ()
-        data = encode_part(store, self.l2, (row % 2) * self.half, (col % 2) * self.half)
+        data = encode_part(store, self._l2_quarter(), (row % 2) * self.half,
+                           (col % 2) * self.half)
         key = part_key(row, col)
         parts.write(key, data)
         return ((key, len(data), google_crc32c.value(data)),)
+
+    def _l2_quarter(self) -> Reduced:
+        """The L2 quarter with its embeddings unpacked, as ``encode_part`` takes it."""
+        emb = np.zeros((self.bands, self.half, self.half), np.int8)
+        while self.l2_rows:
+            r0, c0, shape, packed = self.l2_rows.pop()
+            emb[:, r0:r0 + shape[1], c0:c0 + shape[2]] = np.frombuffer(
+                _PACK.decode(packed), np.int8).reshape(shape)
+        return Reduced(emb, self.l2.scales, self.l2.rgba)
 
     def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
         rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
@@ -149,6 +169,8 @@ class _Level1:
         objects = write_shard_arrays(
             store, row, col, scales=self.level.scales[:h, :w], rgba=self.level.rgba[:, :h, :w],
             level="L1", embeddings=self.level.embeddings, encoded=self.encoded)
+        if self.encoded is not None:
+            self.encoded.clear()  # stored: the chunks go before the L2 part is unpacked
         return objects, int(np.isfinite(self.level.scales[:h, :w]).sum())
 
 
