@@ -38,18 +38,24 @@ def test_interpolated_pixel_centres_are_within_a_centimetre(tiles, pixel_size):
     assert (np.abs(dlon) * np.cos(np.radians(elat))).max() * metres < 0.01
 
 
-@settings(max_examples=10, deadline=None)
-@given(tile_sets(), st.integers(1, 300))
-def test_cells_by_strips_equal_the_whole_window(tiles, rows):
+@settings(max_examples=15, deadline=None)
+@given(tile_sets(), st.sampled_from([60.0, 160.0]), st.integers(1, 40), st.data())
+def test_strips_give_the_whole_shards_result(tiles, pixel_size, rows, data):
     zone, keys = tiles
-    grid = zone_grid(zone, [tile_grid(k, 10.0) for k in keys], 256)
-    win = grid.shard_window(0, 0)
-    old, owner.CODE_ROWS = owner.CODE_ROWS, rows
-    try:
-        got = owner.window_cells(grid, win)
-    finally:
-        owner.CODE_ROWS = old
-    np.testing.assert_array_equal(got, cell_codes(*pixel_lonlat(grid, win)))
+    present = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
+    grids = {k: tile_grid(k, pixel_size) for k in present}
+    grid = zone_grid(zone, grids.values(), 64)
+    for entry in shard_index(grid, grids)[:4]:
+        shard = grid.shard_window(entry.row, entry.col)
+        pieces = [(p.key, p.shard_window, p.core and p.core[1]) for p in entry.pieces]
+        whole = choose_sources(grid, shard, pieces)
+        old, owner.CODE_ROWS = owner.CODE_ROWS, rows
+        try:
+            cells, strips = owner.window_cells(grid, shard), choose_sources(grid, shard, pieces)
+        finally:
+            owner.CODE_ROWS = old
+        np.testing.assert_array_equal(cells, cell_codes(*pixel_lonlat(grid, shard)))
+        np.testing.assert_array_equal(strips, whole)
 
 
 def _brute_force(grid, shard, pieces):

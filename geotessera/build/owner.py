@@ -151,23 +151,36 @@ def choose_sources(grid: ZoneGrid, shard: Window, pieces: Sequence[Piece]) -> np
 
 
 def _nearest_fill(grid, shard, pieces, order, src) -> None:
-    """Give pixels whose owner is absent to the covering piece with the nearest centre."""
+    """Give pixels whose owner is absent to the covering piece with the nearest centre,
+    ``CODE_ROWS`` rows at a time: each pixel is decided by its own distances, so strips give
+    the whole shard's result with a strip's float64 temporaries."""
+    for r0 in range(0, src.shape[0], CODE_ROWS):
+        strip = Window(r0, min(r0 + CODE_ROWS, src.shape[0]), 0, src.shape[1])
+        _nearest_rows(grid, shard, pieces, order, src, strip)
+
+
+def _nearest_rows(grid, shard, pieces, order, src, strip: Window) -> None:
     p = grid.pixel_size
-    best = np.full(src.shape, np.inf)
-    choice = np.full(src.shape, NO_SOURCE, dtype=np.int16)
-    pending = src == NO_SOURCE
+    view = src[strip.slices]
+    pending = view == NO_SOURCE
+    if not pending.any():
+        return
+    best = np.full(view.shape, np.inf)
+    choice = np.full(view.shape, NO_SOURCE, dtype=np.int16)
     for i in order:
         key, _, win = pieces[i]
-        if win is None:
+        part = win and win.intersect(strip)
+        if part is None:
             continue
-        todo = pending[win.slices]
+        local = part.shift(-strip.row0, 0).slices
+        todo = pending[local]
         if not todo.any():
             continue
         xc, yc = tile_centre(grid, key)
-        xs = grid.left + (shard.col0 + win.col0 + np.arange(win.width) + 0.5) * p - xc
-        ys = grid.top - (shard.row0 + win.row0 + np.arange(win.height) + 0.5) * p - yc
+        xs = grid.left + (shard.col0 + part.col0 + np.arange(part.width) + 0.5) * p - xc
+        ys = grid.top - (shard.row0 + part.row0 + np.arange(part.height) + 0.5) * p - yc
         d2 = ys[:, None] ** 2 + xs[None, :] ** 2
-        better = todo & (d2 < best[win.slices])
-        best[win.slices][better] = d2[better]
-        choice[win.slices][better] = i
-    src[pending] = choice[pending]
+        better = todo & (d2 < best[local])
+        best[local][better] = d2[better]
+        choice[local][better] = i
+    view[pending] = choice[pending]
