@@ -16,7 +16,7 @@ import google_crc32c
 import numpy as np
 from numcodecs import Zstd
 
-from geotessera.build.assemble import PieceStat, ShardSpec, assemble
+from geotessera.build.assemble import PieceStat, ShardData, ShardSpec, assemble
 from geotessera.build.parts import encode_part
 from geotessera.store.publish import part_key
 from geotessera.preview.overviews import (
@@ -113,11 +113,13 @@ class _Level1:
         #: The L2 quarter's embeddings: (row0, col0, shape, packed bytes) per block of rows.
         self.l2_rows: list[tuple[int, int, tuple[int, ...], bytes]] = []
 
-    def add(self, qy: int, qx: int, emb, scales, rgba) -> None:
+    def add(self, qy: int, qx: int, data: ShardData, rgba: np.ndarray) -> None:
         """Reduce an L0 shard into quarter (qy, qx), one row of L1 inner chunks at a time
         (when encoded): each row's chunks are encoded and its L2 rows reduced before the
         next, so no reduced quarter is ever held whole (the same bytes: every output pixel
-        depends on its 2×2 children alone, every chunk on its own pixels)."""
+        depends on its 2×2 children alone, every chunk on its own pixels). This is the
+        shard's last reader: its embedding rows are released as they are reduced."""
+        emb, scales = data.embeddings, data.scales
         h, w = scales.shape
         hh, ww = -(-h // 2), -(-w // 2)
         bands = emb.shape[0]
@@ -128,6 +130,7 @@ class _Level1:
                                 scales[rows], rgba[:, rows], bands, (min(step, hh - a), ww),
                                 memory_strip(bands, ww))
             self._keep(out, qy * self.half + a, qx * self.half)
+            data.release_rows(rows.start, rows.stop)
 
     def _keep(self, out: Reduced, r0: int, c0: int) -> None:
         """Keep rows of L1 whose first pixel is (r0, c0) in the shard, and their L2 rows."""
@@ -141,8 +144,12 @@ class _Level1:
             self.l2_rows.append((r0 // 2, c0 // 2, q.embeddings.shape,
                                  _PACK.encode(q.embeddings)))
         if self.encoded is not None:
+            # on this thread: chunks kept across the block, allocated by an encoder thread,
+            # stayed resident in that thread's malloc arena after the block (glibc does not
+            # trim a thread arena's top); here they live in the main heap, which is trimmed
             self.encoded.update(encode_embeddings_part(
-                _whole_chunks(out.embeddings, self.layout.chunk[1]), self.layout, r0, c0))
+                _whole_chunks(out.embeddings, self.layout.chunk[1]), self.layout, r0, c0,
+                threads=1))
 
     def write_part(self, store: Location, parts: Location, row: int, col: int):
         """Leave the block's L2 quarter beside the journal; () when it holds no data."""
@@ -193,7 +200,7 @@ def write_shard(task: ShardTask) -> BlockResult:
                                      scales=scales, rgba=rgba)
         if pv is not None and pv.l1_shape is not None:
             level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
-            level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba)
+            level1.add(spec.row % 2, spec.col % 2, data, rgba)
         results.append(_result(spec, data, written))
         objects += written
         del emb, scales, rgba, data  # the shard's arrays go before the next one is assembled
