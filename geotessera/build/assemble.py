@@ -24,7 +24,7 @@ from geotessera.store.location import Location
 from geotessera.types import TileKey, Window
 from geotessera.zonegrid import ZoneGrid, core_windows
 
-#: Tile rows memory-mapped at a time while copying (128 rows × 1110 px × 128 B ≈ 18 MB).
+#: Tile rows memory-mapped at a time while copying (64 rows × 1110 px × 128 B ≈ 9 MB).
 MAP_ROWS = 64
 
 

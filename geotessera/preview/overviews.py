@@ -44,8 +44,8 @@ QMAX = 127
 #: Working set of one strip of a task; strips are whole inner-chunk rows, at least one.
 STRIP_BYTES = 32 * 2**20
 #: float64 children of one strip of a 2×2 reduction (its temporaries are about 3× that);
-#: small enough to stay in cache: 2 MiB ran a 1024-px shard's reduction in half the time of
-#: 8 MiB (0.7 s against 1.35 s) with a quarter of the temporaries.
+#: small enough to stay in cache: 2 MiB ran a 1024-px shard's reduction in 0.5-0.7 CPU-s
+#: against 0.9-1.0 s for 8 MiB (3 runs each), with a quarter of the temporaries.
 REDUCE_STRIP_BYTES = 2 * 2**20
 
 
