@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import geotessera
 
 PKG = Path(geotessera.__file__).parent
@@ -83,10 +85,12 @@ def test_modules_stay_under_the_size_budget():
     assert {m: n for m, n in sizes.items() if n > MAX_LINES} == {}
 
 
-def test_the_shard_task_does_not_import_the_registry():
-    # every pool worker imports what write_shard needs; pyarrow would add ~60 MiB to each
+@pytest.mark.parametrize("worker", ["geotessera.build.tasks", "geotessera.build.tilesample",
+                                    "geotessera.build.parts", "geotessera.preview.overviews"])
+def test_the_build_workers_do_not_import_the_registry(worker):
+    # every pool worker imports what its tasks need; pyarrow would add ~75 MiB to each
     graph, mods = _graph(), _modules()
-    seen, todo = set(), ["geotessera.build.tasks"]
+    seen, todo = set(), [worker]
     while todo:
         m = todo.pop()
         if m not in seen:
