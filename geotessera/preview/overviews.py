@@ -196,20 +196,25 @@ def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray
                   strip: int) -> Reduced:
     """The next level over ``out_shape`` pixels from a window of the level below: its
     ``scales`` (h, w), ``rgba`` (4, h, w) and ``read_emb(a, b)``, the (bands, b − a, w)
-    embeddings of its rows [a, b), ``strip`` output rows at a time (a reader of a store
-    wants whole chunk rows, ``strip_rows``; a shard in memory can take fewer, smaller
-    temporaries, ``memory_strip``); pixels without valid children keep the fill values.
+    embeddings of its rows [a, b), read ``strip`` output rows at a time (a reader of a store
+    wants whole chunk rows, ``strip_rows``; a shard in memory can take fewer,
+    ``memory_strip``) and reduced ``memory_strip`` rows at a time whatever the strip, so the
+    float64 temporaries stay small; pixels without valid children keep the fill values.
     Every output pixel depends on its 2×2 children alone, so the result does not depend on
-    how a level is cut into windows."""
+    how a level is cut into windows or strips."""
     h, w = out_shape
     out = Reduced(np.zeros((bands, h, w), np.int8), np.full((h, w), np.nan, np.float32),
                   np.zeros((4, h, w), np.uint8))
+    step = memory_strip(bands, w)
     for o0 in range(0, h, strip):
         a, b = 2 * o0, min(2 * (o0 + strip), scales.shape[0])
         if a >= b or not np.isfinite(scales[a:b]).any():
             continue
-        e, sc = reduce_embeddings(read_emb(a, b), scales[a:b])
-        out.paste(Reduced(e, sc, reduce_rgba(rgba[:, a:b])), o0, 0)
+        emb = read_emb(a, b)
+        for s0 in range(0, -(-(b - a) // 2), step):
+            i, j = a + 2 * s0, min(a + 2 * (s0 + step), b)
+            e, sc = reduce_embeddings(emb[:, i - a:j - a], scales[i:j])
+            out.paste(Reduced(e, sc, reduce_rgba(rgba[:, i:j])), o0 + s0, 0)
     return out
 
 
