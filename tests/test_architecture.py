@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import geotessera
 
 PKG = Path(geotessera.__file__).parent
@@ -81,3 +83,18 @@ def test_library_never_imports_the_terminal_libraries():
 def test_modules_stay_under_the_size_budget():
     sizes = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
     assert {m: n for m, n in sizes.items() if n > MAX_LINES} == {}
+
+
+@pytest.mark.parametrize("worker", ["geotessera.build.tasks", "geotessera.build.tilesample",
+                                    "geotessera.build.parts", "geotessera.preview.overviews"])
+def test_the_build_workers_do_not_import_the_registry(worker):
+    # every pool worker imports what its tasks need; pyarrow would add ~75 MiB to each
+    graph, mods = _graph(), _modules()
+    seen, todo = set(), [worker]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    assert "geotessera.archive.registry" not in seen
+    assert not {m for m in seen if any(i.split(".")[0] == "pyarrow" for i in _imports(mods[m]))}

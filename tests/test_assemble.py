@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -54,3 +55,26 @@ def test_copying_in_row_blocks_gives_the_same_shard(archive, monkeypatch):
         got = assemble(t.spec, pixel_major=True)
         np.testing.assert_array_equal(got.embeddings, w.embeddings)
         np.testing.assert_array_equal(got.scales, w.scales)
+
+
+def test_released_rows_read_zero_and_the_others_are_kept(archive):
+    """A pixel-major shard gives back the pages wholly inside released rows and no other."""
+    import mmap
+
+    plan = plan_zones(scan(archive).records, TEST_LAYOUT)[0]
+    task = max(shard_tasks(plan, archive, Location.parse("unused.zarr"), TEST_LAYOUT),
+               key=lambda t: np.isfinite(assemble(t.spec, True).scales).sum())
+    data, keep = assemble(task.spec, pixel_major=True), assemble(task.spec, pixel_major=False)
+    assert data.pages is not None and keep.pages is None
+    row = data.embeddings[:, 0].nbytes  # 512 bytes here: 8 rows to a 4 KiB page
+    page = mmap.PAGESIZE
+    r0, r1 = 3, 3 + 3 * page // row  # starts and ends inside a page
+    if r1 > data.scales.shape[0]:
+        pytest.skip("pages larger than this small shard's rows")
+    data.release_rows(r0, r1)
+    gone = slice(-(-r0 * row // page) * page // row, r1 * row // page * page // row)
+    assert r0 < gone.start < gone.stop < r1 and not data.embeddings[:, gone].any()
+    assert keep.embeddings[:, gone].any()
+    kept = np.ones(data.scales.shape[0], bool)
+    kept[gone] = False
+    np.testing.assert_array_equal(data.embeddings[:, kept], keep.embeddings[:, kept])

@@ -19,7 +19,8 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geotessera.preview.overviews import pyramid, reduce_embeddings, reduce_rgba
+from geotessera.preview import overviews
+from geotessera.preview.overviews import pyramid, reduce_embeddings, reduce_rgba, reduce_window
 from geotessera.types import Level, PixelGrid
 from test_preview import previewed_stores
 
@@ -103,6 +104,26 @@ def test_reduce_rgba_is_the_alpha_weighted_mean_rounded_half_up(h, w, seed):
             mean = (kids[:3] * a).sum(axis=1) / a.sum()
             assert out[:3, i, j].tolist() == np.floor(mean + 0.5).astype(int).tolist()
             assert out[3, i, j] == 255
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 13), st.integers(1, 9), st.integers(1, 7), st.integers(1, 4000),
+       st.integers(0, 2**32 - 1))
+def test_reduce_window_does_not_depend_on_its_strips(h, w, strip, budget, seed):
+    rng = np.random.default_rng(seed)
+    emb, scales = _random_level(rng, 3, h, w)
+    valid = np.isfinite(scales)  # as stored: alpha 255 exactly where scales are finite
+    rgba = np.where(valid, rng.integers(0, 256, (4, h, w)), 0).astype(np.uint8)
+    rgba[3] = np.where(valid, 255, 0)
+    shape = (-(-h // 2), -(-w // 2))
+    whole = reduce_window(lambda a, b: emb[:, a:b], scales, rgba, 3, shape, shape[0])
+    old, overviews.REDUCE_STRIP_BYTES = overviews.REDUCE_STRIP_BYTES, budget  # sub-strips
+    try:
+        cut = reduce_window(lambda a, b: emb[:, a:b], scales, rgba, 3, shape, strip)
+    finally:
+        overviews.REDUCE_STRIP_BYTES = old
+    for name in ("embeddings", "scales", "rgba"):
+        np.testing.assert_array_equal(getattr(cut, name), getattr(whole, name))
 
 
 @pytest.mark.parametrize(("shape", "shard", "levels"), [

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Transformer
 
-from geotessera.build.owner import NO_SOURCE, choose_sources, pixel_lonlat
+from geotessera.build import owner
+from geotessera.build.owner import NO_SOURCE, cell_codes, choose_sources, pixel_lonlat
 from geotessera.tiles import tile_grid
 from geotessera.zonegrid import shard_index, zone_grid
 
@@ -35,6 +36,26 @@ def test_interpolated_pixel_centres_are_within_a_centimetre(tiles, pixel_size):
     dlon = (lon - elon + 180.0) % 360.0 - 180.0  # the same meridian, whatever the wrap
     assert np.abs(lat - elat).max() * metres < 0.01
     assert (np.abs(dlon) * np.cos(np.radians(elat))).max() * metres < 0.01
+
+
+@settings(max_examples=15, deadline=None)
+@given(tile_sets(), st.sampled_from([60.0, 160.0]), st.integers(1, 40), st.data())
+def test_strips_give_the_whole_shards_result(tiles, pixel_size, rows, data):
+    zone, keys = tiles
+    present = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
+    grids = {k: tile_grid(k, pixel_size) for k in present}
+    grid = zone_grid(zone, grids.values(), 64)
+    for entry in shard_index(grid, grids)[:4]:
+        shard = grid.shard_window(entry.row, entry.col)
+        pieces = [(p.key, p.shard_window, p.core and p.core[1]) for p in entry.pieces]
+        whole = choose_sources(grid, shard, pieces)
+        old, owner.CODE_ROWS = owner.CODE_ROWS, rows
+        try:
+            cells, strips = owner.window_cells(grid, shard), choose_sources(grid, shard, pieces)
+        finally:
+            owner.CODE_ROWS = old
+        np.testing.assert_array_equal(cells, cell_codes(*pixel_lonlat(grid, shard)))
+        np.testing.assert_array_equal(strips, whole)
 
 
 def _brute_force(grid, shard, pieces):

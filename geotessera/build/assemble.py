@@ -8,6 +8,7 @@ become NaN scales, and embeddings are 0 wherever scales are NaN. A scale of 0 is
 
 from __future__ import annotations
 
+import mmap
 import warnings
 from dataclasses import dataclass
 
@@ -23,8 +24,8 @@ from geotessera.store.location import Location
 from geotessera.types import TileKey, Window
 from geotessera.zonegrid import ZoneGrid, core_windows
 
-#: Tile rows memory-mapped at a time while copying (128 rows × 1110 px × 128 B ≈ 18 MB).
-MAP_ROWS = 128
+#: Tile rows memory-mapped at a time while copying (64 rows × 1110 px × 128 B ≈ 9 MB).
+MAP_ROWS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,21 @@ class ShardData:
     #: bytes of the pixels the shard used (windows plus halo pixels, embeddings and scales).
     fetched: int = 0
     needed: int = 0
+    #: The private anonymous mapping holding pixel-major embeddings (None otherwise).
+    pages: mmap.mmap | None = None
+
+    def release_rows(self, r0: int, r1: int) -> None:
+        """Give the memory of embedding rows [r0, r1) back to the OS, so a reader that is
+        done with them need not hold the whole shard; those rows read as 0 afterwards, the
+        others are untouched (only pages wholly inside the rows go). A no-op unless the
+        embeddings are pixel-major on a platform with ``MADV_DONTNEED``."""
+        if self.pages is None:
+            return
+        row = self.embeddings[:, 0].nbytes
+        start = -(-r0 * row // mmap.PAGESIZE) * mmap.PAGESIZE
+        stop = r1 * row // mmap.PAGESIZE * mmap.PAGESIZE
+        if stop > start:
+            self.pages.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
 def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
@@ -91,7 +107,10 @@ def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
     """
     s = spec.grid.shard_px
     bands = spec.pieces[0].shape[2] if spec.pieces else 0
-    if pixel_major:
+    pages = _pages(s * s * bands) if pixel_major else None
+    if pages is not None:
+        emb = np.frombuffer(pages, np.int8).reshape(s, s, bands).transpose(2, 0, 1)
+    elif pixel_major:
         emb = np.zeros((s, s, bands), dtype=np.int8).transpose(2, 0, 1)
     else:
         emb = np.zeros((bands, s, s), dtype=np.int8)
@@ -118,7 +137,15 @@ def assemble(spec: ShardSpec, pixel_major: bool) -> ShardData:
         stats.append(PieceStat(piece.key.name, int(owned.sum()), finite))
         fetched += files.fetched
         needed += files.needed
-    return ShardData(emb, scales, tuple(stats), fetched, needed)
+    return ShardData(emb, scales, tuple(stats), fetched, needed, pages)
+
+
+def _pages(nbytes: int) -> mmap.mmap | None:
+    """Zeroed private anonymous memory of ``nbytes`` whose pages can be given back one row
+    range at a time (``ShardData.release_rows``); None where that is not possible."""
+    if nbytes == 0 or not hasattr(mmap, "MADV_DONTNEED") or not hasattr(mmap, "MAP_PRIVATE"):
+        return None
+    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
 
 
 def _copy_core(files: TileArrays, core: tuple[Window, Window], owned: np.ndarray,

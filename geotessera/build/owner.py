@@ -27,6 +27,8 @@ from geotessera.zonegrid import ZoneGrid
 LATTICE_STEP = 16
 LATTICE_SPACING_M = 320.0
 NO_SOURCE = -1
+#: Rows of pixel centres projected at a time (float64 lon/lat: 1 MiB each for 1024 columns).
+CODE_ROWS = 128
 
 
 @lru_cache(maxsize=64)
@@ -43,22 +45,24 @@ def _lattice(n: int, step: int) -> np.ndarray:
     return np.unique(np.r_[np.arange(0, n, step), n - 1])
 
 
-def _interp_axis(values: np.ndarray, knots: np.ndarray, n: int, axis: int) -> np.ndarray:
-    """Linear interpolation of ``values`` (sampled at ``knots`` along ``axis``) onto 0..n-1."""
-    idx = np.arange(n)
+def _interp_axis(values: np.ndarray, knots: np.ndarray, idx: np.ndarray, axis: int
+                 ) -> np.ndarray:
+    """Linear interpolation of ``values`` (sampled at ``knots`` along ``axis``) at the
+    indices ``idx``; each output depends only on its own index, so any subset of indices
+    gives the same values as the whole range."""
     j = np.clip(np.searchsorted(knots, idx, side="right") - 1, 0, max(len(knots) - 2, 0))
     if len(knots) == 1:
-        return np.repeat(values, n, axis=axis)
+        return np.repeat(values, len(idx), axis=axis)
     t = (idx - knots[j]) / (knots[j + 1] - knots[j])
     a, b = np.take(values, j, axis=axis), np.take(values, j + 1, axis=axis)
     shape = [1, 1]
-    shape[axis] = n
+    shape[axis] = len(idx)
     t = t.reshape(shape)
     return a * (1.0 - t) + b * t
 
 
-def pixel_lonlat(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """WGS84 lon/lat of the pixel centres of ``window`` (zone pixels), shape (h, w) each."""
+def _lattice_rows(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The lattice rows of ``window`` and its lon, lat on those rows at every column."""
     p = grid.pixel_size
     step = max(1, min(LATTICE_STEP, int(LATTICE_SPACING_M // p)))
     rows, cols = _lattice(window.height, step), _lattice(window.width, step)
@@ -68,11 +72,33 @@ def pixel_lonlat(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, np.ndarray
     lon, lat = _from_zone(grid.epsg).transform(xx, yy)
     # unwrap across the antimeridian so interpolation never crosses the ±180° jump
     lon = np.unwrap(np.unwrap(np.asarray(lon), period=360.0, axis=1), period=360.0, axis=0)
-    out = []
-    for v in (lon, np.asarray(lat)):
-        v = _interp_axis(v, cols, window.width, axis=1)
-        out.append(_interp_axis(v, rows, window.height, axis=0))
-    return (out[0] + 180.0) % 360.0 - 180.0, out[1]  # back into [-180, 180)
+    every = np.arange(window.width)
+    return rows, [_interp_axis(v, cols, every, axis=1) for v in (lon, np.asarray(lat))]
+
+
+def _rows_lonlat(lattice: tuple[np.ndarray, list[np.ndarray]], idx: np.ndarray):
+    """lon in [-180, 180) and lat of the window's rows ``idx`` from its lattice rows."""
+    rows, (lon, lat) = lattice
+    lon = _interp_axis(lon, rows, idx, axis=0)
+    return (lon + 180.0) % 360.0 - 180.0, _interp_axis(lat, rows, idx, axis=0)
+
+
+def pixel_lonlat(grid: ZoneGrid, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 lon/lat of the pixel centres of ``window`` (zone pixels), shape (h, w) each,
+    lon in [-180, 180)."""
+    return _rows_lonlat(_lattice_rows(grid, window), np.arange(window.height))
+
+
+def window_cells(grid: ZoneGrid, window: Window) -> np.ndarray:
+    """``cell_codes(*pixel_lonlat(grid, window))``, the same values, computed ``CODE_ROWS``
+    rows at a time so a shard's float64 lon/lat (and their temporaries, ~40 MiB for a
+    1024² shard) are never held whole."""
+    lattice = _lattice_rows(grid, window)
+    codes = np.empty((window.height, window.width), np.int32)
+    for r0 in range(0, window.height, CODE_ROWS):
+        idx = np.arange(r0, min(r0 + CODE_ROWS, window.height))
+        codes[r0:r0 + len(idx)] = cell_codes(*_rows_lonlat(lattice, idx))
+    return codes
 
 
 def cell_codes(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -110,7 +136,7 @@ def choose_sources(grid: ZoneGrid, shard: Window, pieces: Sequence[Piece]) -> np
     src = np.full((shard.height, shard.width), NO_SOURCE, dtype=np.int16)
     if not pieces:
         return src
-    codes = cell_codes(*pixel_lonlat(grid, shard))
+    codes = window_cells(grid, shard)
     for i in order:
         key, _, core = pieces[i]
         if core is not None:
@@ -125,23 +151,36 @@ def choose_sources(grid: ZoneGrid, shard: Window, pieces: Sequence[Piece]) -> np
 
 
 def _nearest_fill(grid, shard, pieces, order, src) -> None:
-    """Give pixels whose owner is absent to the covering piece with the nearest centre."""
+    """Give pixels whose owner is absent to the covering piece with the nearest centre,
+    ``CODE_ROWS`` rows at a time: each pixel is decided by its own distances, so strips give
+    the whole shard's result with a strip's float64 temporaries."""
+    for r0 in range(0, src.shape[0], CODE_ROWS):
+        strip = Window(r0, min(r0 + CODE_ROWS, src.shape[0]), 0, src.shape[1])
+        _nearest_rows(grid, shard, pieces, order, src, strip)
+
+
+def _nearest_rows(grid, shard, pieces, order, src, strip: Window) -> None:
     p = grid.pixel_size
-    best = np.full(src.shape, np.inf)
-    choice = np.full(src.shape, NO_SOURCE, dtype=np.int16)
-    pending = src == NO_SOURCE
+    view = src[strip.slices]
+    pending = view == NO_SOURCE
+    if not pending.any():
+        return
+    best = np.full(view.shape, np.inf)
+    choice = np.full(view.shape, NO_SOURCE, dtype=np.int16)
     for i in order:
         key, _, win = pieces[i]
-        if win is None:
+        part = win and win.intersect(strip)
+        if part is None:
             continue
-        todo = pending[win.slices]
+        local = part.shift(-strip.row0, 0).slices
+        todo = pending[local]
         if not todo.any():
             continue
         xc, yc = tile_centre(grid, key)
-        xs = grid.left + (shard.col0 + win.col0 + np.arange(win.width) + 0.5) * p - xc
-        ys = grid.top - (shard.row0 + win.row0 + np.arange(win.height) + 0.5) * p - yc
+        xs = grid.left + (shard.col0 + part.col0 + np.arange(part.width) + 0.5) * p - xc
+        ys = grid.top - (shard.row0 + part.row0 + np.arange(part.height) + 0.5) * p - yc
         d2 = ys[:, None] ** 2 + xs[None, :] ** 2
-        better = todo & (d2 < best[win.slices])
-        best[win.slices][better] = d2[better]
-        choice[win.slices][better] = i
-    src[pending] = choice[pending]
+        better = todo & (d2 < best[local])
+        best[local][better] = d2[better]
+        choice[local][better] = i
+    view[pending] = choice[pending]

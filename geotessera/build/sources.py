@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from geotessera.archive.registry import TileRecord
 from geotessera.errors import ArchiveError
 from geotessera.tiles import YEAR_RE, TilePaths, parse_tile_name, tile_paths
+
+if TYPE_CHECKING:  # the registry pulls in pyarrow (~60 MiB RSS), which shard workers never use
+    from geotessera.archive.registry import TileRecord
 
 _KINDS = ("embeddings", "scales", "landmask")
 

@@ -7,22 +7,22 @@ whatever ``--zones`` selects, so a rebuild of one zone gets the same stretch), t
 a seeded choice of 32×32 windows holding valid pixels (finite scale, on land), then of valid
 pixels in each. Seeds derive from (seed, year) and (seed, zone, tile name), and samples are
 pooled in (zone, name) order, so the stretch does not depend on the worker count or task
-order. Pixels are drawn before the overlap rule: a pixel in a tile's overlap margin may be
+order (the per-tile part, run by the pool's workers, is ``build/tilesample.py``). Pixels are
+drawn before the overlap rule: a pixel in a tile's overlap margin may be
 drawn though the store takes it from a neighbour (the sample only sets a percentile stretch).
 """
 
 from __future__ import annotations
 
-import zlib
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from geotessera.archive import registry
 from geotessera.archive.registry import TileRecord
-from geotessera.build.assemble import PieceSource, TileArrays
+from geotessera.build.assemble import PieceSource
+from geotessera.build.tilesample import TileSampleTask, sample_tile
 from geotessera.errors import ArchiveError, SelectionError, TaskFailed
 from geotessera.parallel import DEFAULT_RETRIES, ProgressFn, run_tasks
 from geotessera.preview.sample import SampleSpec
@@ -30,47 +30,6 @@ from geotessera.preview.stretch import MODES, Stretch, fit_stretch
 from geotessera.store.location import Location
 from geotessera.tiles import tile_keys
 from geotessera.types import Window
-
-WINDOW = 32
-
-
-@dataclass(frozen=True, slots=True)
-class TileSampleTask:
-    """Sample one tile; picklable."""
-
-    piece: PieceSource
-    zone: int
-    bands: tuple[int, ...]
-    seed: int
-    windows: int
-    pixels_per_window: int
-
-
-def sample_tile(task: TileSampleTask) -> np.ndarray:
-    """(n, len(bands)) float32 dequantised values of seeded valid pixels of one tile."""
-    files = TileArrays(task.piece)
-    h, w = task.piece.shape[:2]
-    whole = Window(0, h, 0, w)
-    scales = files.scales_window(whole)
-    valid = np.isfinite(scales) & (files.landmask(whole) != 0)
-    rng = np.random.default_rng([task.seed, task.zone,
-                                 zlib.crc32(task.piece.key.name.encode())])
-    n = WINDOW
-    padded = np.zeros((-(-h // n) * n, -(-w // n) * n), bool)
-    padded[:h, :w] = valid
-    per_window = padded.reshape(padded.shape[0] // n, n, padded.shape[1] // n, n).any((1, 3))
-    cand = np.argwhere(per_window)
-    rows, cols = [np.empty(0, np.intp)], [np.empty(0, np.intp)]
-    for wi, wj in cand[np.sort(rng.choice(len(cand), min(task.windows, len(cand)), False))]:
-        rr, cc = np.nonzero(padded[wi * n:(wi + 1) * n, wj * n:(wj + 1) * n])
-        sel = np.sort(rng.choice(len(rr), min(task.pixels_per_window, len(rr)), False))
-        rows.append(rr[sel] + wi * n)
-        cols.append(cc[sel] + wj * n)
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    if not len(r):
-        return np.empty((0, len(task.bands)), np.float32)
-    vectors = np.asarray(files.embeddings_gather(r, c))[:, list(task.bands)]
-    return vectors.astype(np.float32) * scales[r, c][:, None]
 
 
 def _piece(root: Location, rec: TileRecord) -> PieceSource:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import google_crc32c
 import numpy as np
+from numcodecs import Zstd
 
-from geotessera.build.assemble import PieceStat, ShardSpec, assemble
+from geotessera.build.assemble import PieceStat, ShardData, ShardSpec, assemble
 from geotessera.build.parts import encode_part
 from geotessera.store.publish import part_key
 from geotessera.preview.overviews import (
@@ -32,6 +33,10 @@ from geotessera.store.zone import (
     encode_embeddings_part,
     write_shard_arrays,
 )
+
+
+#: Packs the L2 quarter's rows while the block's larger arrays are held (never stored).
+_PACK = Zstd(level=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,8 @@ class BlockResult:
 
 class _Level1:
     """The L1 shard of a block, filled quarter by quarter: embeddings as encoded chunks when
-    a quarter is whole inner chunks, else as one raw block."""
+    a quarter is whole inner chunks, else as one raw block. The block's L2 quarter keeps its
+    embeddings zstd-packed by rows (a third of the raw 32 MiB) until its part is made."""
 
     def __init__(self, store: Location, bands: int, parts: bool) -> None:
         self.layout = embeddings_layout(store, "L1")
@@ -101,37 +107,68 @@ class _Level1:
         #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
         self.level = Reduced(None if self.encoded is not None else np.zeros((bands, s, s), np.int8),
                              np.full((s, s), np.nan, np.float32), np.zeros((4, s, s), np.uint8))
-        h = self.half  # the block's quarter of an L2 shard, filled an eighth at a time
-        self.l2 = Reduced(np.zeros((bands, h, h), np.int8), np.full((h, h), np.nan, np.float32),
+        self.bands, h = bands, self.half  # the block's quarter of an L2 shard, by rows
+        self.l2 = Reduced(None, np.full((h, h), np.nan, np.float32),
                           np.zeros((4, h, h), np.uint8)) if parts else None
+        #: The L2 quarter's embeddings: (row0, col0, shape, packed bytes) per block of rows.
+        self.l2_rows: list[tuple[int, int, tuple[int, ...], bytes]] = []
 
-    def add(self, qy: int, qx: int, emb, scales, rgba) -> None:
+    def add(self, qy: int, qx: int, data: ShardData, rgba: np.ndarray) -> None:
+        """Reduce an L0 shard into quarter (qy, qx), one row of L1 inner chunks at a time
+        (when encoded): each row's chunks are encoded and its L2 rows reduced before the
+        next, so no reduced quarter is ever held whole (the same bytes: every output pixel
+        depends on its 2×2 children alone, every chunk on its own pixels). This is the
+        shard's last reader: its embedding rows are released as they are reduced."""
+        emb, scales = data.embeddings, data.scales
         h, w = scales.shape
-        shape = (-(-h // 2), -(-w // 2))
-        out = reduce_window(lambda a, b: emb[:, a:b, :w], scales, rgba, emb.shape[0], shape,
-                            memory_strip(emb.shape[0], shape[1]))
-        r0, c0 = qy * self.half, qx * self.half
+        hh, ww = -(-h // 2), -(-w // 2)
+        bands = emb.shape[0]
+        step = self.layout.chunk[1] if self.encoded is not None else hh
+        for a in range(0, hh, step):
+            rows = slice(2 * a, min(2 * (a + step), h))
+            out = reduce_window(lambda i, j, r=rows.start: emb[:, r + i:r + j, :w],
+                                scales[rows], rgba[:, rows], bands, (min(step, hh - a), ww),
+                                memory_strip(bands, ww))
+            self._keep(out, qy * self.half + a, qx * self.half)
+            data.release_rows(rows.start, rows.stop)
+
+    def _keep(self, out: Reduced, r0: int, c0: int) -> None:
+        """Keep rows of L1 whose first pixel is (r0, c0) in the shard, and their L2 rows."""
         hh, ww = out.scales.shape
         self.level.paste(out, r0, c0, embeddings=self.encoded is None)
         if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
-                              emb.shape[0], (hh // 2, ww // 2),
-                              memory_strip(emb.shape[0], ww // 2))
-            self.l2.paste(q, r0 // 2, c0 // 2)
-        if self.encoded is None:
-            return
-        block = np.zeros((out.embeddings.shape[0], self.half, self.half), np.int8)
-        block[:, :hh, :ww] = out.embeddings
-        self.encoded.update(encode_embeddings_part(block, self.layout, r0, c0))
+                              out.embeddings.shape[0], (hh // 2, ww // 2),
+                              memory_strip(out.embeddings.shape[0], ww // 2))
+            self.l2.paste(q, r0 // 2, c0 // 2, embeddings=False)
+            self.l2_rows.append((r0 // 2, c0 // 2, q.embeddings.shape,
+                                 _PACK.encode(q.embeddings)))
+        if self.encoded is not None:
+            # on this thread: chunks kept across the block, allocated by an encoder thread,
+            # stayed resident in that thread's malloc arena after the block (glibc does not
+            # trim a thread arena's top); here they live in the main heap, which is trimmed
+            self.encoded.update(encode_embeddings_part(
+                _whole_chunks(out.embeddings, self.layout.chunk[1]), self.layout, r0, c0,
+                threads=1))
 
     def write_part(self, store: Location, parts: Location, row: int, col: int):
         """Leave the block's L2 quarter beside the journal; () when it holds no data."""
         if self.l2 is None or not np.isfinite(self.l2.scales).any():
             return ()
-        data = encode_part(store, self.l2, (row % 2) * self.half, (col % 2) * self.half)
+        data = encode_part(store, self._l2_quarter(), (row % 2) * self.half,
+                           (col % 2) * self.half)
         key = part_key(row, col)
         parts.write(key, data)
         return ((key, len(data), google_crc32c.value(data)),)
+
+    def _l2_quarter(self) -> Reduced:
+        """The L2 quarter with its embeddings unpacked, as ``encode_part`` takes it."""
+        emb = np.zeros((self.bands, self.half, self.half), np.int8)
+        while self.l2_rows:
+            r0, c0, shape, packed = self.l2_rows.pop()
+            emb[:, r0:r0 + shape[1], c0:c0 + shape[2]] = np.frombuffer(
+                _PACK.decode(packed), np.int8).reshape(shape)
+        return Reduced(emb, self.l2.scales, self.l2.rgba)
 
     def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
         rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
@@ -139,6 +176,8 @@ class _Level1:
         objects = write_shard_arrays(
             store, row, col, scales=self.level.scales[:h, :w], rgba=self.level.rgba[:, :h, :w],
             level="L1", embeddings=self.level.embeddings, encoded=self.encoded)
+        if self.encoded is not None:
+            self.encoded.clear()  # stored: the chunks go before the L2 part is unpacked
         return objects, int(np.isfinite(self.level.scales[:h, :w]).sum())
 
 
@@ -161,14 +200,10 @@ def write_shard(task: ShardTask) -> BlockResult:
                                      scales=scales, rgba=rgba)
         if pv is not None and pv.l1_shape is not None:
             level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
-            level1.add(spec.row % 2, spec.col % 2, emb, scales, rgba)
-        stats = data.stats
-        del emb, data, rgba  # the shard's raw arrays go before the next one is assembled
-        bytes_in = sum(c[0].height * c[0].width * p.shape[2]
-                       for p in spec.pieces if (c := p.core) is not None)
-        results.append(ShardResult(spec.row, spec.col, int(np.isfinite(scales).sum()),
-                                   bytes_in, stats, tuple(written)))
+            level1.add(spec.row % 2, spec.col % 2, data, rgba)
+        results.append(_result(spec, data, written))
         objects += written
+        del emb, scales, rgba, data  # the shard's arrays go before the next one is assembled
     l1_valid, parts = 0, ()
     if level1 is not None:
         written, l1_valid = level1.write(task.store, task.row, task.col, pv.l1_shape)
@@ -179,11 +214,25 @@ def write_shard(task: ShardTask) -> BlockResult:
                        parts)
 
 
+def _result(spec: ShardSpec, data, written) -> ShardResult:
+    bytes_in = sum(c[0].height * c[0].width * p.shape[2]
+                   for p in spec.pieces if (c := p.core) is not None)
+    return ShardResult(spec.row, spec.col, int(np.isfinite(data.scales).sum()), bytes_in,
+                       data.stats, tuple(written))
+
+
 def quarters_encodable(shard_px: int, chunk_px: int) -> bool:
     """True when a quarter of a shard is whole inner chunks (and halves again evenly), so
     quarters can be encoded apart and joined; else L1 is kept raw and L2 made from L1."""
     half = shard_px // 2
     return shard_px % 2 == 0 and half % chunk_px == 0 and half % 2 == 0
+
+
+def _whole_chunks(block: np.ndarray, chunk_px: int) -> np.ndarray:
+    """``block`` (bands, h, w) padded with fill to whole inner chunks (itself when whole)."""
+    h, w = block.shape[1:]
+    ph, pw = -h % chunk_px, -w % chunk_px
+    return np.pad(block, ((0, 0), (0, ph), (0, pw))) if ph or pw else block
 
 
 def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int

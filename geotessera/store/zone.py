@@ -29,6 +29,7 @@ from geotessera.store.location import Location
 from geotessera.store.meta import ROOT_DOC, decoding
 from geotessera.store.shardio import (
     ShardLayout,
+    ENCODE_THREADS,
     blosc_blocksize,
     encode_chunks,
     fsync_file,
@@ -238,12 +239,13 @@ def embeddings_layout(store: StoreLike, level: str = "L0") -> ShardLayout:
     return layout
 
 
-def encode_embeddings_part(block: np.ndarray, layout: ShardLayout, row0: int, col0: int
-                           ) -> dict[tuple[int, ...], bytes]:
+def encode_embeddings_part(block: np.ndarray, layout: ShardLayout, row0: int, col0: int, *,
+                           threads: int = ENCODE_THREADS) -> dict[tuple[int, ...], bytes]:
     """The encoded inner chunks of an embeddings block (bands, h, w) of whole chunks whose
-    first pixel is (row0, col0) within its shard, for ``write_shard_arrays(encoded=…)``."""
+    first pixel is (row0, col0) within its shard, for ``write_shard_arrays(encoded=…)``;
+    compressed on ``threads`` threads (the bytes do not depend on it)."""
     c = layout.chunk[1]
-    return encode_chunks(block, layout, (0, row0 // c, col0 // c))
+    return encode_chunks(block, layout, (0, row0 // c, col0 // c), threads=threads)
 
 
 def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarray,
