@@ -41,10 +41,8 @@ web-deps: web/node_modules/.package-lock.json
 web: web-deps
 	cd web && node build.mjs
 
-# Two pytest workers (pytest-xdist), a test file each at a time so module fixtures are built
-# once: many tests wait on subprocesses, servers and browsers, so two keep both cores busy.
 test: install deps-browser web-deps
-	$(BIN)/pytest -q -n 2 --dist loadfile; \
+	$(BIN)/pytest -q; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 demo: install

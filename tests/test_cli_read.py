@@ -29,7 +29,7 @@ def stores(built, tmp_path) -> Path:
 def test_stac_writes_validates_and_reruns_idempotently(stores):
     res = run("stac", stores, "--validate", "--json")
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = json.loads(res.stdout)
     assert doc["status"] == "ok" and doc["validated"] == 4 and len(doc["written"]) == 4
     assert doc["items"] == ["geotessera-2024-utm30", "geotessera-2024-utm31"]
     again = json.loads(run("stac", stores, "--json").output)
@@ -52,7 +52,7 @@ def test_stac_rejects_a_non_url_href_base_and_an_empty_directory(stores, tmp_pat
 def test_info_describes_a_store(built):
     res = run("info", built / "utm31_2024.zarr", "--json")
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)
     assert (d["zone"], d["year"], d["epsg"], d["bands"]) == (31, 2024, 32631, 8)
     assert d["tiles"] == 12 and d["passes"]["build"] is True and d["passes"]["rgb"] is False
     assert [lv["level"] for lv in d["levels"]] == ["L0"] and d["pixel_size"] == 160.0
@@ -75,7 +75,7 @@ def test_sample_prints_the_vector(built):
     res = run("sample", "--lon", -0.15, "--lat", 0.05, "--lon", 10, "--lat", 10,
               "--year", 2024, built, "--json")
     assert res.exit_code == 0, res.output
-    points = json.loads(res.output)["points"]
+    points = json.loads(res.stdout)["points"]
     np.testing.assert_array_equal(np.array(points[0]["vector"], np.float32), want[0])
     assert points[1]["vector"] is None
     text = run("sample", "--lon", -0.15, "--lat", 0.05, "--year", 2024, built).output
