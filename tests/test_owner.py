@@ -38,16 +38,22 @@ def test_interpolated_pixel_centres_are_within_a_centimetre(tiles, pixel_size):
     assert (np.abs(dlon) * np.cos(np.radians(elat))).max() * metres < 0.01
 
 
-@settings(max_examples=15, deadline=None)
-@given(tile_sets(), st.sampled_from([60.0, 160.0]), st.integers(1, 40), st.data())
-def test_strips_give_the_whole_shards_result(tiles, pixel_size, rows, data):
+def _drawn_shards(tiles, pixel_size, data, n):
+    """(grid, shard window, pieces) of the first ``n`` shards of a zone of a drawn subset of
+    ``tiles`` (absent owners exercised too)."""
     zone, keys = tiles
     present = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
     grids = {k: tile_grid(k, pixel_size) for k in present}
     grid = zone_grid(zone, grids.values(), 64)
-    for entry in shard_index(grid, grids)[:4]:
-        shard = grid.shard_window(entry.row, entry.col)
+    for entry in shard_index(grid, grids)[:n]:
         pieces = [(p.key, p.shard_window, p.core and p.core[1]) for p in entry.pieces]
+        yield grid, grid.shard_window(entry.row, entry.col), pieces
+
+
+@settings(max_examples=15, deadline=None)
+@given(tile_sets(), st.sampled_from([60.0, 160.0]), st.integers(1, 40), st.data())
+def test_strips_give_the_whole_shards_result(tiles, pixel_size, rows, data):
+    for grid, shard, pieces in _drawn_shards(tiles, pixel_size, data, 4):
         whole = choose_sources(grid, shard, pieces)
         old, owner.CODE_ROWS = owner.CODE_ROWS, rows
         try:
@@ -95,13 +101,7 @@ def _brute_force(grid, shard, pieces):
 @settings(max_examples=25, deadline=None)
 @given(tile_sets(), st.sampled_from([60.0, 160.0]), st.data())
 def test_sources_match_brute_force_and_ignore_piece_order(tiles, pixel_size, data):
-    zone, keys = tiles
-    present = data.draw(st.lists(st.sampled_from(keys), min_size=1, unique=True))
-    grids = {k: tile_grid(k, pixel_size) for k in present}
-    grid = zone_grid(zone, grids.values(), 64)
-    for entry in shard_index(grid, grids)[:6]:
-        shard = grid.shard_window(entry.row, entry.col)
-        pieces = [(p.key, p.shard_window, p.core and p.core[1]) for p in entry.pieces]
+    for grid, shard, pieces in _drawn_shards(tiles, pixel_size, data, 6):
         got = choose_sources(grid, shard, pieces)
         want, ambiguous = _brute_force(grid, shard, pieces)
         ok = ~ambiguous

@@ -124,15 +124,15 @@ def join_shard(task: JoinTask) -> int:
     layout = embeddings_layout(task.store, f"L{task.level}")
     s = layout.shard[1]
     chunks: dict[tuple[int, ...], bytes] = {}
-    joined = Reduced(None, np.full((s, s), np.nan, np.float32), np.zeros((4, s, s), np.uint8))
+    joined = Reduced.filled(None, s, s)
     for key in task.keys:
         part = decode_part(task.parts.read(key), task.parts.child(key))
         joined.paste(Reduced(None, part.scales, part.rgba), part.row0, part.col0,
                      embeddings=False)
         chunks.update(part.chunks)
     rows, cols = shard_windows(task.shape, s, task.row, task.col)
-    scales, rgba = joined.scales[:rows.stop - rows.start, :cols.stop - cols.start], \
-        joined.rgba[:, :rows.stop - rows.start, :cols.stop - cols.start]
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    scales, rgba = joined.scales[:h, :w], joined.rgba[:, :h, :w]
     write_shard_arrays(task.store, task.row, task.col, scales=scales, rgba=rgba,
                        level=f"L{task.level}", encoded=chunks)
     valid = int(np.isfinite(scales).sum())
@@ -151,9 +151,7 @@ def _leave_part(task: JoinTask, layout: ShardLayout, chunks: dict[tuple[int, ...
     q = reduce_window(_ChunkRows(chunks, layout, w), scales, rgba, bands, shape,
                       memory_strip(bands, shape[1]))
     if shape != (half, half):  # a level's edge: the part holds whole chunks, fill beyond
-        full = Reduced(np.zeros((bands, half, half), np.int8),
-                       np.full((half, half), np.nan, np.float32),
-                       np.zeros((4, half, half), np.uint8))
+        full = Reduced.filled(bands, half, half)
         full.paste(q, 0, 0)
         q = full
     data = encode_part(task.store, q, (task.row % 2) * half, (task.col % 2) * half,

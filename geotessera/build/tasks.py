@@ -105,11 +105,9 @@ class _Level1:
         self.encoded: dict[tuple[int, ...], bytes] | None = (
             {} if quarters_encodable(s, self.layout.chunk[1]) else None)
         #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
-        self.level = Reduced(None if self.encoded is not None else np.zeros((bands, s, s), np.int8),
-                             np.full((s, s), np.nan, np.float32), np.zeros((4, s, s), np.uint8))
+        self.level = Reduced.filled(None if self.encoded is not None else bands, s, s)
         self.bands, h = bands, self.half  # the block's quarter of an L2 shard, by rows
-        self.l2 = Reduced(None, np.full((h, h), np.nan, np.float32),
-                          np.zeros((4, h, h), np.uint8)) if parts else None
+        self.l2 = Reduced.filled(None, h, h) if parts else None
         #: The L2 quarter's embeddings: (row0, col0, shape, packed bytes) per block of rows.
         self.l2_rows: list[tuple[int, int, tuple[int, ...], bytes]] = []
 

@@ -166,6 +166,13 @@ class Reduced:
     scales: np.ndarray
     rgba: np.ndarray
 
+    @classmethod
+    def filled(cls, bands: int | None, h: int, w: int) -> Reduced:
+        """An (h, w) window at the fill values: zero embeddings (none when ``bands`` is
+        None), NaN scales, zero rgba."""
+        return cls(None if bands is None else np.zeros((bands, h, w), np.int8),
+                   np.full((h, w), np.nan, np.float32), np.zeros((4, h, w), np.uint8))
+
     def paste(self, part: Reduced, row0: int, col0: int, *, embeddings: bool = True) -> None:
         """Copy ``part`` into these arrays with its first pixel at (row0, col0)."""
         h, w = part.scales.shape
@@ -188,8 +195,7 @@ def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray
     Every output pixel depends on its 2×2 children alone, so the result does not depend on
     how a level is cut into windows or strips."""
     h, w = out_shape
-    out = Reduced(np.zeros((bands, h, w), np.int8), np.full((h, w), np.nan, np.float32),
-                  np.zeros((4, h, w), np.uint8))
+    out = Reduced.filled(bands, h, w)
     step = memory_strip(bands, w)
     for o0 in range(0, h, strip):
         a, b = 2 * o0, min(2 * (o0 + strip), scales.shape[0])
