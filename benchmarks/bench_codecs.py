@@ -40,6 +40,7 @@ from geotessera.types import N_BANDS, BloscZstd, parse_codec  # noqa: E402
 
 CHUNK = 32
 CODECS = ["none", "zstd:1", "zstd:3", "zstd:5", "zstd:9", "blosc-zstd:3:noshuffle",
+          "blosc-zstd:1:bitshuffle", "blosc-zstd:2:bitshuffle",
           "blosc-zstd:3:bitshuffle", "blosc-zstd:5:bitshuffle"]
 
 

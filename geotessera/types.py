@@ -132,11 +132,12 @@ BLOSC_SHUFFLES: tuple[Shuffle, ...] = ("bitshuffle", "shuffle", "noshuffle")
 
 @dataclass(frozen=True, slots=True)
 class BloscZstd:
-    """Blosc with zstd inside, for the int8 embeddings: ``clevel`` 1…9 (blosc's scale, which
-    it maps to zstd levels) and a ``shuffle`` of ``BLOSC_SHUFFLES``. Stored as the Zarr v3
+    """Blosc with zstd inside, for the int8 embeddings: ``clevel`` 1…9 (blosc's scale: it
+    runs zstd at level 2 × clevel − 1, so the default 2 is zstd's own level 3) and a
+    ``shuffle`` of ``BLOSC_SHUFFLES``. Stored as the Zarr v3
     ``blosc`` codec with typesize 1, cname zstd and one block per inner chunk."""
 
-    clevel: int = 3
+    clevel: int = 2
     shuffle: Shuffle = "bitshuffle"
 
     def __post_init__(self) -> None:
@@ -152,7 +153,7 @@ class BloscZstd:
 class StoreLayout:
     """Shard and chunk shape and codecs of the zone arrays (pixels on each spatial axis).
 
-    ``blosc`` compresses ``embeddings`` (default blosc-zstd:3:bitshuffle); with ``blosc``
+    ``blosc`` compresses ``embeddings`` (default blosc-zstd:2:bitshuffle); with ``blosc``
     None they take zstd at ``zstd_level`` like ``scales`` and ``rgba`` always do (None: no
     compressor; zstd itself maps level 0 to 3). ``with_codec("zstd:3")`` is the layout of
     the stores built before blosc became the default."""
@@ -162,7 +163,7 @@ class StoreLayout:
     scales_chunk_px: int = 256
     zstd_level: int | None = 3
     pixel_major: bool = False
-    blosc: BloscZstd | None = BloscZstd(3, "bitshuffle")
+    blosc: BloscZstd | None = BloscZstd(2, "bitshuffle")
 
     def __post_init__(self) -> None:
         for name in ("shard_px", "chunk_px", "scales_chunk_px"):

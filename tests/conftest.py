@@ -15,7 +15,7 @@ from geotessera.archive.scan import scan_archive
 from geotessera.types import BloscZstd, StoreLayout, parse_codec
 
 #: Small shards so that tiles straddle many shard edges; the default codecs (embeddings
-#: blosc-zstd:3:bitshuffle, scales and rgba zstd:3). Tests of another codec say which.
+#: blosc-zstd:2:bitshuffle, scales and rgba zstd:3). Tests of another codec say which.
 TEST_LAYOUT = StoreLayout(shard_px=64, chunk_px=16, scales_chunk_px=32)
 #: Two zones (30, 31), both hemispheres, two years with tiles missing in the second.
 TEST_SPEC = DemoSpec(pixel_size=160.0, bands=8, years=(2024, 2025), missing_fraction=0.2)

@@ -9,7 +9,7 @@ the code before the restructure (commit 32ffb90); it was regenerated once since,
 documents and the consolidated root changed; every data object kept its bytes).
 
 The manifest pins the zstd layout (``--codec zstd:3``: zstd level 3 on every data array),
-the default until blosc-zstd:3:bitshuffle became the embeddings' default: ``build_fixed``
+the default until blosc-zstd with bit shuffle became the embeddings' default: ``build_fixed``
 asks for it explicitly (``blosc=None``, passed only where ``StoreLayout`` has the field, so
 releases from before blosc build the same layout), and the manifest was not regenerated.
 tests/test_determinism.py covers the bytes of the default layout.

@@ -257,13 +257,14 @@ def test_parse_codec_refuses_what_it_cannot_write(text):
 
 
 def test_with_codec_sets_the_embeddings_or_every_array():
-    """The default compresses the embeddings with blosc-zstd:3:bitshuffle and scales and
+    """The default compresses the embeddings with blosc-zstd:2:bitshuffle and scales and
     rgba with zstd at zstd_level; blosc compresses the embeddings only; none and zstd set
     every data array and drop blosc."""
-    assert StoreLayout().blosc == BloscZstd(3, "bitshuffle") and StoreLayout().zstd_level == 3
-    assert StoreLayout().codec == "blosc-zstd:3:bitshuffle"
+    assert StoreLayout().blosc == BloscZstd(2, "bitshuffle") and StoreLayout().zstd_level == 3
+    assert StoreLayout().codec == "blosc-zstd:2:bitshuffle"
+    assert BloscZstd() == BloscZstd(2, "bitshuffle")
     base = StoreLayout(zstd_level=5)
-    assert base.codec == "blosc-zstd:3:bitshuffle"  # zstd_level alone leaves the embeddings
+    assert base.codec == "blosc-zstd:2:bitshuffle"  # zstd_level alone leaves the embeddings
     assert base.with_codec("blosc-zstd:4:noshuffle") == replace(base,
                                                                blosc=BloscZstd(4, "noshuffle"))
     assert base.with_codec("blosc-zstd:3").codec == "blosc-zstd:3:bitshuffle"
@@ -271,7 +272,7 @@ def test_with_codec_sets_the_embeddings_or_every_array():
     assert base.with_codec("none").codec == "none"
     assert base.with_codec("zstd:7") == replace(base, zstd_level=7, blosc=None)
     assert base.with_codec("zstd:7").codec == "zstd:7"
-    assert base.with_codec("zstd:7").with_codec("blosc-zstd:3") == replace(base, zstd_level=7)
+    assert base.with_codec("zstd:7").with_codec("blosc-zstd:2") == replace(base, zstd_level=7)
     with pytest.raises(ValueError, match="clevel=0"):
         BloscZstd(0)
 
@@ -284,8 +285,9 @@ def test_the_plan_fingerprint_names_the_blosc_codec(archive):
 
     plan = plan_zones(scan(archive).records, TEST_LAYOUT)[0]
     ids = {plan_id(plan, TEST_LAYOUT.with_codec(c)) for c in (
-        "zstd:3", "blosc-zstd:3:bitshuffle", "blosc-zstd:3:noshuffle", "blosc-zstd:4")}
-    assert len(ids) == 4
+        "zstd:3", "blosc-zstd:3:bitshuffle", "blosc-zstd:2:bitshuffle", "blosc-zstd:3:noshuffle",
+        "blosc-zstd:4")}
+    assert len(ids) == 5
     assert plan_id(plan, TEST_LAYOUT) == plan_id(plan, TEST_LAYOUT.with_codec(
-        "blosc-zstd:3:bitshuffle"))
+        "blosc-zstd:2:bitshuffle"))
     assert plan_id(plan, TEST_LAYOUT) != plan_id(plan, TEST_LAYOUT.with_codec("zstd:3"))

@@ -203,7 +203,7 @@ def test_build_runs_preview_and_catalog_unless_told_not_to(archive, tmp_path):
 
 
 def test_blosc_codec_round_trip(archive, tmp_path):
-    """The default codec, blosc-zstd:3:bitshuffle: blosc (zstd, typesize 1, one block per
+    """The default codec, blosc-zstd:2:bitshuffle: blosc (zstd, typesize 1, one block per
     chunk) on the embeddings of every level, zstd kept on scales and rgba; the values, zarr's
     and xarray's reads, ``sample``, ``read_region`` and ``verify`` all equal those of the
     ``--codec zstd:3`` build (zstd on every array, the previous default)."""
@@ -233,7 +233,7 @@ def test_blosc_codec_round_trip(archive, tmp_path):
                              .read_text())
             inner = doc["codecs"][0]["configuration"]["codecs"]
             assert inner[-1] == {"name": "blosc", "configuration": {
-                "typesize": 1, "cname": "zstd", "clevel": 3, "shuffle": "bitshuffle",
+                "typesize": 1, "cname": "zstd", "clevel": 2, "shuffle": "bitshuffle",
                 "blocksize": 4 * 16 * 16}}
             for arr in ("embeddings", "scales", "rgba"):
                 np.testing.assert_array_equal(packed[level][arr][:], plain[level][arr][:])
@@ -242,7 +242,7 @@ def test_blosc_codec_round_trip(archive, tmp_path):
             for arr in ("embeddings", "scales", "rgba"):
                 assert [c.to_dict() for c in plain[level][arr].compressors] == [
                     {"name": "zstd", "configuration": {"level": 3, "checksum": False}}]
-        assert layout_of(tmp_path / "blosc" / store).blosc == BloscZstd(3, "bitshuffle")
+        assert layout_of(tmp_path / "blosc" / store).blosc == BloscZstd(2, "bitshuffle")
         assert layout_of(tmp_path / "blosc" / store).zstd_level == 3
         assert layout_of(tmp_path / "zstd" / store).codec == "zstd:3"
         ds = xr.open_zarr(tmp_path / "blosc" / store, group="L0")
@@ -263,8 +263,8 @@ def test_blosc_codec_round_trip(archive, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "codec", "zstd_level"), [
-    ([], "blosc-zstd:3:bitshuffle", 3),
-    (["--zstd-level", "7"], "blosc-zstd:3:bitshuffle", 7),  # scales and rgba only
+    ([], "blosc-zstd:2:bitshuffle", 3),
+    (["--zstd-level", "7"], "blosc-zstd:2:bitshuffle", 7),  # scales and rgba only
     (["--codec", "zstd:3"], "zstd:3", 3),
     (["--codec", "zstd:5", "--zstd-level", "7"], "zstd:5", 5),  # zstd:N sets every array
     (["--codec", "blosc-zstd:5:noshuffle", "--zstd-level", "7"], "blosc-zstd:5:noshuffle", 7),
@@ -272,7 +272,7 @@ def test_blosc_codec_round_trip(archive, tmp_path):
 ])
 def test_codec_and_zstd_level_options(monkeypatch, tmp_path, args, codec, zstd_level):
     """What ``--codec`` and ``--zstd-level`` select (docs/cli.md): the embeddings' codec
-    defaults to blosc-zstd:3:bitshuffle; ``--zstd-level`` alone sets scales and rgba."""
+    defaults to blosc-zstd:2:bitshuffle; ``--zstd-level`` alone sets scales and rgba."""
     import geotessera.cli.build as build_cli
 
     seen = []

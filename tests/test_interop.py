@@ -93,20 +93,20 @@ GDAL_BLOSC_SCRIPT = textwrap.dedent("""
 
 
 def test_gdal_with_blosc_embeddings_reads_scales_and_only_lacks_sharding(built, tmp_path):
-    """The default codecs (blosc-zstd:3:bitshuffle embeddings): GDAL still reads ``scales``
+    """The default codecs (blosc-zstd:2:bitshuffle embeddings): GDAL still reads ``scales``
     (zstd), and the embeddings fail on ``sharding_indexed`` as with zstd; GDAL decodes the
     blosc codec itself (an unsharded array with the embeddings' blosc configuration), so
     sharding is the only thing missing."""
     from conftest import zarr_compressor
 
     l0 = zarr.open_group(str(built / "utm30_2024.zarr"), mode="r")["L0"]
-    assert l0["embeddings"].compressors == (zarr_compressor("blosc-zstd:3:bitshuffle",
+    assert l0["embeddings"].compressors == (zarr_compressor("blosc-zstd:2:bitshuffle",
                                                             l0["embeddings"].chunks),)
     assert [c.to_dict()["name"] for c in l0["scales"].compressors] == ["zstd"]
     values = (np.arange(32 * 32) % 251 - 125).astype(np.int8).reshape(32, 32)
     plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=(32, 32), dtype="int8",
                               chunks=(16, 16), dimension_names=("y", "x"),
-                              compressors=zarr_compressor("blosc-zstd:3:bitshuffle", (16, 16)))
+                              compressors=zarr_compressor("blosc-zstd:2:bitshuffle", (16, 16)))
     plain[:] = values
     out = subprocess.run([GDAL_PYTHON, "-c", GDAL_BLOSC_SCRIPT,
                           str(built / "utm30_2024.zarr"), str(tmp_path / "plain.zarr")],

@@ -15,7 +15,7 @@ from geotessera.store.location import Location
 
 
 #: The embeddings codecs the direct reader decodes itself.
-CODECS = ["zstd:3", "blosc-zstd:3:bitshuffle", "none"]
+CODECS = ["zstd:3", "blosc-zstd:2:bitshuffle", "none"]
 
 
 def _array(tmp_path, transpose, codec="zstd:3"):

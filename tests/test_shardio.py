@@ -25,7 +25,7 @@ from geotessera.store.shardio import (
 )
 from geotessera.types import BloscZstd, parse_codec
 
-CODECS = ["zstd:3", "none", "blosc-zstd:3:bitshuffle", "blosc-zstd:5:noshuffle",
+CODECS = ["zstd:3", "none", "blosc-zstd:2:bitshuffle", "blosc-zstd:5:noshuffle",
           "blosc-zstd:1:shuffle"]
 
 
@@ -111,7 +111,7 @@ def test_morton_order_visits_every_chunk_once(grid):
         assert [c[axis] for c in line] == sorted(c[axis] for c in line)
 
 
-@pytest.mark.parametrize("codec", ["zstd:3", "blosc-zstd:3:bitshuffle"])
+@pytest.mark.parametrize("codec", ["zstd:3", "blosc-zstd:2:bitshuffle"])
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("threads", [1, 2, 5])
 def test_threads_and_skip_do_not_change_the_bytes(transpose, threads, codec):
@@ -152,7 +152,7 @@ def test_blosc_bytes_do_not_depend_on_blosc_threads(tmp_path, blosc_threads):
     rng = np.random.default_rng(11)
     block = rng.integers(-3, 4, (128, 128, 128), dtype=np.int8)
     layout = ShardLayout((128, 128, 128), (128, 128, 128), (128, 64, 64), "int8", None,
-                         blosc=BloscZstd(3, "bitshuffle"))
+                         blosc=BloscZstd(2, "bitshuffle"))
     shards = set()
     for n in (1, 2, 4, 8):
         blosc_threads(n)
@@ -160,7 +160,7 @@ def test_blosc_bytes_do_not_depend_on_blosc_threads(tmp_path, blosc_threads):
     assert len(shards) == 1
     numcodecs.blosc.use_threads = False
     arr = _array(tmp_path / "z", shape=(128, 128, 128), shards=(128, 128, 128),
-                 codec="blosc-zstd:3:bitshuffle", chunk=64)
+                 codec="blosc-zstd:2:bitshuffle", chunk=64)
     arr[:] = block
     assert (tmp_path / "z/c/0/0/0").read_bytes() in shards
 
@@ -188,7 +188,7 @@ def test_a_damaged_blosc_chunk_is_a_value_error(damage):
     length before decoding, so a damaged chunk is an error to report (verify does); numcodecs
     alone decodes a frame whose header claims more bytes than it has."""
     layout = ShardLayout((8, 16, 16), (8, 16, 16), (8, 16, 16), "int8", None,
-                         blosc=BloscZstd(3, "bitshuffle"))
+                         blosc=BloscZstd(2, "bitshuffle"))
     block = np.random.default_rng(2).integers(-9, 9, (8, 16, 16), dtype=np.int8)
     good = b"".join(encode_shard(block, layout))[:-layout.index_nbytes]
     np.testing.assert_array_equal(decode_chunk(good, layout), block)
