@@ -152,7 +152,7 @@ def test_blosc_bytes_do_not_depend_on_blosc_threads(tmp_path, blosc_threads):
     rng = np.random.default_rng(11)
     block = rng.integers(-3, 4, (128, 128, 128), dtype=np.int8)
     layout = ShardLayout((128, 128, 128), (128, 128, 128), (128, 64, 64), "int8", None,
-                         blosc=BloscZstd(2, "bitshuffle"))
+                         blosc=BloscZstd(3, "bitshuffle"))
     shards = set()
     for n in (1, 2, 4, 8):
         blosc_threads(n)
@@ -160,7 +160,7 @@ def test_blosc_bytes_do_not_depend_on_blosc_threads(tmp_path, blosc_threads):
     assert len(shards) == 1
     numcodecs.blosc.use_threads = False
     arr = _array(tmp_path / "z", shape=(128, 128, 128), shards=(128, 128, 128),
-                 codec="blosc-zstd:2:bitshuffle", chunk=64)
+                 codec="blosc-zstd:3:bitshuffle", chunk=64)
     arr[:] = block
     assert (tmp_path / "z/c/0/0/0").read_bytes() in shards
 
@@ -196,3 +196,17 @@ def test_a_damaged_blosc_chunk_is_a_value_error(damage):
            "header": good[:12] + (len(good) + 500).to_bytes(4, "little") + good[16:]}[damage]
     with pytest.raises(ValueError, match="blosc"):
         decode_chunk(bad, layout)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@given(st.integers(1, 64), st.integers(1, 64))
+def test_an_edge_block_encodes_as_the_block_padded_with_fill(transpose, h, w):
+    """At a level's edge a shard's block is shorter than the shard: each chunk it ends in is
+    completed with fill, the bytes those of the whole padded block."""
+    rng = np.random.default_rng(h * 100 + w)
+    block = rng.integers(-9, 10, (8, h, w), dtype=np.int8)
+    padded = np.zeros((8, 64, 64), np.int8)
+    padded[:, :h, :w] = block
+    layout = ShardLayout((8, 64, 64), (8, 64, 64), (8, 16, 16), "int8", 3,
+                         (1, 2, 0) if transpose else None)
+    assert b"".join(encode_shard(block, layout)) == b"".join(encode_shard(padded, layout))

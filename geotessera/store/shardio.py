@@ -157,13 +157,20 @@ def _chunk_encoder(block: np.ndarray, layout: ShardLayout,
                    origin: tuple[int, ...] | None = None):
     """``encode(coords)``: the stored bytes of inner chunk ``coords`` of the shard (None
     when all fill), read from ``block``, which holds the shard's chunks from ``origin``
-    (chunk coordinates; default the shard's first chunk) on."""
+    (chunk coordinates; default the shard's first chunk) on; where ``block`` ends short of
+    a chunk (a level's edge) the chunk is completed with fill, 0."""
     codec = compressor(layout)
     origin = origin or (0,) * len(layout.grid)
 
     def encode(c: tuple[int, ...]) -> bytes | None:
         chunk = block[tuple(slice((i - o) * n, (i - o + 1) * n)
                             for i, o, n in zip(c, origin, layout.chunk, strict=True))]
+        if chunk.shape != layout.chunk:  # one chunk padded, never the whole block
+            if not chunk.size:
+                return None
+            full = np.zeros(layout.chunk, chunk.dtype)
+            full[tuple(slice(0, k) for k in chunk.shape)] = chunk
+            chunk = full
         if layout.transpose is not None:
             chunk = chunk.transpose(layout.transpose)
         chunk = np.ascontiguousarray(chunk)  # a cache-sized transpose of one chunk at most
@@ -193,9 +200,9 @@ def _pieces(layout: ShardLayout, coords: list[tuple[int, ...]], encoded: Iterato
 
 def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCODE_THREADS,
                  skip: np.ndarray | None = None) -> Iterator[bytes]:
-    """The shard object of ``block`` (one whole shard, 0 = fill) as consecutive byte pieces:
-    the non-fill inner chunks, then the index and its CRC32C. Yields nothing when every chunk
-    is fill (such a shard is not stored).
+    """The shard object of ``block`` (one shard, or its first rows and columns at a level's
+    edge; 0 = fill) as consecutive byte pieces: the non-fill inner chunks, then the index and
+    its CRC32C. Yields nothing when every chunk is fill (such a shard is not stored).
 
     Chunks are compressed on ``threads`` threads (zstd, blosc and numpy's copies release the
     GIL) and emitted in the spec's order, so the bytes never depend on the thread count (nor,

@@ -275,7 +275,7 @@ def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarr
                                             encoded, layout)
         else:
             size, crc = write_shard(loc, f"{level}/{EMBEDDINGS}", (0, row, col),
-                                    _padded(embeddings, s), layout,
+                                    embeddings, layout,
                                     skip=_no_data_chunks(scales, s, layout.chunk[1])[None])
         if size:
             log.append((key, size, crc))
@@ -286,14 +286,6 @@ def write_shard_arrays(store: StoreLike, row: int, col: int, *, scales: np.ndarr
         for key, _, _ in log:
             fsync_file(loc.path / key)
     return sorted(log)
-
-
-def _padded(embeddings: np.ndarray, s: int) -> np.ndarray:
-    if embeddings.shape[1:] == (s, s):
-        return embeddings
-    full = np.zeros((embeddings.shape[0], s, s), np.int8)
-    full[:, : embeddings.shape[1], : embeddings.shape[2]] = embeddings
-    return full
 
 
 def _no_data_chunks(scales: np.ndarray, s: int, c: int) -> np.ndarray:
