@@ -241,11 +241,13 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def idle_rss(*modules: str) -> tuple[int, int]:
-    """(rss, anon) of a fresh interpreter that has imported ``modules``: the fixed cost of a
-    pool worker before it holds any shard."""
+def idle_rss(*modules: str, warm: str = "") -> tuple[int, int]:
+    """(rss, anon) of a fresh interpreter that has imported ``modules`` and then run the
+    statements ``warm`` (e.g. a first call that loads a compiled kernel): the fixed cost of
+    a pool worker before it holds any shard."""
     code = ("import importlib, sys, psutil\n"
             "for m in sys.argv[1:]: importlib.import_module(m)\n"
+            f"{warm}\n"
             "m = psutil.Process().memory_info(); print(m.rss, m.rss - m.shared)")
     out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True,
                          check=True, env=child_env(), cwd=REPO).stdout.split()

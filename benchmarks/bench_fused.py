@@ -13,6 +13,8 @@ most 0.1× the L0 data back. In one run, interleaved:
    LocalStore read of chunk data counted (``bench_preview.ReadCounter``) and every read of
    the build's own objects through ``Location`` (the level parts below the journal, any
    chunk), against the bytes of L0's stored embeddings and scales.
+3. the fused worker's peak in raw shards above a fresh worker and above one with the
+   compiled reduction loaded, as RSS and as private memory (``worker_memory``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bench_preview import ReadCounter  # noqa: E402
 
 from geotessera.pipeline import zarr_build  # noqa: E402
 from geotessera.store.location import Location  # noqa: E402
+from geotessera.types import N_BANDS, shard_bytes  # noqa: E402
 
 
 def build_cmd(archive: Path, out: Path, workers: int, preview: bool) -> list[str]:
@@ -43,7 +46,8 @@ def timed(cmds: list[list[str]]) -> dict:
     """Run ``cmds`` one after the other; their summed wall and CPU, the largest worker."""
     runs = [h.run_measured(c) for c in cmds]
     return {"wall_s": sum(r.wall_s for r in runs), "cpu_s": sum(r.cpu_s for r in runs),
-            "peak_worker_mib": max(r.peak_worker_rss for r in runs) / 2**20}
+            "peak_worker_mib": max(r.peak_worker_rss for r in runs) / 2**20,
+            "peak_worker_anon_mib": max(r.peak_worker_anon for r in runs) / 2**20}
 
 
 def interleaved(archive: Path, scratch: Path, workers: int, repeat: int) -> dict[str, dict]:
@@ -129,7 +133,34 @@ def main(argv: list[str] | None = None) -> None:
           f"{reads['l0_stored'] / 2**20:.1f} MiB")
     for key, n in reads["read_by_array"].items():
         print(f"  {key}: {n / 2**20:.1f} MiB")
-    (args.cache / "fused.json").write_text(json.dumps({"runs": best, "reads": reads}, indent=1))
+    memory = worker_memory(best)
+    print(memory["text"])
+    (args.cache / "fused.json").write_text(json.dumps({"runs": best, "reads": reads,
+                                                       "memory": memory}, indent=1))
+
+
+#: What a pool worker imports before its first task, and the first call that loads the
+#: compiled reduction (numba and its LLVM library) as the first fused task does.
+WORKER_MODULES = ("multiprocessing.spawn", "geotessera.build.tasks")
+LOAD_KERNEL = ("import numpy as np; from geotessera.preview.mean2x2 import mean2x2; "
+               "mean2x2(np.zeros((2, 2, 2), np.int8), np.ones((2, 2), np.float32))")
+
+
+def worker_memory(best: dict) -> dict:
+    """The fused worker's peak in raw shards (1024² × 132 bytes) above a fresh worker, and
+    above one that has also loaded the compiled reduction, as RSS and as private (anonymous:
+    RSS − shared) memory. RSS also counts file pages: the memory-mapped tiles' resident
+    pages (page cache, which the kernel may drop) and shared libraries."""
+    raw = shard_bytes(1024, N_BANDS) / 2**20
+    idle = [v / 2**20 for v in h.idle_rss(*WORKER_MODULES)]
+    loaded = [v / 2**20 for v in h.idle_rss(*WORKER_MODULES, warm=LOAD_KERNEL)]
+    peak = [best["fused"]["peak_worker_mib"], best["fused"]["peak_worker_anon_mib"]]
+    lines = [f"fused worker peak {p:.0f} MiB {kind}; fresh worker {i:.0f}, with the compiled "
+             f"reduction loaded {lo:.0f}; above them {(p - i) / raw:.2f} and "
+             f"{(p - lo) / raw:.2f} raw shards ({raw:.0f} MiB each)"
+             for kind, p, i, lo in zip(("RSS", "private"), peak, idle, loaded, strict=True)]
+    return {"idle_mib": idle, "loaded_mib": loaded, "peak_mib": peak, "raw_shard_mib": raw,
+            "text": "\n".join(lines)}
 
 
 if __name__ == "__main__":
