@@ -34,6 +34,7 @@ class Request:
     path: str  # without the query string
     status: int
     sent: int  # response body bytes
+    range: str = ""  # the Range header, if any
 
 
 @dataclass
@@ -127,7 +128,8 @@ def _count_requests(app_class: type, requests: Requests) -> None:
                 body.close()
         app_class._bench_requests.add(Request(  # before a byte is sent: no count races
             environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),  # the client's next step
-            status[0] if status else 0, sum(len(c) for c in chunks)))
+            status[0] if status else 0, sum(len(c) for c in chunks),
+            environ.get("HTTP_RANGE", "")))
         return chunks
 
     app_class.__call__ = counted
