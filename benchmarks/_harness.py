@@ -112,6 +112,38 @@ def warm_page_cache(base: Path) -> int:
     return total
 
 
+def built_stores(archive: Path, cache: Path) -> Path:
+    """``cache/read-<archive>``: the archive built once with the CLI's default layout."""
+    import zarr
+
+    out = cache / f"read-{archive.name}"
+    stores = sorted(out.glob("utm*_*.zarr"))
+    if stores and all(zarr.open_group(str(s), mode="r").attrs.get("geotessera:build_complete")
+                      for s in stores):
+        return out
+    print(f"building {archive} into {out} (once) ...", file=sys.stderr, flush=True)
+    run_measured([*cli_prefix(), "zarr-build", str(archive), "-o", str(out), "-j", "2",
+                  "--json", "-q", "--no-rgb", "--no-stac"])  # reads need L0 only
+    return out
+
+
+def random_points(store: Path, n: int, seed: int):
+    """``n`` lon/lat points, an (n, 2) array, uniform inside the store's valid-data
+    bounding box."""
+    import numpy as np
+
+    from geotessera.catalog.footprint import data_footprint, footprint_geojson
+    from geotessera.store.location import Location
+    from geotessera.store.meta import open_root, read_meta
+
+    root = open_root(store)
+    meta = read_meta(root, str(store))
+    fp = data_footprint(Location.parse(store), root, meta)
+    w, s, e, nn = footprint_geojson(meta.zone, fp.utm_bbox)[1]
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(w, e, n), rng.uniform(s, nn, n)])
+
+
 def du_bytes(path: Path) -> int:
     """Allocated bytes on disk under ``path`` (like ``du -s``)."""
     return sum(p.lstat().st_blocks * 512 for p in Path(path).rglob("*") if p.is_file())

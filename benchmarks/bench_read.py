@@ -63,32 +63,6 @@ def counting_reads():
             setattr(Location, n, f)
 
 
-def built_stores(archive: Path, cache: Path) -> Path:
-    """``cache/read-<archive>``: the archive built once with the CLI's default layout."""
-    out = cache / f"read-{archive.name}"
-    stores = sorted(out.glob("utm*_*.zarr"))
-    if stores and all(zarr.open_group(str(s), mode="r").attrs.get("geotessera:build_complete")
-                      for s in stores):
-        return out
-    print(f"building {archive} into {out} (once) ...", file=sys.stderr, flush=True)
-    h.run_measured([*h.cli_prefix(), "zarr-build", str(archive), "-o", str(out), "-j", "2",
-                    "--json", "-q", "--no-rgb", "--no-stac"])  # reads need L0 only
-    return out
-
-
-def random_points(store: Path, n: int, seed: int) -> np.ndarray:
-    """``n`` lon/lat points uniformly inside the store's valid-data bounding box."""
-    from geotessera.catalog.footprint import data_footprint, footprint_geojson
-    from geotessera.store.meta import open_root, read_meta
-
-    root = open_root(store)
-    meta = read_meta(root, str(store))
-    fp = data_footprint(Location.parse(store), root, meta)
-    w, s, e, nn = footprint_geojson(meta.zone, fp.utm_bbox)[1]
-    rng = np.random.default_rng(seed)
-    return np.column_stack([rng.uniform(w, e, n), rng.uniform(s, nn, n)])
-
-
 def one_pixel_bytes(store: Path, point: np.ndarray) -> dict:
     zs = read.ZoneStore.open(store)
     with counting_reads() as reads:  # metadata is read once per open; count the lookup alone
@@ -152,18 +126,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="interleaved multi-zone runs")
     args = ap.parse_args(argv)
     if args.only_regions:
-        figs = _regions.run(args.cache, built_stores, args.repeat)
+        figs = _regions.run(args.cache, h.built_stores, args.repeat)
         _regions.report(figs)
         (args.out or args.cache / "read-regions.json").write_text(json.dumps(figs, indent=1))
         return
     archive = h.cached_archive(args.cache, args.tiles, log=lambda m: print(m, file=sys.stderr))
-    stores_dir = built_stores(archive, args.cache)
+    stores_dir = h.built_stores(archive, args.cache)
     store = sorted(stores_dir.glob(f"utm*_{YEAR}.zarr"))[0]
     h.warm_page_cache(archive)
     h.warm_page_cache(stores_dir)
     figs: dict = {"machine": _machine(), "tiles": args.tiles, "store": str(store)}
 
-    pts = random_points(store, max(args.points, WARM_REPEATS), seed=0)
+    pts = h.random_points(store, max(args.points, WARM_REPEATS), seed=0)
     land = pts[np.isfinite(read.sample(pts, YEAR, stores_dir)[:, 0])]
     one = one_pixel_bytes(store, land)
     figs["one_pixel"] = {k: v for k, v in one.items() if k != "reads"}
@@ -219,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                       "mb_per_s_stored": px * (da.shape[0] + 4) / region_s / h.MB,
                       "mb_per_s_float32_out": da.nbytes / region_s / h.MB}
     if not args.no_regions:
-        figs["regions"] = _regions.run(args.cache, built_stores, args.repeat)
+        figs["regions"] = _regions.run(args.cache, h.built_stores, args.repeat)
     report(figs)
     if "regions" in figs:
         _regions.report(figs["regions"])

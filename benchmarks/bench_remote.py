@@ -14,8 +14,6 @@ GDAL (``/vsis3/``) and are not counted.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
+import _s3  # noqa: E402
 
 
 def main() -> None:
@@ -35,9 +34,6 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=2)
     args = ap.parse_args()
 
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     from geotessera.archive.demo import DemoSpec, write_demo_archive
     from geotessera.archive.scan import scan_archive
     from geotessera.build.assemble import assemble
@@ -45,13 +41,7 @@ def main() -> None:
     from geotessera.store.location import Location
     from geotessera.types import StoreLayout
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-                       "AWS_ALLOW_HTTP": "true"})
+    moto = _s3.start_moto("tiles")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp) / "archive"
@@ -60,11 +50,7 @@ def main() -> None:
                             lat_max=round(52 + n / 10, 2), years=(2024,),
                             pixel_size=args.pixel_size, bands=128, missing_fraction=0.0)
             write_demo_archive(base, spec)
-            s3 = boto3.client("s3")
-            s3.create_bucket(Bucket="tiles")
-            for p in base.rglob("*"):
-                if p.is_file() and p.suffix in (".npy", ".tiff"):
-                    s3.upload_file(str(p), "tiles", f"a/{p.relative_to(base).as_posix()}")
+            _s3.upload_tree(moto.client(), base, "tiles", "a", (".npy", ".tiff"))
             root = Location.parse("s3://tiles/a")
             with ThreadPoolExecutor(16) as pool:
                 t0 = time.perf_counter()
@@ -85,7 +71,7 @@ def main() -> None:
                     rows.append((task.spec.row, task.spec.col, len(task.spec.pieces),
                                  remote.fetched, remote.needed, t1 - t0, t2 - t1))
     finally:
-        srv.stop()
+        moto.stop()
     ratios = [f / nd for *_, f, nd, _, _ in rows if nd]
     print(f"{len(records)} tiles at {args.pixel_size:g} m, 128 bands; {len(rows)} shards of "
           f"{args.shard_px} px; s3 scan {scan_s:.2f} s")

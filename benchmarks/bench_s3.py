@@ -5,8 +5,8 @@
 In one run, on the same cached archive of real-size 10 m tiles: ``zarr-build --no-rgb
 --no-stac`` to a local directory and to ``s3://bench/stores`` on a ThreadedMotoServer in this
 process (the CLI subprocess finds it through the standard AWS environment), fastest of
-``--repeat`` runs each, and their ratio; then, from the server's access log, the requests per
-shard by method, and the bytes stored per shard. moto keeps objects in memory and runs in
+``--repeat`` runs each, and their ratio; then, from the server's request count (``_s3``), the
+requests per shard by method, and the bytes stored per shard. moto keeps objects in memory and runs in
 this Python process, so the ratio measures the object-store code path (HTTP, PUT per
 object), not a real network: a lower bound for a remote S3.
 """
@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
-import re
 import shutil
 import sys
 import tempfile
@@ -26,40 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
+import _s3  # noqa: E402
 
 from geotessera.store.location import Location  # noqa: E402
 from geotessera.store.versions import StoreHome  # noqa: E402
 
 FLAGS = ["--json", "-q", "--no-rgb", "--no-stac"]
-_LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/[\d.]+" (\d+)')
-
-
-class Log(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if m := _LINE.search(record.getMessage()):
-            self.seen.append((m.group(1), m.group(2).split("?")[0]))
-
-
-def start_moto(log: Log) -> str:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true", AWS_ENDPOINT_URL=endpoint)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
-    wz = logging.getLogger("werkzeug")
-    wz.addHandler(log)
-    wz.setLevel(logging.INFO)
-    wz.propagate = False
-    return endpoint
 
 
 def build(archive: Path, out: str, workers: int) -> tuple[h.Measured, dict]:
@@ -78,18 +47,17 @@ def main() -> None:
     args = ap.parse_args()
     archive = h.cached_archive(args.cache, args.tiles)
     h.warm_page_cache(archive)
-    log = Log()
-    start_moto(log)
+    moto = _s3.start_moto("bench")
     local_dir = Path(tempfile.mkdtemp(prefix="gt-bench-s3-"))
     runs: dict[str, list[h.Measured]] = {"local": [], "s3": []}
     try:
         for i in range(args.repeat):
             m, doc = build(archive, str(local_dir / f"r{i}"), args.workers)
             runs["local"].append(m)
-            log.seen.clear()
+            moto.requests.clear()
             m, sdoc = build(archive, f"s3://bench/stores{i}", args.workers)
             runs["s3"].append(m)
-            seen = list(log.seen)
+            seen = [(r.method, r.path) for r in moto.requests.take()]
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)
     best = {k: min(v, key=lambda m: m.wall_s) for k, v in runs.items()}

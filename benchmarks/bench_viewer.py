@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
-from bench_read import built_stores  # noqa: E402
 
 from geotessera.viewer import grid  # noqa: E402
 
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON figures [CACHE/viewer.json]")
     args = ap.parse_args(argv)
     archive = h.cached_archive(args.cache, args.tiles, log=lambda m: print(m, file=sys.stderr))
-    stores = built_stores(archive, args.cache)
+    stores = h.built_stores(archive, args.cache)
     h.warm_page_cache(stores)
     figs: dict = {"machine": {"cpus": len(os.sched_getaffinity(0))}, "tiles": args.tiles,
                   "stores": str(stores)}
