@@ -47,7 +47,8 @@ def imap_unordered(
     runs it (``on_retry(task, attempt, error)`` is called before each new attempt). When its
     last attempt fails, every task not yet started is cancelled, the running ones are waited
     for, and ``TaskFailed`` is raised (its ``task`` the input, ``attempts`` how many ran,
-    chained to the last error). Nothing is skipped silently.
+    chained to the last error). Nothing is skipped silently. (A dask future never says it
+    has started, so there a cancelled task already running on a worker ends unwatched.)
     """
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -77,9 +78,11 @@ def imap_unordered(
                 else:
                     raise TaskFailed(task, exc, attempt) from exc
     finally:
-        for fut in pending:
-            fut.cancel()
-        wait(list(pending))
+        # Only the futures that cancel() could not stop (started, so they will finish) are
+        # waited for. A cancelled future is done only once its executor notifies it, and
+        # dask's ClientExecutor never does for a task cancelled while its result was being
+        # gathered: waiting on that future never returned.
+        wait([fut for fut in pending if not fut.cancel()])
 
 
 def _submit(executor: Executor, fn: Callable[[T], R], task: T, attempt: int) -> Future[R]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,26 @@ TEST_SPEC = DemoSpec(pixel_size=160.0, bands=8, years=(2024, 2025), missing_frac
 #: several pixels, so the overlap rule is really exercised.
 NORTH_SPEC = DemoSpec(lon_min=-0.2, lon_max=0.2, lat_min=60.0, lat_max=60.3, pixel_size=60.0,
                       bands=8, years=(2024, 2025), missing_fraction=0.2, seed=3)
+
+
+def _aws_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+#: The AWS variables the session started with (before any fixture, session ones included).
+_AWS_AT_START = _aws_environment()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def aws_environment_restored():
+    """Each test module, its fixtures included (a session fixture set up for it too), leaves
+    the AWS environment as the session found it: fake keys or an endpoint left behind change
+    what every later test's S3 client, GDAL read or CLI run does (and botocore logs where it
+    found the keys)."""
+    yield
+    before, after = _AWS_AT_START, _aws_environment()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"this test module left AWS variables changed: {changed}"
 
 
 def archive_fixtures(spec: DemoSpec, dirname: str, copy_name: str = "base"):

@@ -1,18 +1,19 @@
 """An S3 API server on loopback for tests: moto's ThreadedMotoServer, in this process.
 
-``s3_server`` (session) starts it and points the standard AWS environment at it
-(``AWS_ENDPOINT_URL``, ``AWS_ALLOW_HTTP``, fake keys, ``AWS_REGION``), so obstore, the CLI
-in a subprocess and GDAL all find it. ``bucket`` creates a fresh bucket per test. Every
-request the server answers is recorded (method, path) from its werkzeug access log, so a
-test can count requests per object.
+``s3_server`` (session) starts it. ``bucket`` creates a fresh bucket per test and, for that
+test only, points the standard AWS environment at the server (``AWS_ENDPOINT_URL``,
+``AWS_ALLOW_HTTP``, fake keys, ``AWS_REGION``), so obstore, the CLI in a subprocess and GDAL
+all find it; it is restored at the test's teardown, so no later test (a CLI run that logs
+where its credentials came from) sees fake credentials. Every request the server answers is
+recorded (method, path) from its werkzeug access log, so a test can count requests per object.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -47,6 +48,11 @@ class S3:
     endpoint: str
     requests: Requests
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The AWS environment that points a client at this server."""
+        return {**ENV, "AWS_ENDPOINT_URL": self.endpoint}
+
     def client(self):
         import boto3
 
@@ -62,26 +68,24 @@ def s3_server():
     srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
     srv.start()
     host, port = srv.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(ENV, AWS_ENDPOINT_URL=endpoint)
     handler = Requests()
     log = logging.getLogger("werkzeug")
+    level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    yield S3(endpoint, handler)
+    yield S3(f"http://{host}:{port}", handler)
     log.removeHandler(handler)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    log.setLevel(level)
     srv.stop()
 
 
 @pytest.fixture
-def bucket(s3_server) -> str:
-    """A new empty bucket; its name."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(Bucket=name)
-    return name
+def bucket(s3_server) -> Iterator[str]:
+    """A new empty bucket; its name. The AWS environment points at the server until the
+    test ends (a patch of its own, which a test's ``monkeypatch.undo()`` leaves alone)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in s3_server.env.items():
+            mp.setenv(k, v)
+        name = f"t{uuid.uuid4().hex[:12]}"
+        s3_server.client().create_bucket(Bucket=name)
+        yield name

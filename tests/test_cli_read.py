@@ -32,11 +32,22 @@ def test_stac_writes_validates_and_reruns_idempotently(stores):
     doc = json.loads(res.stdout)
     assert doc["status"] == "ok" and doc["validated"] == 4 and len(doc["written"]) == 4
     assert doc["items"] == ["geotessera-2024-utm30", "geotessera-2024-utm31"]
-    again = json.loads(run("stac", stores, "--json").output)
+    again = json.loads(run("stac", stores, "--json").stdout)
     assert again["written"] == [] and len(again["unchanged"]) == 4 and again["validated"] is None
     human = run("stac", stores, "-o", stores / "elsewhere", "--validate")
     assert human.exit_code == 0
     assert "2 item(s)" in human.output and "validated 4 STAC object(s)" in human.output
+
+
+def test_library_logs_go_to_stderr_and_leave_the_json_on_stdout_alone(stores, monkeypatch):
+    """With AWS keys in the environment, rasterio asks botocore for them and botocore logs
+    where it found them: that line is for stderr; stdout is the JSON document only."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    res = run("stac", stores, "--json")
+    assert res.exit_code == 0, res.output
+    assert "Found credentials in environment variables" in res.stderr
+    assert json.loads(res.stdout)["status"] == "ok"
 
 
 def test_stac_rejects_a_non_url_href_base_and_an_empty_directory(stores, tmp_path):

@@ -158,6 +158,38 @@ def test_closing_the_generator_early_cancels_pending_tasks():
     assert all(rec.futures[i].cancelled() for i in (1, 2, 3))
 
 
+class SilentOnCancel(Executor):
+    """Like dask's ClientExecutor when a task is cancelled while its result is gathered: task
+    0 fails at once, the others are never started and, cancelled, never notified
+    (``set_running_or_notify_cancel`` is never called, so ``wait`` on them never returns)."""
+
+    def __init__(self) -> None:
+        self.futures: list[Future] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        fut = Future()
+        if args[0] == 0:
+            fut.set_exception(RuntimeError("task 0 failed"))
+        self.futures.append(fut)
+        return fut
+
+
+def test_a_failure_does_not_wait_for_futures_it_cancelled():
+    ex, raised = SilentOnCancel(), []
+
+    def run():
+        with pytest.raises(TaskFailed) as e:
+            list(imap_unordered(abs, range(4), ex, max_in_flight=4))
+        raised.append(e.value.task)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "the runner hung waiting on the futures it cancelled"
+    assert raised == [0]
+    assert [f.cancelled() for f in ex.futures] == [False, True, True, True]
+
+
 @pytest.fixture(scope="module")
 def spawn_pool():
     with process_pool(2) as pool:
