@@ -39,15 +39,21 @@ def test_stac_writes_validates_and_reruns_idempotently(stores):
     assert "2 item(s)" in human.output and "validated 4 STAC object(s)" in human.output
 
 
-def test_library_logs_go_to_stderr_and_leave_the_json_on_stdout_alone(stores, monkeypatch):
+def test_other_libraries_log_only_with_vv_and_always_to_stderr(stores, monkeypatch):
     """With AWS keys in the environment, rasterio asks botocore for them and botocore logs
-    where it found them: that line is for stderr; stdout is the JSON document only."""
+    where it found them (INFO). Other libraries' INFO is not shown unless -vv, and then on
+    stderr: stdout is the JSON document only, either way."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    line = "Found credentials in environment variables"
     res = run("stac", stores, "--json")
     assert res.exit_code == 0, res.output
-    assert "Found credentials in environment variables" in res.stderr
+    assert line not in res.output
     assert json.loads(res.stdout)["status"] == "ok"
+    loud = run("stac", stores, "--json", "-vv")
+    assert loud.exit_code == 0, loud.output
+    assert line in loud.stderr
+    assert json.loads(loud.stdout)["status"] == "ok"
 
 
 def test_stac_rejects_a_non_url_href_base_and_an_empty_directory(stores, tmp_path):

@@ -83,6 +83,9 @@ class Output:
     def __init__(self, quiet: bool, verbose: int, as_json: bool) -> None:
         self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
         level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+        # Other libraries (botocore, rasterio, distributed, ...) speak at WARNING unless -vv:
+        # their INFO lines ("Found credentials in environment variables") are not ours.
+        others = logging.DEBUG if verbose > 1 else logging.WARNING
         if _have_rich():
             from rich.logging import RichHandler
 
@@ -91,7 +94,8 @@ class Output:
             fmt = "%(message)s"
         else:
             handler, fmt = logging.StreamHandler(sys.stderr), "%(levelname)s %(message)s"
-        logging.basicConfig(level=level, format=fmt, force=True, handlers=[handler])
+        logging.basicConfig(level=others, format=fmt, force=True, handlers=[handler])
+        log.setLevel(level)
 
     @contextmanager
     def progress(self):
