@@ -140,6 +140,24 @@ class Location:
         except FileNotFoundError as e:
             raise LocationNotFoundError(self._show(key), "no such object") from e
 
+    def read_ranges(self, key: str, starts: list[int], ends: list[int], *,
+                    coalesce: int = 0) -> list[bytes]:
+        """Bytes [start, end) of an object for each pair, in one call (obstore
+        ``get_ranges``): on an object store, ranges at most ``coalesce`` bytes apart are
+        fetched as one request and the requests run concurrently (up to 10); a local file
+        is opened once and each range read from it. A range past the object's end comes
+        back short (as obstore returns it): callers check lengths."""
+        import obstore
+
+        if not starts:
+            return []
+        try:
+            got = obstore.get_ranges(self.obstore(), _key(key, self.url), starts=starts,
+                                     ends=ends, coalesce=coalesce)
+        except FileNotFoundError as e:
+            raise LocationNotFoundError(self._show(key), "no such object") from e
+        return [bytes(b) for b in got]
+
     def read_suffix(self, key: str, length: int) -> bytes:
         """The last ``length`` bytes of an object (one suffix range request)."""
         import obstore
@@ -279,13 +297,19 @@ class Location:
 
     def dirs(self) -> list[str]:
         """Names of the "directories" (common prefixes) directly below this location, sorted."""
+        return self.listing()[0]
+
+    def listing(self) -> tuple[list[str], set[str]]:
+        """(names of the "directories", names of the objects) directly below this location,
+        from one listing request; the directories sorted."""
         import obstore
 
         try:
             found = obstore.list_with_delimiter(self.obstore(), None)
         except FileNotFoundError:
-            return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+            return [], set()
+        dirs = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+        return dirs, {o["path"].rsplit("/", 1)[-1] for o in found["objects"]}
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
