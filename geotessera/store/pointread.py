@@ -57,9 +57,11 @@ from geotessera.store.shardio import (
 #: bytes held at once.
 MERGE_GAP, MERGE_MAX = 2**20, 2**22
 #: Point reads merge a shard's chunk ranges at most this many bytes apart into one request
-#: (object stores only; a local file reads each range alone): about one compressed 10 m
-#: chunk, so merging at most doubles the bytes of the chunks it joins.
-POINT_GAP = 2**16
+#: (object stores only; a local file reads each range alone): ~5 compressed 10 m chunks.
+#: Measured on loopback S3, 1,000 random points in 16 tiles: 64 KiB, 256 KiB and 1 MiB gaps
+#: made 533, 418 and 179 chunk requests and moved 65, 84 and 218 KB per point; 256 KiB keeps
+#: under the 100 KB per point of issue 12 (docs/performance.md).
+POINT_GAP = 2**18
 #: Decoded chunks kept per reader, in bytes, and the charge for an entry without data (a
 #: chunk not stored); shard indexes kept per reader (16 KiB each for 32² chunks per shard).
 CACHE_BYTES = 128 * 2**20
