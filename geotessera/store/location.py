@@ -149,8 +149,8 @@ class Location:
         back short (as obstore returns it): callers check lengths."""
         import obstore
 
-        if not starts:
-            return []
+        if len(starts) <= 1:  # one range: the cheaper call (0.10 against 0.13 ms on disk)
+            return [self.read_range(key, starts[0], ends[0])] if starts else []
         try:
             got = obstore.get_ranges(self.obstore(), _key(key, self.url), starts=starts,
                                      ends=ends, coalesce=coalesce)

@@ -100,6 +100,8 @@ def groups(rows: np.ndarray, cols: np.ndarray, chunk: tuple[int, int],
     touch (any rows and columns, outside the array too), shard by shard (``shard``: chunks
     per shard on each axis), row-major within a shard."""
     crow, ccol = rows // chunk[0], cols // chunk[1]
+    if len(rows) == 1:  # one look-up: nothing to sort (a warm one costs well under 1 ms)
+        return [((int(crow[0]), int(ccol[0])), np.zeros(1, np.intp))]
     order = np.lexsort((ccol, crow, ccol // shard[1], crow // shard[0]))
     r, c = crow[order], ccol[order]
     bounds = np.flatnonzero(np.r_[True, (np.diff(r) != 0) | (np.diff(c) != 0), True])
