@@ -195,7 +195,9 @@ class Reader:
     """The stores of one year in one source, each opened on first use and kept open.
 
     Use it for many small look-ups: ``sample`` opens (and parses the metadata of) each store
-    on every call, a Reader once.
+    on every call, a Reader once. It keeps decoded chunks of each store it reads, least
+    recently used dropped first, within ``store.pointread.CACHE_BYTES`` (128 MiB) each for
+    embeddings and for scales, so repeated look-ups in one area read nothing again.
 
     Parameters
     ----------
