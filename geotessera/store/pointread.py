@@ -73,6 +73,7 @@ ROUND_BYTES = 32 * 2**20
 FETCH_THREADS = 8
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 _ABSENT = object()
 
 
@@ -116,8 +117,7 @@ def rounds(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[i:i + size]
 
 
-def cached_or_fetched(lru: LRUBytes, keys: list[Hashable],
-                      fetch: Callable[[list[Hashable]], dict]) -> dict:
+def cached_or_fetched(lru: LRUBytes, keys: list[K], fetch: Callable[[list[K]], dict]) -> dict:
     """{key: value} for ``keys``: from ``lru`` where kept, else from one ``fetch`` of all
     the others (whose values are then kept)."""
     found, todo = {}, []
@@ -172,7 +172,8 @@ class PointReader:
         """(n, bands) int8; zeros (the fill value) where no chunk is stored."""
         out = np.zeros((len(rows), self.bands), np.int8)
         c = self.chunk
-        todo = groups(rows, cols, (c, c), self.layout.grid[1:])
+        nr, nc = self.layout.grid[1:]
+        todo = groups(rows, cols, (c, c), (nr, nc))
         for part in rounds(todo, ROUND_BYTES // (self.bands * c * c)):
             chunks = cached_or_fetched(self._chunks, [k for k, _ in part], self._fetch)
             for key, sel in part:
