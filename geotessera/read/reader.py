@@ -90,9 +90,9 @@ class ZoneStore:
             return out
         r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
         reader = self._point_reader(level)
-        with ThreadPoolExecutor(1) as pool:  # shard indexes not kept: fetched meanwhile
-            early = (pool.submit(reader.load_indexes, r, c)
-                     if reader is not None and reader.lacks_indexes(r, c) else None)
+        with ThreadPoolExecutor(1) as pool:  # remote shard indexes not kept: read meanwhile
+            early = (pool.submit(reader.load_indexes, r, c) if reader is not None
+                     and not self.location.is_local and reader.lacks_indexes(r, c) else None)
             sc = self._scales_at(level, sc_arr, r, c, lon[inside], lat[inside])
             if early is not None:
                 early.result()

@@ -10,12 +10,12 @@ looked up by name on first use.
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from geotessera.errors import StoreError
 from geotessera.read.aliases import Source
+from geotessera.store.fanout import fan_out
 from geotessera.store.location import Location
 from geotessera.store.meta import open_checked, read_meta
 from geotessera.store.naming import find_stores, store_name
@@ -95,8 +95,7 @@ def _one_store(loc: Location) -> tuple[bool, Location, list[str] | None]:
         return True, loc, None
     dirs: list[str] | None = None
     if loc.read_only:
-        with ThreadPoolExecutor(2) as pool:
-            pointer, root = pool.map(loc.exists, (POINTER, "zarr.json"))
+        pointer, root = fan_out(loc.exists, (POINTER, "zarr.json"), 2)
     else:
         dirs, objects = loc.listing()
         pointer, root = POINTER in objects, "zarr.json" in objects

@@ -8,7 +8,6 @@ at all, naming the location).
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from geotessera.errors import (
     StoreError,
     StoreNotFoundError,
 )
+from geotessera.store.fanout import fan_out, io_threads
 from geotessera.store.location import Location, check_relative
 from geotessera.types import Level, PixelGrid
 
@@ -194,8 +194,8 @@ def _consolidated_problems(loc: Location, root: dict[str, Any]) -> list[tuple[st
         return [(f"{loc}/{ROOT_DOC}", "damaged metadata: consolidated_metadata has no "
                                       "'metadata' mapping")]
     # Small reads, mostly latency on a remote store: a few at a time, results in path order.
-    with ThreadPoolExecutor(DOCUMENT_READS) as pool:
-        found = list(pool.map(lambda kv: _check_entry(loc, *kv), sorted(entries.items())))
+    found = fan_out(lambda kv: _check_entry(loc, *kv), sorted(entries.items()),
+                    io_threads(loc, DOCUMENT_READS))
     return [p for p in found if p is not None]
 
 

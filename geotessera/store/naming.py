@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from geotessera.store.fanout import fan_out, io_threads
 from geotessera.store.location import Location
 from geotessera.store.versions import HOME_RE, StoreHome
 
@@ -51,8 +51,7 @@ def find_stores(stores: Location | str | Path, years: Iterable[int] | None = Non
     names = loc.dirs() if dirs is None else dirs
     homes = [(StoreHome(loc, name), m) for name in names if (m := HOME_RE.match(name))
              and (years is None or int(m.group(2)) in years)]
-    with ThreadPoolExecutor(POINTER_READS) as pool:  # small reads: latency on a remote store
-        pointers = list(pool.map(lambda hm: hm[0].pointer(), homes))
+    pointers = fan_out(lambda hm: hm[0].pointer(), homes, io_threads(loc, POINTER_READS))
     for (home, m), ptr in zip(homes, pointers, strict=True):
         if ptr is not None:
             zone, year = int(m.group(1)), int(m.group(2))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -40,6 +39,7 @@ from zarr.buffer.cpu import NDBuffer
 
 from geotessera.errors import StoreError
 from geotessera.lru import LRUBytes
+from geotessera.store.fanout import fan_out
 from geotessera.store.location import Location
 from geotessera.store.shardio import (
     MISSING,
@@ -87,12 +87,8 @@ def cache(max_bytes: int) -> LRUBytes:
 
 
 def fetch_all(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
-    """``[fn(item) for item in items]``, ``FETCH_THREADS`` at a time (obstore and the
-    decoders release the GIL); the first error is raised."""
-    if len(items) <= 1 or FETCH_THREADS <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(min(FETCH_THREADS, len(items))) as pool:
-        return list(pool.map(fn, items))
+    """``fan_out`` on ``FETCH_THREADS`` threads (on a local disk too: they decode as well)."""
+    return fan_out(fn, items, FETCH_THREADS)
 
 
 def groups(rows: np.ndarray, cols: np.ndarray, chunk: tuple[int, int],
