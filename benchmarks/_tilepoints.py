@@ -15,8 +15,8 @@ Bytes come from the remote tiles in one of three ways (``TileReader.fetch``):
 * ``serial``: per tile, its two ``.npy`` headers (one range request each, kept) and its
   landmask (one GET of the whole ~6 KB GeoTIFF, kept); per point on land, one range request
   of the 4 bytes of its scale and, where that is finite, one of the 128 bytes of its
-  embedding, one request after another through ``Location.read_range`` (the path the store
-  reader uses).
+  embedding, one request after another through ``Location.read_range`` (as the store
+  reader did before it fetched a batch's chunks concurrently).
 * ``concurrent``: the same requests, each tile's through ``obstore.get_ranges`` with
   coalescing off (obstore runs up to 10 at once; it merges only touching ranges).
 * ``whole``: per tile, GET its whole embeddings, scales and landmask objects and index them
@@ -153,25 +153,42 @@ class TileFiles:
     def values(self, root: Location, rows: np.ndarray, cols: np.ndarray,
                ranges: Ranges | None) -> np.ndarray:
         """(n, bands) float32 at tile pixels; NaN where there is no data."""
+        if self.arrays is not None:
+            return pixel_values(self.land, *self.arrays, rows, cols)
         bands = self.emb.shape[2]
         out = np.full((len(rows), bands), np.nan, np.float32)
         idx = np.flatnonzero(self.land[rows, cols] != 0)  # water reads nothing more
         r, c = rows[idx], cols[idx]
-        if self.arrays is not None:
-            emb, sc = self.arrays
-            scale = sc[r, c]
-        else:
-            pix = r * self.emb.shape[1] + c
-            raw = ranges(root, self.scales, self.sc.offset + pix * 4, 4)
-            scale = np.frombuffer(b"".join(raw), self.sc.dtype)
+        pix = r * self.emb.shape[1] + c
+        raw = ranges(root, self.scales, self.sc.offset + pix * 4, 4)
+        scale = np.frombuffer(b"".join(raw), self.sc.dtype)
         ok = np.isfinite(scale)
-        if self.arrays is not None:
-            q = emb[r[ok], c[ok]]
-        else:
-            raw = ranges(root, self.embeddings, self.emb.offset + pix[ok] * bands, bands)
-            q = np.frombuffer(b"".join(raw), np.int8).reshape(-1, bands)
+        raw = ranges(root, self.embeddings, self.emb.offset + pix[ok] * bands, bands)
+        q = np.frombuffer(b"".join(raw), np.int8).reshape(-1, bands)
         out[idx[ok]] = dequantise(q, scale[ok][:, None])
         return out
+
+
+def pixel_values(land: np.ndarray, emb: np.ndarray, scales: np.ndarray, rows: np.ndarray,
+                 cols: np.ndarray) -> np.ndarray:
+    """(n, bands) float32 at tile pixels of a tile's arrays (``np.load``, memory-mapped or
+    not): NaN where the landmask is 0 or the scale is not finite, as the builder assembles."""
+    out = np.full((len(rows), emb.shape[2]), np.nan, np.float32)
+    idx = np.flatnonzero(land[rows, cols] != 0)
+    r, c = rows[idx], cols[idx]
+    scale = np.asarray(scales[r, c], np.float32)
+    ok = np.isfinite(scale)
+    out[idx[ok]] = dequantise(np.asarray(emb[r[ok], c[ok]]), scale[ok][:, None])
+    return out
+
+
+def zones_of_records(records: Sequence[TileRecord]) -> dict[int, Zone]:
+    """The usable tiles of ``records`` by UTM zone, each zone on its lattice."""
+    by_zone: dict[int, list[TileRecord]] = {}
+    for r in records:
+        if r.usable:
+            by_zone.setdefault(r.zone, []).append(r)
+    return {z: Zone.of(z, recs) for z, recs in by_zone.items()}
 
 
 def serial_ranges(root: Location, key: str, starts: np.ndarray, length: int) -> list[bytes]:
@@ -198,10 +215,7 @@ class TileReader:
         self.root, self.fetch = Location.parse(root), fetch
         self.records = [r for r in records if r.usable]
         self.bands = self.records[0].bands
-        by_zone: dict[int, list[TileRecord]] = {}
-        for r in self.records:
-            by_zone.setdefault(r.zone, []).append(r)
-        self.zones = {z: Zone.of(z, recs) for z, recs in by_zone.items()}
+        self.zones = zones_of_records(self.records)
         self._files: dict[TileKey, TileFiles] = {}
 
     def sample(self, points) -> np.ndarray:

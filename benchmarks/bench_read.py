@@ -25,16 +25,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
 import _regions  # noqa: E402
+import _tilepoints as tp  # noqa: E402
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 import zarr  # noqa: E402
-from pyproj import Transformer  # noqa: E402
 
 from geotessera import read  # noqa: E402
+from geotessera.archive import registry  # noqa: E402
+from geotessera.read.reader import zones_of  # noqa: E402
 from geotessera.store.location import Location  # noqa: E402
 from geotessera.tiles import tile_paths  # noqa: E402
-from geotessera.types import TileKey  # noqa: E402
 
 YEAR = 2024
 WARM_REPEATS = 50
@@ -42,20 +43,24 @@ WARM_REPEATS = 50
 
 @contextlib.contextmanager
 def counting_reads():
-    """Record every byte read through ``Location``: (key, "range" | "suffix" | "whole", n)."""
+    """Record every byte read through ``Location``: (key, "range" | "suffix" | "whole", n),
+    one entry per range of a ``read_ranges`` call."""
     reads: list[tuple[str, str, int]] = []
-    orig = {n: getattr(Location, n) for n in ("read", "read_range", "read_suffix")}
+    orig = {n: getattr(Location, n) for n in ("read", "read_range", "read_suffix",
+                                              "read_ranges")}
 
     def wrap(name, kind):
-        def fn(self, key, *args):
-            data = orig[name](self, key, *args)
-            reads.append((key, kind, len(data)))
+        def fn(self, key, *args, **kw):
+            data = orig[name](self, key, *args, **kw)
+            for piece in (data if name == "read_ranges" else [data]):
+                reads.append((key, kind, len(piece)))
             return data
         return fn
 
     Location.read = wrap("read", "whole")
     Location.read_range = wrap("read_range", "range")
     Location.read_suffix = wrap("read_suffix", "suffix")
+    Location.read_ranges = wrap("read_ranges", "range")
     try:
         yield reads
     finally:
@@ -87,31 +92,25 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
-def from_tiles(archive: Path, points: np.ndarray, mmap: bool) -> np.ndarray:
-    """The same vectors straight from the archive: per owner tile, open its .npy files and
-    landmask header once, project the points and index (the no-store way)."""
+def from_tiles(archive: Path, zones: dict, points: np.ndarray, mmap: bool) -> np.ndarray:
+    """The same vectors straight from the archive (the no-store way): each point's tile and
+    pixel by the builder's placement and owner rule (``_tilepoints.Zone.locate``, so the
+    pixels are the store's), then per tile ``np.load`` its .npy files (memory-mapped with
+    ``mmap``), read its landmask, and index."""
     lon, lat = points[:, 0], points[:, 1]
-    cells = np.stack([np.floor(lon * 10), np.floor(lat * 10)], 1).astype(int)
     out = np.full((len(points), 128), np.nan, np.float32)
-    for cx, cy in {tuple(c) for c in cells}:
-        sel = (cells == (cx, cy)).all(1)
-        key = TileKey(lat_i=cy * 10 + 5, lon_i=cx * 10 + 5)
-        paths = tile_paths(archive, YEAR, key.name)
-        if not paths.embeddings.exists():
-            continue
-        with rasterio.open(paths.landmask) as src:
-            t, epsg, mask = src.transform, src.crs.to_epsg(), src.read(1)
-        emb = np.load(paths.embeddings, mmap_mode="r" if mmap else None)
-        scales = np.load(paths.scales, mmap_mode="r" if mmap else None)
-        x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon[sel], lat[sel])
-        r = np.floor((np.asarray(y) - t.f) / t.e).astype(int)
-        c = np.floor((np.asarray(x) - t.c) / t.a).astype(int)
-        ok = (r >= 0) & (r < mask.shape[0]) & (c >= 0) & (c < mask.shape[1])
-        vals = np.full((sel.sum(), emb.shape[2]), np.nan, np.float32)
-        s = scales[r[ok], c[ok]].astype(np.float32)
-        s[mask[r[ok], c[ok]] == 0] = np.nan
-        vals[ok] = read.dequantise(np.asarray(emb[r[ok], c[ok]]), s[:, None])
-        out[sel] = vals
+    zone_of = zones_of(lon, lat)
+    for z in sorted(set(zone_of.tolist()) & zones.keys()):
+        sel = np.flatnonzero(zone_of == z)
+        tile, rows, cols = zones[z].locate(lon[sel], lat[sel])
+        for t in sorted(set(tile.tolist()) - {-1}):
+            here = tile == t
+            paths = tile_paths(archive, YEAR, zones[z].records[t].name)
+            with rasterio.open(paths.landmask) as src:
+                mask = src.read(1)
+            emb = np.load(paths.embeddings, mmap_mode="r" if mmap else None)
+            scales = np.load(paths.scales, mmap_mode="r" if mmap else None)
+            out[sel[here]] = tp.pixel_values(mask, emb, scales, rows[here], cols[here])
     return out
 
 
@@ -156,10 +155,11 @@ def main(argv: list[str] | None = None) -> None:
                                     "sample_call_median": 1e3 * statistics.median(warm_call)}
 
     batch = pts[:args.points]
+    zones = tp.zones_of_records(registry.load(archive / registry.REGISTRY_FILENAME, [YEAR]))
     store_s = min(timed(lambda: read.sample(batch, YEAR, stores_dir), 3))
-    tiles_s = min(timed(lambda: from_tiles(archive, batch, mmap=False), 3))
-    mmap_s = min(timed(lambda: from_tiles(archive, batch, mmap=True), 3))
-    a, b = read.sample(batch, YEAR, stores_dir), from_tiles(archive, batch, mmap=False)
+    tiles_s = min(timed(lambda: from_tiles(archive, zones, batch, mmap=False), 3))
+    mmap_s = min(timed(lambda: from_tiles(archive, zones, batch, mmap=True), 3))
+    a, b = read.sample(batch, YEAR, stores_dir), from_tiles(archive, zones, batch, mmap=False)
     same = np.mean([np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b)])
     with counting_reads() as reads:  # a fresh Reader: every byte the batch costs
         read.Reader(stores_dir, YEAR).sample(batch)

@@ -10,8 +10,8 @@ real-size 10 m tiles (``.npy`` + landmasks) and the store built from it (``_harn
 to it. Then 1, 100 and ``--points`` seeded random points (``_harness.random_points``) through
 ``geotessera.read.Reader`` on ``s3://bench/stores`` and through ``_tilepoints.TileReader`` on
 ``s3://bench/archive``: range GETs of each point's 4-byte scale and 128-byte embedding after
-each tile's headers and landmask, one after another (``serial``, as the store reader issues
-its requests) or each tile's at once (``concurrent``, obstore ``get_ranges``); and, unless
+each tile's headers and landmask, one after another (``serial``) or each tile's at once
+(``concurrent``, obstore ``get_ranges``, as the store reader fetches a shard's chunks); and, unless
 ``--no-whole``, whole tiles fetched and indexed. Tile grids and the tile list come from the
 archive's local registry (untimed); the store's metadata is read from S3 in every cold run.
 

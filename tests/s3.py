@@ -22,6 +22,7 @@ ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
        "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
 
 _LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/[\d.]+" (\d+)')
+_ANSI = re.compile(r"\x1b\[[\d;]*m")
 
 
 class Requests(logging.Handler):
@@ -32,7 +33,7 @@ class Requests(logging.Handler):
         self.seen: list[tuple[str, str, int]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = _LINE.search(record.getMessage())
+        m = _LINE.search(_ANSI.sub("", record.getMessage()))  # werkzeug colours 206 and 4xx
         if m:
             self.seen.append((m.group(1), m.group(2).split("?")[0], int(m.group(3))))
 

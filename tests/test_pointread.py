@@ -75,20 +75,27 @@ def test_scales_reader_equals_zarr_and_its_cache_is_bounded(tmp_path, monkeypatc
     values = rng.random((100, 70), dtype=np.float32)
     values[:32, 32:64] = np.nan  # one chunk all fill: not stored
     arr[:] = values
-    monkeypatch.setattr(pr, "CACHE_CHUNKS", 3)
+    budget = 3 * (32 * 32 * 4 + pr.ENTRY_BYTES)  # three decoded chunks
+    monkeypatch.setattr(pr, "CACHE_BYTES", budget)
     reads = []
     real_read = Location.read
     monkeypatch.setattr(Location, "read", lambda self, key: reads.append(key) or
                         real_read(self, key))
     reader = pr.ScalesReader.open(Location.parse(tmp_path), "s")
+    reads.clear()
     rows, cols = rng.integers(0, 100, 400), rng.integers(0, 70, 400)
     np.testing.assert_array_equal(reader.values(rows, cols), arr.vindex[rows, cols])
-    assert len(reader._chunks) == 3
+    assert len(reader._chunks) == 3 and reader._chunks.nbytes <= budget  # 12 read, 3 kept
+    assert sorted(reads) == [f"s/c/{r}/{c}" for r in range(4) for c in range(3)]
     reads.clear()
     near_r, near_c = rng.integers(64, 96, 50), rng.integers(0, 32, 50)
     reader.values(near_r, near_c)
     reader.values(near_r, near_c)
     assert reads == ["s/c/2/0"]  # one area: read once, then served from the cache
+    reads.clear()
+    empty = (rng.integers(0, 32, 20), rng.integers(32, 64, 20))
+    assert np.isnan(reader.values(*empty)).all() and np.isnan(reader.values(*empty)).all()
+    assert reads == ["s/c/0/1"]  # not stored: asked for once, then known to be missing
 
 
 def test_scales_reader_does_not_claim_other_layouts(tmp_path):
@@ -144,3 +151,105 @@ def test_zone_store_tiles_by_zarr_equal_the_direct_reader(tmp_path):
     direct = np.full((8, 3, 2, 16, 16), 99, np.int8)
     zs.tiles(level, range(4, 7), range(3, 5), 16, direct)
     np.testing.assert_array_equal(direct, _tiled(arr[:, 64:112, 48:80], 16))
+
+
+#: (fetch threads, round bytes, merge gap): one chunk at a time and serially; a round per
+#: chunk, concurrently; everything in one round, concurrently, ranges merged.
+FETCHES = [(1, 1, 0), (8, 1, 2**16), (8, 2**30, 2**20)]
+
+
+@pytest.mark.parametrize("threads,round_bytes,gap", FETCHES)
+def test_concurrent_fetches_equal_serial_ones_and_zarr(tmp_path, monkeypatch, threads,
+                                                       round_bytes, gap):
+    import geotessera.store.pointread as pr
+
+    arr = _array(tmp_path, True, "blosc-zstd:2:bitshuffle")
+    rng = np.random.default_rng(9)
+    rows, cols = rng.integers(-40, 170, 600), rng.integers(-30, 130, 600)
+    inside = (rows >= 0) & (rows < 128) & (cols >= 0) & (cols < 96)
+    monkeypatch.setattr(pr, "FETCH_THREADS", 1)
+    monkeypatch.setattr(pr, "ROUND_BYTES", 1)
+    serial = PointReader.open(Location.parse(tmp_path), "e").vectors(rows, cols)
+    for name, value in (("FETCH_THREADS", threads), ("ROUND_BYTES", round_bytes),
+                        ("POINT_GAP", gap)):
+        monkeypatch.setattr(pr, name, value)
+    got = PointReader.open(Location.parse(tmp_path), "e").vectors(rows, cols)
+    np.testing.assert_array_equal(got, serial)
+    bands = np.arange(8)
+    r, c = rows[inside], cols[inside]
+    np.testing.assert_array_equal(got[inside], arr.vindex[bands[:, None], r[None, :],
+                                                          c[None, :]].T)
+    assert not got[~inside].any() and inside.sum() > 200 and (~inside).sum() > 200
+
+
+def _counting(monkeypatch) -> list[tuple[str, int]]:
+    """(key, ranges) of every ``Location.read_ranges`` call from now on."""
+    calls = []
+    real = Location.read_ranges
+
+    def counted(self, key, starts, ends, **kw):
+        calls.append((key, len(starts)))
+        return real(self, key, starts, ends, **kw)
+
+    monkeypatch.setattr(Location, "read_ranges", counted)
+    return calls
+
+
+def test_the_chunk_cache_is_bounded_by_bytes_and_evicts(tmp_path, monkeypatch):
+    import geotessera.store.pointread as pr
+
+    _array(tmp_path, False)
+    budget = 3 * (8 * 16 * 16 + pr.ENTRY_BYTES)  # three decoded inner chunks
+    monkeypatch.setattr(pr, "CACHE_BYTES", budget)
+    calls = _counting(monkeypatch)
+    reader = PointReader.open(Location.parse(tmp_path), "e")
+    rows = np.repeat(np.arange(16, 64, 16) + 3, 2)  # 3 chunk rows × 2 chunk columns
+    cols = np.tile([5, 21], 3)
+    first = reader.vectors(rows, cols)
+    assert len(reader._chunks) == 3 and reader._chunks.nbytes <= budget
+    assert sum(n for _, n in calls) == 6  # six stored chunks, in one shard: one call
+    assert len(calls) == 1
+    calls.clear()
+    np.testing.assert_array_equal(reader.vectors(rows[-3:], cols[-3:]), first[-3:])
+    assert calls == []  # the last three are kept
+    np.testing.assert_array_equal(reader.vectors(rows[:1], cols[:1]), first[:1])
+    assert calls == [("e/c/0/0/0", 1)]  # the first was evicted: read again
+
+
+def _rewrite_index(shard, change) -> None:
+    """Apply ``change`` to a shard object's (offset, length) index, with a new CRC32C."""
+    import google_crc32c
+
+    data = bytearray(shard.read_bytes())
+    n = 2 * 4 * 16 + 4  # (64 / 16) × (32 / 16) chunks of 16 bytes, and the CRC
+    index = np.frombuffer(bytes(data[-n:-4]), "<u8").reshape(-1, 2).copy()
+    change(index)
+    raw = index.tobytes()
+    data[-n:] = raw + np.uint32(google_crc32c.value(raw)).tobytes()
+    shard.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("garbage", r"c/0/0/0: inner chunk at byte \d+ does not decode"),
+    ("past the end", r"c/0/0/0: inner chunk at byte \d+: the index says \d+ bytes, the "
+                     r"object has \d+ there"),
+])
+def test_a_damaged_chunk_is_an_error_naming_the_shard(tmp_path, damage, message):
+    _array(tmp_path, False)
+    shard = tmp_path / "e/c/0/0/0"
+    offsets = {}
+
+    def change(index):
+        stored = np.flatnonzero(index[:, 0] != 2**64 - 1)
+        last = stored[np.argmax(index[stored, 0])]
+        offsets["at"] = int(index[last, 0])
+        if damage == "past the end":
+            index[last, 1] += 10**6
+    _rewrite_index(shard, change)
+    if damage == "garbage":
+        data = bytearray(shard.read_bytes())
+        data[offsets["at"]:offsets["at"] + 16] = b"\xff" * 16
+        shard.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=message):
+        rows, cols = np.indices((64, 32)).reshape(2, -1)  # every pixel of the shard
+        PointReader.open(Location.parse(tmp_path), "e").vectors(rows, cols)

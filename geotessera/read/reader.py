@@ -9,6 +9,7 @@ scale is NaN (no data). No xarray.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance
 from geotessera.read.sources import stores_of
 from geotessera.store.location import Location
 from geotessera.store.versions import published
-from geotessera.store.meta import StoreMeta, open_root, read_meta
+from geotessera.store.meta import StoreMeta, node_documents, open_checked, read_meta
 from geotessera.store.pointread import PointReader, ScalesReader, read_window
 from geotessera.types import Level
 
@@ -42,21 +43,27 @@ class ZoneStore:
     meta: StoreMeta
     root: Any  # the zarr root group, opened by geotessera.store
     location: Location
+    #: path → node document, from the consolidated metadata checked when it was opened
+    docs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     _readers: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def open(cls, href: str | os.PathLike[str] | Location,
-             allow_incomplete: bool = False) -> ZoneStore:
+    def open(cls, href: str | os.PathLike[str] | Location, allow_incomplete: bool = False,
+             opened: tuple[Any, dict[str, Any]] | None = None) -> ZoneStore:
         """Open a store by path, URL or ``Location`` (a store home opens the version its
         pointer names); StoreError if it is not a zone store or its build is not complete
-        (unless ``allow_incomplete``), StoreNotFoundError if nothing is there."""
-        loc = published(Location.parse(href))
-        root = open_root(loc)
+        (unless ``allow_incomplete``), StoreNotFoundError if nothing is there. ``opened``
+        is ``meta.open_checked`` of the published store ``href`` when already made."""
+        if opened is None:
+            loc = published(Location.parse(href))
+            root, doc = open_checked(loc)
+        else:
+            loc, (root, doc) = Location.parse(href), opened
         meta = read_meta(root, str(loc))
         if not (allow_incomplete or meta.passes.get("build")):
             raise StoreError(loc, "build not complete (geotessera:build_complete is not "
                                    "true); pass allow_incomplete=True to read it anyway")
-        return cls(meta, root, loc)
+        return cls(meta, root, loc, node_documents(doc))
 
     def arrays(self, level: Level) -> tuple[Any, Any]:
         """(embeddings, scales) zarr arrays of a level, opened once (opening one through zarr
@@ -82,27 +89,41 @@ class ZoneStore:
         if not inside.any():
             return out
         r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
-        sc = self._scales(level, sc_arr, r, c)
-        empty = np.flatnonzero(~np.isfinite(sc))
-        if empty.size:
-            r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[inside][empty],
-                                         lat[inside][empty])
-            if crack.any():
-                i = empty[crack]
-                r[i], c[i] = r2[crack], c2[crack]
-                sc[i] = self._scales(level, sc_arr, r[i], c[i])
+        reader = self._point_reader(level)
+        with ThreadPoolExecutor(1) as pool:  # remote shard indexes not kept: read meanwhile
+            early = (pool.submit(reader.load_indexes, r, c) if reader is not None
+                     and not self.location.is_local and reader.lacks_indexes(r, c) else None)
+            sc = self._scales_at(level, sc_arr, r, c, lon[inside], lat[inside])
+            if early is not None:
+                early.result()
         have = np.isfinite(sc)  # read embeddings only where there is data
         if have.any():
             vectors = self._vectors(level, emb_arr, r[have], c[have])
             out[np.flatnonzero(inside)[have]] = dequantise(vectors, sc[have][:, None])
         return out
 
+    def _scales_at(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray,
+                   lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """float32 scales at pixels (r, c) of locations (lon, lat); where a pixel is empty
+        and the zone-edge crack rule applies, r and c are changed (in place) to the pixel
+        the rule reads, and its scale is returned."""
+        sc = self._scales(level, sc_arr, r, c)
+        empty = np.flatnonzero(~np.isfinite(sc))
+        if empty.size:
+            r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[empty],
+                                         lat[empty])
+            if crack.any():
+                i = empty[crack]
+                r[i], c[i] = r2[crack], c2[crack]
+                sc[i] = self._scales(level, sc_arr, r[i], c[i])
+        return sc
+
     def _scales(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """float32 scales at pixels: whole chunks read once into a bounded cache where the
         layout is ours, zarr's coordinate selection otherwise."""
         key = f"{level.path}/scales"
         if key not in self._readers:
-            self._readers[key] = ScalesReader.open(self.location, key)
+            self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
         if (reader := self._readers[key]) is not None:
             return reader.values(r, c)
         return sc_arr.vindex[r, c]
@@ -133,8 +154,9 @@ class ZoneStore:
         """The direct reader of a level's embeddings (kept, so shard indexes are read once
         per store), or None when the layout is not one it reads."""
         if level.path not in self._readers:
-            self._readers[level.path] = PointReader.open(self.location,
-                                                         f"{level.path}/embeddings")
+            path = f"{level.path}/embeddings"
+            self._readers[level.path] = PointReader.open(self.location, path,
+                                                         self.docs.get(path))
         return self._readers[level.path]
 
     def _vectors(self, level: Level, emb_arr: Any, r: np.ndarray,
@@ -173,7 +195,9 @@ class Reader:
     """The stores of one year in one source, each opened on first use and kept open.
 
     Use it for many small look-ups: ``sample`` opens (and parses the metadata of) each store
-    on every call, a Reader once.
+    on every call, a Reader once. It keeps decoded chunks of each store it reads, least
+    recently used dropped first, within ``store.pointread.CACHE_BYTES`` (128 MiB) each for
+    embeddings and for scales, so repeated look-ups in one area read nothing again.
 
     Parameters
     ----------
@@ -213,8 +237,9 @@ class Reader:
         if zone not in self._open:
             href = self.stores.href(zone)
             try:
-                self._open[zone] = (ZoneStore.open(href, self.allow_incomplete) if href
-                                    else None)
+                self._open[zone] = (ZoneStore.open(href, self.allow_incomplete,
+                                                   self.stores.opened.get(zone))
+                                    if href else None)
             except StoreNotFoundError:
                 if self.stores.listed:
                     raise

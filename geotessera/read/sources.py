@@ -10,15 +10,16 @@ looked up by name on first use.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from geotessera.errors import StoreError
 from geotessera.read.aliases import Source
+from geotessera.store.fanout import fan_out
 from geotessera.store.location import Location
-from geotessera.store.meta import open_root, read_meta
+from geotessera.store.meta import open_checked, read_meta
 from geotessera.store.naming import find_stores, store_name
-from geotessera.store.versions import POINTER, StoreHome, published
+from geotessera.store.versions import POINTER, VERSION_RE, StoreHome, home_version
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -54,6 +55,9 @@ class StoreSet:
     year: int
     hrefs: dict[int, str]
     listed: bool = True
+    #: zone → (root group, root document) of a store opened while finding it
+    opened: dict[int, tuple[Any, dict[str, Any]]] = field(default_factory=dict, compare=False,
+                                                         repr=False)
 
     def href(self, zone: int) -> str | None:
         """The store of ``zone``: the listed href (None when there is none), or for an
@@ -80,6 +84,24 @@ def _stac_stores(obj: pystac.Catalog, year: int, where: str) -> StoreSet:
     if not hrefs:
         raise StoreError(where, f"no STAC item for year {year}")
     return StoreSet(where, year, hrefs)
+
+
+def _one_store(loc: Location) -> tuple[bool, Location, list[str] | None]:
+    """(whether ``loc`` is one store, the store or ``loc``, the directories below ``loc``
+    when it was listed): a store home resolves to the version its pointer names. What is at
+    ``loc`` comes from one listing (its ``current.json``, ``zarr.json`` and directories), or
+    at an http(s) URL, which cannot be listed, from two HEADs made at once."""
+    if VERSION_RE.match(loc.name):
+        return True, loc, None
+    dirs: list[str] | None = None
+    if loc.read_only:
+        pointer, root = fan_out(loc.exists, (POINTER, "zarr.json"), 2)
+    else:
+        dirs, objects = loc.listing()
+        pointer, root = POINTER in objects, "zarr.json" in objects
+    if pointer:
+        loc = home_version(loc)
+    return pointer or root or str(loc).rstrip("/").endswith(".zarr"), loc, dirs
 
 
 def stores_of(source: Source, year: int) -> StoreSet:
@@ -122,18 +144,19 @@ def stores_of(source: Source, year: int) -> StoreSet:
         if not isinstance(obj, need_pystac().Catalog):
             raise StoreError(text, f"a STAC {type(obj).__name__}, not a catalog or collection")
         return _stac_stores(obj, year, text)
-    loc = published(loc)  # a store home: the version its pointer names
+    is_store, loc, dirs = _one_store(loc)
     text = str(loc)
-    if text.rstrip("/").endswith(".zarr") or loc.exists("zarr.json"):  # one store
-        meta = read_meta(open_root(loc), text)
+    if is_store:
+        root, doc = open_checked(loc)
+        meta = read_meta(root, text)
         if meta.year != year:
             raise StoreError(text, f"store holds year {meta.year}, not {year}")
-        return StoreSet(text, year, {meta.zone: text})
+        return StoreSet(text, year, {meta.zone: text}, opened={meta.zone: (root, doc)})
     if loc.read_only:  # an http(s) stores URL cannot be listed
         return StoreSet(text, year, {}, listed=False)
     if loc.is_local and not loc.path.is_dir():
         raise StoreError(text, "no such store, catalog or directory")
-    hrefs = {ref.zone: str(ref.location) for ref in find_stores(loc, [year])}
+    hrefs = {ref.zone: str(ref.location) for ref in find_stores(loc, [year], dirs)}
     if not hrefs:
         raise StoreError(text, f"no zone stores for year {year}")
     return StoreSet(text, year, hrefs)

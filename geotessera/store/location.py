@@ -140,6 +140,25 @@ class Location:
         except FileNotFoundError as e:
             raise LocationNotFoundError(self._show(key), "no such object") from e
 
+    def read_ranges(self, key: str, starts: list[int], ends: list[int], *,
+                    coalesce: int = 0) -> list[bytes]:
+        """Bytes [start, end) of an object for each pair, by one obstore ``get_ranges``: on
+        an object store ranges ≤ ``coalesce`` bytes apart are one request, up to 10 at once;
+        a local file is opened once. A range past the end comes back short: check lengths."""
+        import obstore
+
+        if not starts:
+            return []
+        try:
+            if len(starts) == 1:  # the cheaper call (0.10 against 0.13 ms on disk)
+                return [bytes(obstore.get_range(self.obstore(), _key(key, self.url),
+                                                start=starts[0], end=ends[0]))]
+            got = obstore.get_ranges(self.obstore(), _key(key, self.url), starts=starts,
+                                     ends=ends, coalesce=coalesce)
+        except FileNotFoundError as e:
+            raise LocationNotFoundError(self._show(key), "no such object") from e
+        return [bytes(b) for b in got]
+
     def read_suffix(self, key: str, length: int) -> bytes:
         """The last ``length`` bytes of an object (one suffix range request)."""
         import obstore
@@ -279,13 +298,18 @@ class Location:
 
     def dirs(self) -> list[str]:
         """Names of the "directories" (common prefixes) directly below this location, sorted."""
+        return self.listing()[0]
+
+    def listing(self) -> tuple[list[str], set[str]]:
+        """(``dirs()``, names of the objects) directly below this location, by one listing."""
         import obstore
 
         try:
             found = obstore.list_with_delimiter(self.obstore(), None)
         except FileNotFoundError:
-            return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+            return [], set()
+        dirs = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found["common_prefixes"])
+        return dirs, {o["path"].rsplit("/", 1)[-1] for o in found["objects"]}
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None

@@ -8,13 +8,13 @@ at all, naming the location).
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zarr
+from zarr.storage import WrapperStore
 
 from geotessera.errors import (
     LocationError,
@@ -22,6 +22,7 @@ from geotessera.errors import (
     StoreError,
     StoreNotFoundError,
 )
+from geotessera.store.fanout import fan_out, io_threads
 from geotessera.store.location import Location, check_relative
 from geotessera.types import Level, PixelGrid
 
@@ -63,14 +64,48 @@ def open_root(href: Location | str | Path) -> zarr.Group:
     a path, a URL or a Location.
 
     Before trusting consolidated metadata, every node document it lists is read and compared
-    with it (one small read per node), so a damaged or disagreeing ``zarr.json`` anywhere is
-    a StoreError naming the store and the file, never hidden and never an internal error.
+    with it (one small read per node, ``DOCUMENT_READS`` at once), so a damaged or
+    disagreeing ``zarr.json`` anywhere is a StoreError naming the store and the file, never
+    hidden and never an internal error.
     """
+    return open_checked(href)[0]
+
+
+def open_checked(href: Location | str | Path) -> tuple[zarr.Group, dict[str, Any]]:
+    """``open_root``, and the root document it read: its consolidated entries (when it has
+    them) are the node documents, checked equal to every node's own ``zarr.json``, so a
+    reader may take an array's document from there instead of reading it again. The group
+    is opened from the bytes already read (``KnownDocuments``): no document is read twice."""
     loc = Location.parse(href)
-    if problems := metadata_problems(loc):
+    raw, root = _document(loc, ROOT_DOC)
+    if problems := _consolidated_problems(loc, root):
         raise StoreError(*problems[0])
     with decoding(loc, ROOT_DOC):
-        return zarr.open_group(store=loc.zarr_store(read_only=True), mode="r", zarr_format=3)
+        store = KnownDocuments(loc.zarr_store(read_only=True), {ROOT_DOC: raw})
+        return zarr.open_group(store=store, mode="r", zarr_format=3), root
+
+
+def node_documents(root: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """path → document of the nodes in a root document's consolidated metadata ({} without
+    it): as checked by ``open_checked``."""
+    cons = root.get("consolidated_metadata")
+    entries = cons.get("metadata") if isinstance(cons, dict) else None
+    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(
+        entries, dict) else {}
+
+
+class KnownDocuments(WrapperStore):
+    """A zarr store that answers whole reads of ``known`` keys (documents already read and
+    checked) from memory and passes everything else to the store it wraps."""
+
+    def __init__(self, store: Any, known: dict[str, bytes]) -> None:
+        super().__init__(store)
+        self._known = known
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        if byte_range is None and key in self._known:
+            return prototype.buffer.from_bytes(self._known[key])
+        return await self._store.get(key, prototype, byte_range)
 
 
 ROOT_DOC = "zarr.json"
@@ -101,12 +136,18 @@ def is_damage(problem: str) -> bool:
 
 def read_document(loc: Location, key: str) -> dict[str, Any]:
     """A node's ``zarr.json`` as a dict: a Zarr v3 group or array document, else StoreError."""
+    return _document(loc, key)[1]
+
+
+def _document(loc: Location, key: str) -> tuple[bytes, dict[str, Any]]:
+    """``read_document``, and the bytes it was read from."""
     with decoding(loc, key):
-        doc = json.loads(loc.read(key).decode("utf-8"))
+        raw = loc.read(key)
+        doc = json.loads(raw.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or \
                 doc.get("node_type") not in ("group", "array"):
             raise ValueError("not a Zarr v3 group or array document")
-        return doc
+        return raw, doc
 
 
 def metadata_problems(loc: Location, *, listing: bool = False) -> list[tuple[str, str]]:
@@ -153,8 +194,8 @@ def _consolidated_problems(loc: Location, root: dict[str, Any]) -> list[tuple[st
         return [(f"{loc}/{ROOT_DOC}", "damaged metadata: consolidated_metadata has no "
                                       "'metadata' mapping")]
     # Small reads, mostly latency on a remote store: a few at a time, results in path order.
-    with ThreadPoolExecutor(DOCUMENT_READS) as pool:
-        found = list(pool.map(lambda kv: _check_entry(loc, *kv), sorted(entries.items())))
+    found = fan_out(lambda kv: _check_entry(loc, *kv), sorted(entries.items()),
+                    io_threads(loc, DOCUMENT_READS))
     return [p for p in found if p is not None]
 
 

@@ -9,10 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from geotessera.store.fanout import fan_out, io_threads
 from geotessera.store.location import Location
 from geotessera.store.versions import HOME_RE, StoreHome
 
 STORE_RE = re.compile(r"^utm(\d{2})_(\d{4})\.zarr$")
+#: Store pointers read at once when finding stores.
+POINTER_READS = 8
 
 
 def store_name(zone: int, year: int) -> str:
@@ -35,24 +38,24 @@ class StoreRef:
         return store_name(self.zone, self.year)
 
 
-def find_stores(stores: Location | str | Path, years: Iterable[int] | None = None
-                ) -> list[StoreRef]:
+def find_stores(stores: Location | str | Path, years: Iterable[int] | None = None,
+                dirs: list[str] | None = None) -> list[StoreRef]:
     """Every published store directly under ``stores`` with its year in ``years`` (all years
     when None or empty), sorted by name: each home ``utmZZ_YYYY`` with a ``current.json``
     (resolved to the version it names), and each old-layout ``utmZZ_YYYY.zarr`` with a
-    ``zarr.json`` that has no such home. Raises StoreError naming a malformed pointer."""
+    ``zarr.json`` that has no such home. ``dirs``: the directory names below ``stores``
+    when already listed. Raises StoreError naming a malformed pointer."""
     loc = Location.parse(stores)
     years = set(years) if years else None
     found: dict[tuple[int, int], StoreRef] = {}
-    names = loc.dirs()
-    for name in names:
-        m = HOME_RE.match(name)
-        if m and (years is None or int(m.group(2)) in years):
-            home = StoreHome(loc, name)
-            ptr = home.pointer()
-            if ptr is not None:
-                zone, year = int(m.group(1)), int(m.group(2))
-                found[(zone, year)] = StoreRef(home.version(ptr.store), zone, year, home.home)
+    names = loc.dirs() if dirs is None else dirs
+    homes = [(StoreHome(loc, name), m) for name in names if (m := HOME_RE.match(name))
+             and (years is None or int(m.group(2)) in years)]
+    pointers = fan_out(lambda hm: hm[0].pointer(), homes, io_threads(loc, POINTER_READS))
+    for (home, m), ptr in zip(homes, pointers, strict=True):
+        if ptr is not None:
+            zone, year = int(m.group(1)), int(m.group(2))
+            found[(zone, year)] = StoreRef(home.version(ptr.store), zone, year, home.home)
     for name in names:
         m = STORE_RE.match(name)
         if m and (years is None or int(m.group(2)) in years):

@@ -92,12 +92,18 @@ class StoreHome:
 
 def published(store: Location) -> Location:
     """The store a reader should open at ``store``: for a store home (it holds a
-    ``current.json``), the version its pointer names; anything else as it is."""
-    if store.exists(POINTER):
-        found = StoreHome(store.parent, store.name).current()
-        if found is not None:
-            return found
-    return store
+    ``current.json``), the version its pointer names; anything else as it is. A version
+    (``v…zarr``) is never a home: it is returned without a request."""
+    if VERSION_RE.match(store.name) or not store.exists(POINTER):
+        return store
+    return home_version(store)
+
+
+def home_version(home: Location) -> Location:
+    """The version the pointer of the store home ``home`` names (``home`` itself when it
+    names none and no old-layout store is beside it)."""
+    found = StoreHome(home.parent, home.name).current()
+    return found if found is not None else home
 
 
 def check_version(name: str, where: object) -> str:
