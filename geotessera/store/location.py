@@ -59,8 +59,6 @@ class Location:
                                       "s3://, http:// or https://)")
         return cls(url.rstrip("/") if url != "file:///" else url, _opts(options))
 
-    # --- naming ------------------------------------------------------------------------------
-
     @property
     def scheme(self) -> str:
         return self.url.split("://", 1)[0]
@@ -107,7 +105,10 @@ class Location:
     # --- opening -----------------------------------------------------------------------------
 
     def obstore(self) -> Any:
-        """An obstore store rooted here (cached per process)."""
+        """An obstore store rooted here (cached per process); FileNotFoundError for a local
+        directory that does not exist (reads create nothing; writes create it first)."""
+        if self.is_local and not self.path.is_dir():
+            raise FileNotFoundError(self.path)
         return _obstore(self.url, self.options)
 
     def zarr_store(self, *, read_only: bool = True) -> Any:
@@ -235,12 +236,10 @@ class Location:
 
     def put_if(self, key: str, data: bytes, *, etag: str | None = None) -> str | None:
         """A conditional PUT: create-only when ``etag`` is None (``If-None-Match: *``), else
-        replace only if the object's ETag is still ``etag`` (``If-Match``). Returns the new
-        ETag, or None when the condition failed.
-
-        On a local disk (obstore has no conditional update there) the compare-and-replace
-        runs under an exclusive ``flock`` on a guard file beside the object, so processes of
-        one host see it as atomic; the replacement itself is obstore's staged rename."""
+        replace only if the object's ETag is still ``etag`` (``If-Match``); the new ETag, or
+        None when the condition failed. On a local disk (no conditional update in obstore)
+        the compare-and-replace runs under an exclusive ``flock`` on a guard file beside the
+        object, so one host's processes see it as atomic; the replacement is a staged rename."""
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
@@ -278,7 +277,7 @@ class Location:
         """Delete an object; a missing object is not an error."""
         import obstore
 
-        self._writable()
+        self._writable(create=False)
         try:
             obstore.delete(self.obstore(), _key(key, self.url))
         except FileNotFoundError:
@@ -323,9 +322,11 @@ class Location:
             _prune_dirs(self.path / prefix if prefix else self.path)
         return len(keys)
 
-    def _writable(self) -> None:
+    def _writable(self, create: bool = True) -> None:
         if self.read_only:
             raise LocationError(self.url, "http(s) locations are read-only")
+        if create and self.is_local:  # only writes create a local location's directory
+            self.path.mkdir(parents=True, exist_ok=True)
 
     def _show(self, key: str) -> str:
         return str(self.child(key)) if key else str(self)
@@ -369,9 +370,7 @@ def _obstore(url: str, options: tuple[tuple[str, str], ...]) -> Any:
 
     scheme = url.split("://", 1)[0]
     if scheme == "file":
-        path = Path(unquote(urlsplit(url).path))
-        path.mkdir(parents=True, exist_ok=True)
-        return LocalStore(path)
+        return LocalStore(Path(unquote(urlsplit(url).path)))
     opts = dict(options)
     if scheme == "s3":
         client = {k: opts.pop(k) for k in list(opts) if k in _CLIENT_OPTIONS}
