@@ -210,23 +210,28 @@ class PointReader:
     def _shard_points(self, shard: tuple[int, int], index: np.ndarray | None,
                       keys: list[tuple[int, int]]) -> dict:
         """{key: decoded chunk or None} for chunks of one shard (``index`` None: not stored)."""
-        nr, nc = self.layout.grid[1:]
-        out: dict = {}
-        stored = []
-        for k in keys:
-            offset, length = ((int(v) for v in index[0, k[0] % nr, k[1] % nc])
-                              if index is not None else (MISSING, 0))
-            if offset == MISSING:
-                out[k] = None
-            else:
-                stored.append((offset, length, k))
-        stored.sort()
+        missing, stored = self._locate(index, keys)
+        out: dict = dict.fromkeys(missing)
         key = self._key(shard)
         raws = self.store.read_ranges(key, [s[0] for s in stored],
                                       [s[0] + s[1] for s in stored], coalesce=POINT_GAP)
         for (offset, length, k), raw in zip(stored, raws, strict=True):
             out[k] = self._decode(key, offset, length, raw)
         return out
+
+    def _locate(self, index: np.ndarray | None, keys: list[tuple[int, int]]):
+        """(keys of chunks not stored, [(offset, length, key)] of the others by offset) of
+        one shard's chunks; ``index`` None: the shard is not stored."""
+        nr, nc = self.layout.grid[1:]
+        missing, stored = [], []
+        for k in keys:
+            offset, length = ((int(v) for v in index[0, k[0] % nr, k[1] % nc])
+                              if index is not None else (MISSING, 0))
+            if offset == MISSING:
+                missing.append(k)
+            else:
+                stored.append((offset, length, k))
+        return missing, sorted(stored)
 
     def _decode(self, key: str, offset: int, length: int, raw: bytes) -> np.ndarray:
         """One inner chunk; StoreError naming the shard and the chunk's offset when its
@@ -253,17 +258,9 @@ class PointReader:
 
     def _shard_chunks(self, shard: tuple[int, int], chunks: list[tuple[int, int]],
                       first: tuple[int, int], out: np.ndarray) -> None:
-        nr, nc = self.layout.grid[1:]
-        index = self._shard_index(shard)
-        stored = []
-        for r, q in chunks:
-            offset, length = ((int(v) for v in index[0, r % nr, q % nc])
-                              if index is not None else (MISSING, 0))
-            if offset == MISSING:
-                out[:, r - first[0], q - first[1]] = 0
-            else:
-                stored.append((offset, length, r, q))
-        stored.sort()
+        missing, stored = self._locate(self._shard_index(shard), chunks)
+        for r, q in missing:
+            out[:, r - first[0], q - first[1]] = 0
         key = self._key(shard)
         while stored:  # one range read per run of nearby chunks
             n = 1
@@ -273,7 +270,7 @@ class PointReader:
             run, stored = stored[:n], stored[n:]
             start = run[0][0]
             raw = self.store.read_range(key, start, run[-1][0] + run[-1][1])
-            for offset, length, r, q in run:
+            for offset, length, (r, q) in run:
                 piece = raw[offset - start:offset - start + length]
                 out[:, r - first[0], q - first[1]] = self._decode(key, offset, length, piece)
 
