@@ -18,6 +18,7 @@ from geotessera.store.shardio import (
     MISSING,
     ShardLayout,
     decode_chunk,
+    encode_chunks,
     encode_shard,
     morton_order,
     read_layout,
@@ -210,3 +211,4 @@ def test_an_edge_block_encodes_as_the_block_padded_with_fill(transpose, h, w):
     layout = ShardLayout((8, 64, 64), (8, 64, 64), (8, 16, 16), "int8", 3,
                          (1, 2, 0) if transpose else None)
     assert b"".join(encode_shard(block, layout)) == b"".join(encode_shard(padded, layout))
+    assert encode_chunks(block, layout, (0, 0, 0)) == encode_chunks(padded, layout, (0, 0, 0))

@@ -145,9 +145,8 @@ class _Level1:
             # on this thread: chunks kept across the block, allocated by an encoder thread,
             # stayed resident in that thread's malloc arena after the block (glibc does not
             # trim a thread arena's top); here they live in the main heap, which is trimmed
-            self.encoded.update(encode_embeddings_part(
-                _whole_chunks(out.embeddings, self.layout.chunk[1]), self.layout, r0, c0,
-                threads=1))
+            self.encoded.update(encode_embeddings_part(out.embeddings, self.layout, r0, c0,
+                                                       threads=1))
 
     def write_part(self, store: Location, parts: Location, row: int, col: int):
         """Leave the block's L2 quarter beside the journal; () when it holds no data."""
@@ -224,13 +223,6 @@ def quarters_encodable(shard_px: int, chunk_px: int) -> bool:
     quarters can be encoded apart and joined; else L1 is kept raw and L2 made from L1."""
     half = shard_px // 2
     return shard_px % 2 == 0 and half % chunk_px == 0 and half % 2 == 0
-
-
-def _whole_chunks(block: np.ndarray, chunk_px: int) -> np.ndarray:
-    """``block`` (bands, h, w) padded with fill to whole inner chunks (itself when whole)."""
-    h, w = block.shape[1:]
-    ph, pw = -h % chunk_px, -w % chunk_px
-    return np.pad(block, ((0, 0), (0, ph), (0, pw))) if ph or pw else block
 
 
 def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int

@@ -218,10 +218,11 @@ def encode_shard(block: np.ndarray, layout: ShardLayout, *, threads: int = ENCOD
 def encode_chunks(block: np.ndarray, layout: ShardLayout, origin: tuple[int, ...], *,
                   threads: int = ENCODE_THREADS) -> dict[tuple[int, ...], bytes]:
     """The stored bytes of every non-fill inner chunk of ``block``, a part of a shard whose
-    first chunk is ``origin`` (chunk coordinates within the shard) and whose sides are whole
-    chunks: ``{coords: bytes}``. Parts encoded apart join into one shard with
-    ``write_encoded_shard``, byte for byte the shard ``write_shard`` makes of the whole."""
-    grid = tuple(s // n for s, n in zip(block.shape, layout.chunk, strict=True))
+    first chunk is ``origin`` (chunk coordinates within the shard): ``{coords: bytes}``; a
+    chunk the block ends in (a level's edge) is completed with fill. Parts encoded apart
+    join into one shard with ``write_encoded_shard``, byte for byte the shard
+    ``write_shard`` makes of the whole."""
+    grid = tuple(-(-s // n) for s, n in zip(block.shape, layout.chunk, strict=True))
     coords = [tuple(o + i for o, i in zip(origin, c, strict=True)) for c in np.ndindex(*grid)]
     encode = _chunk_encoder(block, layout, origin)
     return {c: data for c, data in zip(coords, _ordered_map(encode, coords, threads),

@@ -241,8 +241,9 @@ def embeddings_layout(store: StoreLike, level: str = "L0") -> ShardLayout:
 
 def encode_embeddings_part(block: np.ndarray, layout: ShardLayout, row0: int, col0: int, *,
                            threads: int = ENCODE_THREADS) -> dict[tuple[int, ...], bytes]:
-    """The encoded inner chunks of an embeddings block (bands, h, w) of whole chunks whose
-    first pixel is (row0, col0) within its shard, for ``write_shard_arrays(encoded=…)``;
+    """The encoded inner chunks of an embeddings block (bands, h, w) whose first pixel is
+    (row0, col0) within its shard (chunks it ends in completed with fill), for
+    ``write_shard_arrays(encoded=…)``;
     compressed on ``threads`` threads (the bytes do not depend on it)."""
     c = layout.chunk[1]
     return encode_chunks(block, layout, (0, row0 // c, col0 // c), threads=threads)
