@@ -105,7 +105,8 @@ class _Level1:
         self.encoded: dict[tuple[int, ...], bytes] | None = (
             {} if quarters_encodable(s, self.layout.chunk[1]) else None)
         #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
-        self.level = Reduced.filled(None if self.encoded is not None else bands, s, s)
+        self.level = Reduced.filled(None if self.encoded is not None else bands, s, s,
+                                    pixel_major=True)
         self.bands, h = bands, self.half  # the block's quarter of an L2 shard, by rows
         self.l2 = Reduced.filled(None, h, h) if parts else None
         #: The L2 quarter's embeddings: (row0, col0, shape, packed bytes) per block of rows.
@@ -126,7 +127,7 @@ class _Level1:
             rows = slice(2 * a, min(2 * (a + step), h))
             out = reduce_window(lambda i, j, r=rows.start: emb[:, r + i:r + j, :w],
                                 scales[rows], rgba[:, rows], bands, (min(step, hh - a), ww),
-                                memory_strip(bands, ww))
+                                memory_strip(bands, ww), pixel_major=True)
             self._keep(out, qy * self.half + a, qx * self.half)
             data.release_rows(rows.start, rows.stop)
 
@@ -137,10 +138,11 @@ class _Level1:
         if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
                               out.embeddings.shape[0], (hh // 2, ww // 2),
-                              memory_strip(out.embeddings.shape[0], ww // 2))
+                              memory_strip(out.embeddings.shape[0], ww // 2),
+                              pixel_major=True)
             self.l2.paste(q, r0 // 2, c0 // 2, embeddings=False)
-            self.l2_rows.append((r0 // 2, c0 // 2, q.embeddings.shape,
-                                 _PACK.encode(q.embeddings)))
+            pm = q.embeddings.transpose(1, 2, 0)  # (h, w, bands): its memory, no copy
+            self.l2_rows.append((r0 // 2, c0 // 2, pm.shape, _PACK.encode(pm)))
         if self.encoded is not None:
             # on this thread: chunks kept across the block, allocated by an encoder thread,
             # stayed resident in that thread's malloc arena after the block (glibc does not
@@ -159,13 +161,14 @@ class _Level1:
         return ((key, len(data), google_crc32c.value(data)),)
 
     def _l2_quarter(self) -> Reduced:
-        """The L2 quarter with its embeddings unpacked, as ``encode_part`` takes it."""
-        emb = np.zeros((self.bands, self.half, self.half), np.int8)
+        """The L2 quarter with its embeddings unpacked (pixel-major, as they were packed),
+        as ``encode_part`` takes it."""
+        emb = np.zeros((self.half, self.half, self.bands), np.int8)
         while self.l2_rows:
             r0, c0, shape, packed = self.l2_rows.pop()
-            emb[:, r0:r0 + shape[1], c0:c0 + shape[2]] = np.frombuffer(
+            emb[r0:r0 + shape[0], c0:c0 + shape[1]] = np.frombuffer(
                 _PACK.decode(packed), np.int8).reshape(shape)
-        return Reduced(emb, self.l2.scales, self.l2.rgba)
+        return Reduced(emb.transpose(2, 0, 1), self.l2.scales, self.l2.rgba)
 
     def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
         rows, cols = shard_windows(shape, self.layout.shard[1], row, col)

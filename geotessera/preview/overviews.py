@@ -167,10 +167,12 @@ class Reduced:
     rgba: np.ndarray
 
     @classmethod
-    def filled(cls, bands: int | None, h: int, w: int) -> Reduced:
+    def filled(cls, bands: int | None, h: int, w: int, *, pixel_major: bool = False
+               ) -> Reduced:
         """An (h, w) window at the fill values: zero embeddings (none when ``bands`` is
-        None), NaN scales, zero rgba."""
-        return cls(None if bands is None else np.zeros((bands, h, w), np.int8),
+        None; ``pixel_major``: a (bands, h, w) view of (h, w, bands) memory), NaN scales,
+        zero rgba."""
+        return cls(None if bands is None else _zeros(bands, h, w, pixel_major),
                    np.full((h, w), np.nan, np.float32), np.zeros((4, h, w), np.uint8))
 
     def paste(self, part: Reduced, row0: int, col0: int, *, embeddings: bool = True) -> None:
@@ -183,9 +185,16 @@ class Reduced:
             self.embeddings[:, rows, cols] = part.embeddings
 
 
+def _zeros(bands: int, h: int, w: int, pixel_major: bool) -> np.ndarray:
+    """Zero int8 (bands, h, w), band-major or as a view of pixel-major memory."""
+    if pixel_major:
+        return np.zeros((h, w, bands), np.int8).transpose(2, 0, 1)
+    return np.zeros((bands, h, w), np.int8)
+
+
 def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray,
                   rgba: np.ndarray, bands: int, out_shape: tuple[int, int],
-                  strip: int) -> Reduced:
+                  strip: int, *, pixel_major: bool = False) -> Reduced:
     """The next level over ``out_shape`` pixels from a window of the level below: its
     ``scales`` (h, w), ``rgba`` (4, h, w) and ``read_emb(a, b)``, the (bands, b − a, w)
     embeddings of its rows [a, b), read ``strip`` output rows at a time (a reader of a store
@@ -193,9 +202,11 @@ def reduce_window(read_emb: Callable[[int, int], np.ndarray], scales: np.ndarray
     ``memory_strip``) and reduced ``memory_strip`` rows at a time whatever the strip, so the
     float64 temporaries stay small; pixels without valid children keep the fill values.
     Every output pixel depends on its 2×2 children alone, so the result does not depend on
-    how a level is cut into windows or strips."""
+    how a level is cut into windows or strips. ``pixel_major``: the result's embeddings are
+    pixel-major, as ``mean2x2`` makes them of pixel-major children (no transposing paste),
+    and the next level's reduction of them takes the faster loop."""
     h, w = out_shape
-    out = Reduced.filled(bands, h, w)
+    out = Reduced.filled(bands, h, w, pixel_major=pixel_major)
     step = memory_strip(bands, w)
     for o0 in range(0, h, strip):
         a, b = 2 * o0, min(2 * (o0 + strip), scales.shape[0])
