@@ -124,6 +124,13 @@ def test_reduce_window_does_not_depend_on_its_strips(h, w, strip, budget, seed):
         overviews.REDUCE_STRIP_BYTES = old
     for name in ("embeddings", "scales", "rgba"):
         np.testing.assert_array_equal(getattr(cut, name), getattr(whole, name))
+    # pixel-major children (a build's shard) in strips: the same values, pixel-major out
+    pm = np.ascontiguousarray(emb.transpose(1, 2, 0)).transpose(2, 0, 1)
+    fast = reduce_window(lambda a, b: pm[:, a:b], scales, rgba, 3, shape, strip,
+                         pixel_major=True)
+    assert fast.embeddings.strides[0] == 1
+    for name in ("embeddings", "scales", "rgba"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(whole, name))
 
 
 @pytest.mark.parametrize(("shape", "shard", "levels"), [

@@ -21,7 +21,6 @@ from geotessera.build.parts import encode_part
 from geotessera.store.publish import part_key
 from geotessera.preview.overviews import (
     Reduced,
-    memory_strip,
     reduce_window,
     shard_windows,
     strip_rows,
@@ -127,7 +126,7 @@ class _Level1:
             rows = slice(2 * a, min(2 * (a + step), h))
             out = reduce_window(lambda i, j, r=rows.start: emb[:, r + i:r + j, :w],
                                 scales[rows], rgba[:, rows], bands, (min(step, hh - a), ww),
-                                memory_strip(bands, ww), pixel_major=True)
+                                step, pixel_major=True)
             self._keep(out, qy * self.half + a, qx * self.half)
             data.release_rows(rows.start, rows.stop)
 
@@ -138,8 +137,7 @@ class _Level1:
         if self.l2 is not None:  # L1 quarters are whole (L0 is whole shards): so are these
             q = reduce_window(lambda a, b: out.embeddings[:, a:b], out.scales, out.rgba,
                               out.embeddings.shape[0], (hh // 2, ww // 2),
-                              memory_strip(out.embeddings.shape[0], ww // 2),
-                              pixel_major=True)
+                              max(1, hh // 2), pixel_major=True)
             self.l2.paste(q, r0 // 2, c0 // 2, embeddings=False)
             pm = q.embeddings.transpose(1, 2, 0)  # (h, w, bands): its memory, no copy
             self.l2_rows.append((r0 // 2, c0 // 2, pm.shape, _PACK.encode(pm)))
