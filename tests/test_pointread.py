@@ -182,6 +182,18 @@ def test_concurrent_fetches_equal_serial_ones_and_zarr(tmp_path, monkeypatch, th
     assert not got[~inside].any() and inside.sum() > 200 and (~inside).sum() > 200
 
 
+@pytest.mark.parametrize("stored,want", [
+    ([], []),
+    ([(0, 10, "a"), (15, 10, "b"), (40, 10, "c")], [["a", "b"], ["c"]]),  # a gap over 5
+    ([(0, 10, "a"), (10, 10, "b"), (20, 10, "c")], [["a", "b"], ["c"]]),  # 30 spans over 25
+    ([(0, 40, "a"), (40, 10, "b")], [["a"], ["b"]]),  # a chunk over 25 alone
+])
+def test_runs_split_at_gaps_and_at_the_span_cap(stored, want):
+    from geotessera.store.pointread import runs
+
+    assert [[s[2] for s in run] for run in runs(stored, gap=5, most=25)] == want
+
+
 def _in_flight(monkeypatch) -> dict:
     """The most chunk reads (``read_range`` or ``read_ranges`` calls) running at once, and
     the most bytes they spanned together, from now on; each call is held 20 ms so that
@@ -214,13 +226,13 @@ def _in_flight(monkeypatch) -> dict:
     return seen
 
 
-def test_a_window_s_chunks_are_fetched_concurrently_in_bounded_pieces(tmp_path, monkeypatch):
+def test_a_window_s_chunks_are_fetched_concurrently_in_bounded_runs(tmp_path, monkeypatch):
     """``chunks`` has several reads in flight at once, at most ``FETCH_THREADS``, and they
     span at most ``FETCH_THREADS × MERGE_MAX`` bytes together (no chunk is larger)."""
     import geotessera.store.pointread as pr
 
     arr = _array(tmp_path, False, "none")  # 2,048-byte chunks
-    monkeypatch.setattr(pr, "MERGE_MAX", 5000)  # two chunks a piece
+    monkeypatch.setattr(pr, "MERGE_MAX", 5000)  # two chunks a run
     monkeypatch.setattr(pr, "FETCH_THREADS", 3)
     reader = PointReader.open(Location.parse(tmp_path), "e")
     reader.load_indexes(np.array([0, 127]), np.array([0, 95]))  # the shard indexes: kept

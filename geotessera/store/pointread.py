@@ -50,11 +50,11 @@ from geotessera.store.shardio import (
 )
 
 
-#: ``PointReader.chunks`` fetches a window's stored chunks in pieces of one shard spanning at
-#: most ``MERGE_MAX`` bytes (unless one chunk is larger), ``FETCH_THREADS`` pieces at once, so
-#: at most 32 MiB of compressed chunks are held at once; on an object store a piece's ranges
-#: at most ``MERGE_GAP`` bytes apart are one request (an S3 request costs more than a MiB's
-#: transfer), on disk its file is opened once and each range read alone.
+#: ``PointReader.chunks`` fetches a shard's needed chunks in runs of chunks at most
+#: ``MERGE_GAP`` bytes apart spanning at most ``MERGE_MAX`` bytes (unless one chunk is larger),
+#: ``FETCH_THREADS`` runs at once: on an object store each run is one request (one costs more
+#: than a MiB's transfer), on disk one open and a read per chunk; the cap bounds the compressed
+#: bytes held at once (32 MiB).
 MERGE_GAP, MERGE_MAX = 2**20, 2**22
 #: Point reads merge a shard's chunk ranges at most this many bytes apart into one request
 #: (object stores only; a local file reads each range alone): ~5 compressed 10 m chunks.
@@ -113,12 +113,14 @@ def rounds(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[i:i + size]
 
 
-def spans(stored: list[tuple[int, int, Any]], most: int) -> list[list[tuple[int, int, Any]]]:
-    """``stored`` ((offset, length, key), by offset) in consecutive runs, each spanning at most
-    ``most`` bytes from its first chunk's start to its last one's end, or one chunk."""
+def runs(stored: list[tuple[int, int, Any]], gap: int,
+         most: int) -> list[list[tuple[int, int, Any]]]:
+    """``stored`` ((offset, length, key), by offset) in consecutive runs: a chunk joins the
+    run before it when at most ``gap`` bytes after its end and the run then spans at most
+    ``most`` bytes (from its first chunk's start to its last one's end)."""
     out: list[list[tuple[int, int, Any]]] = []
     for s in stored:
-        if out and s[0] + s[1] - out[-1][0][0] <= most:
+        if out and s[0] - sum(out[-1][-1][:2]) <= gap and sum(s[:2]) - out[-1][0][0] <= most:
             out[-1].append(s)
         else:
             out.append([s])
@@ -265,9 +267,8 @@ class PointReader:
         ``out[:, i, j]``, a writable (band, len(crows), len(ccols), c, c) int8 view; zeros
         (the fill value) where a chunk is not stored. Each is read and decoded once, not
         cached (a window is read once): the shards' indexes at once, then the stored chunks
-        in pieces spanning at most ``MERGE_MAX`` bytes of one shard (unless one chunk is
-        larger), ``FETCH_THREADS`` pieces at a time, each by one ``read_ranges`` (ranges at
-        most ``MERGE_GAP`` apart one request) and decoded in its thread, so at most
+        in ``runs`` (``MERGE_GAP``, ``MERGE_MAX``), ``FETCH_THREADS`` at a time, each by one
+        ``read_ranges`` (one request on an object store) and decoded in its thread; at most
         ``FETCH_THREADS × MERGE_MAX`` compressed bytes are fetched and not yet decoded."""
         nr, nc = self.layout.grid[1:]
         by_shard: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -276,18 +277,18 @@ class PointReader:
                 by_shard.setdefault((r // nr, q // nc), []).append((r, q))
         indexes = cached_or_fetched(self._index, list(by_shard), self._fetch_indexes)
         r0, c0 = crows[0], ccols[0]
-        pieces = []
+        todo = []
         for shard, keys in by_shard.items():
             missing, stored = self._locate(indexes[shard], keys)
             for r, q in missing:
                 out[:, r - r0, q - c0] = 0
-            pieces += [(self._key(shard), run) for run in spans(stored, MERGE_MAX)]
+            todo += [(self._key(shard), run) for run in runs(stored, MERGE_GAP, MERGE_MAX)]
 
-        def decode(piece: tuple[str, list]) -> None:
-            for (r, q), chunk in self._read(*piece, MERGE_GAP):
+        def decode(run: tuple[str, list]) -> None:
+            for (r, q), chunk in self._read(*run, MERGE_GAP):
                 out[:, r - r0, q - c0] = chunk
 
-        fetch_all(decode, pieces)
+        fetch_all(decode, todo)
 
     def _key(self, shard: tuple[int, int]) -> str:
         return f"{self.path}/{self.layout.key((0, *shard))}"
