@@ -21,10 +21,12 @@ again, and a reader's memory stays bounded. The unsharded ``scales`` array is re
 way (``ScalesReader``): one object per chunk, decoded once.
 
 Windows (``PointReader.chunks``, for ``read_region``) are decoded inner chunk by inner chunk
-into a caller's buffer, a shard's nearby chunks fetched by one range read: zarr's own slice
-read of the same windows cost 3.1–3.9 CPU-s against 0.9–1.1 here (two 10 m windows of 1.6 and
-1.3 M pixels, 2,058 stored chunks; interleaved), most of it its asynchronous pipeline and
-copies.
+into a caller's buffer, fetched as a batch of points is: the shards' indexes at once, then
+runs of a shard's nearby chunks (``runs``: one request each on an object store), the same
+``_read`` of a shard's chunks, ``FETCH_THREADS`` runs at a time, decoded in those threads.
+zarr's own slice read of the same windows cost 3.1–3.9 CPU-s against 0.9–1.1 here (one run
+after another; two 10 m windows of 1.6 and 1.3 M pixels, 2,058 stored chunks; interleaved),
+most of it its asynchronous pipeline and copies.
 """
 
 from __future__ import annotations
