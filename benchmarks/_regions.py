@@ -13,8 +13,9 @@ zarr's own ``arr[:, rows, cols]`` and dequantised into a new float32 array
 (``np.multiply(int8, scale, out=...)``). Summed over the stores, that is the decoding and
 dequantising any reader must do for this output: the bytes under it.
 
-Time: CPU seconds (``time.process_time``), reader and floor interleaved in one process,
-alternating which goes first. Memory: in a fresh child process per measurement, the peak
+Time: CPU seconds (``time.process_time``, every thread's), reader and floor interleaved in
+one process, alternating which goes first; the reader's wall seconds too (its chunk fetches
+and decodes run on threads). Memory: in a fresh child process per measurement, the peak
 RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) above the RSS before the call, and
 tracemalloc's peak (numpy's buffers; not GDAL's), each against the output's ``nbytes``.
 """
@@ -120,9 +121,11 @@ def floor_direct(windows) -> list[np.ndarray]:
     return got
 
 
-def _cpu(fn) -> float:
-    t0 = time.process_time()
+def _cpu(fn, walls: list[float]) -> float:
+    """CPU seconds of ``fn()`` (every thread's); its wall seconds appended to ``walls``."""
+    t0, w0 = time.process_time(), time.perf_counter()
     fn()
+    walls.append(time.perf_counter() - w0)
     return time.process_time() - t0
 
 
@@ -136,18 +139,20 @@ def timings(stores: Path, repeats: int) -> list[dict]:
         shape, nbytes = list(da.shape), da.nbytes
         del da
         runs: dict[str, list[float]] = {"r": [], "f": [], "d": []}
+        walls: dict[str, list[float]] = {"r": [], "f": [], "d": []}
         for i in range(repeats):
             order = [("r", lambda: read_case(stores, k)), ("f", lambda: floor_read(windows)),
                      ("d", lambda: floor_direct(windows))]
             for tag, fn in order[i % 3:] + order[:i % 3]:
-                runs[tag].append(_cpu(fn))
+                runs[tag].append(_cpu(fn, walls[tag]))
         reader_s, floor_s = runs["r"], runs["f"]
         med_r, med_f = float(np.median(reader_s)), float(np.median(floor_s))
         figs.append({"case": name, "shape": shape, "out_nbytes": nbytes,
                      "floor_windows": [[w.name, [s.start, s.stop], [t.start, t.stop]]
                                        for w, (s, t) in windows],
                      "floor_px": floor_px, "reader_cpu_s": reader_s, "floor_cpu_s": floor_s,
-                     "direct_floor_cpu_s": runs["d"], "ratio": med_r / med_f,
+                     "direct_floor_cpu_s": runs["d"], "reader_wall_s": walls["r"],
+                     "direct_floor_wall_s": walls["d"], "ratio": med_r / med_f,
                      "ratio_direct": med_r / float(np.median(runs["d"]))})
     return figs
 
@@ -215,12 +220,13 @@ def report(f: dict) -> None:
                      f"{np.median(t['floor_cpu_s']):.2f}",
                      f"{np.median(t['direct_floor_cpu_s']):.2f}",
                      f"{np.median(t['reader_cpu_s']):.2f}",
+                     f"{np.median(t['reader_wall_s']):.2f}",
                      f"{t['ratio']:.2f}", f"{t['ratio_direct']:.2f}",
                      f"{m['reader']['rss_peak_delta'] / out:.2f}",
                      f"{m['reader']['traced_peak'] / out:.2f}",
                      f"{m['floor']['rss_peak_delta'] / out:.2f}"])
     print(h.table(["output", "px", "out MiB", "floor px/out px", "floor cpu s",
-                   "direct floor cpu s", "read_region cpu s", "ratio", "ratio direct",
+                   "direct floor cpu s", "read_region cpu s", "wall s", "ratio", "ratio direct",
                    "peak RSS/out", "traced/out", "floor RSS/out"], rows))
     print("ratio = read_region / floor (zarr's decode + dequantise); ratio direct = against "
           "the project's own\nchunk decoder + dequantise (the decoder read_region uses); "

@@ -12,6 +12,10 @@ for 128 bytes of a 106 MB tile against 6–13 ms of a 1 MiB object). S3 does not
 benchmark of small reads from large objects would measure moto. ``serve_ranges`` makes a
 well-formed single range (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) read only its bytes from
 moto's buffer; every other answer, headers and status included, is moto's own.
+
+``Moto.latency`` (seconds, default 0) holds every answer that long before moto computes it, in
+the server's thread with the GIL released, so requests in flight together wait together: a
+stand-in for a network round trip, which moto on loopback does not have.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +75,14 @@ class Moto:
     endpoint: str
     requests: Requests
 
+    @property
+    def latency(self) -> float:
+        return _DELAY["s"]
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        _DELAY["s"] = seconds
+
     def client(self):
         import boto3
 
@@ -103,6 +116,9 @@ def start_moto(*buckets: str, ranges: bool = True) -> Moto:
     return moto
 
 
+_DELAY = {"s": 0.0}  # Moto.latency: one server per process
+
+
 def _count_requests(app_class: type, requests: Requests) -> None:
     """Wrap the WSGI application's ``__call__`` so every answer is recorded, with its body's
     length, before it is sent (once per process: a second call only swaps the
@@ -120,6 +136,8 @@ def _count_requests(app_class: type, requests: Requests) -> None:
             status.append(int(s.split()[0]))
             return start_response(s, headers, exc_info)
 
+        if _DELAY["s"]:
+            time.sleep(_DELAY["s"])
         body = call(self, environ, respond)
         try:  # moto's bodies are in memory already: holding the chunks copies nothing
             chunks = list(body)

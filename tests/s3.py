@@ -6,15 +6,18 @@ test only, points the standard AWS environment at the server (``AWS_ENDPOINT_URL
 all find it; it is restored at the test's teardown, so no later test (a CLI run that logs
 where its credentials came from) sees fake credentials. Every request the server answers is
 recorded (method, path) from its werkzeug access log, so a test can count requests per object.
+``remote`` uploads the session's built stores (``built``) to the test's bucket.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +93,17 @@ def bucket(s3_server) -> Iterator[str]:
         name = f"t{uuid.uuid4().hex[:12]}"
         s3_server.client().create_bucket(Bucket=name)
         yield name
+
+
+@pytest.fixture
+def remote(built, s3_server, bucket) -> str:
+    """``built`` (the local stores) uploaded to a fresh bucket: ``s3://bucket/stores``; the
+    request log cleared after the upload."""
+    client = s3_server.client()
+    for dirpath, _, files in os.walk(built):  # symlinks to versions are local-only
+        for name in files:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                client.upload_file(str(path), bucket, f"stores/{path.relative_to(built)}")
+    s3_server.requests.clear()
+    return f"s3://{bucket}/stores"

@@ -182,6 +182,68 @@ def test_concurrent_fetches_equal_serial_ones_and_zarr(tmp_path, monkeypatch, th
     assert not got[~inside].any() and inside.sum() > 200 and (~inside).sum() > 200
 
 
+@pytest.mark.parametrize("stored,want", [
+    ([], []),
+    ([(0, 10, "a"), (15, 10, "b"), (40, 10, "c")], [["a", "b"], ["c"]]),  # a gap over 5
+    ([(0, 10, "a"), (10, 10, "b"), (20, 10, "c")], [["a", "b"], ["c"]]),  # 30 spans over 25
+    ([(0, 40, "a"), (40, 10, "b")], [["a"], ["b"]]),  # a chunk over 25 alone
+])
+def test_runs_split_at_gaps_and_at_the_span_cap(stored, want):
+    from geotessera.store.pointread import runs
+
+    assert [[s[2] for s in run] for run in runs(stored, gap=5, most=25)] == want
+
+
+def _in_flight(monkeypatch) -> dict:
+    """The most chunk reads (``read_range`` or ``read_ranges`` calls) running at once, and
+    the most bytes they spanned together, from now on; each call is held 20 ms so that
+    reads issued together overlap."""
+    import threading
+    import time
+
+    seen = {"calls": 0, "bytes": 0}
+    now, lock = {"calls": 0, "bytes": 0}, threading.Lock()
+
+    def held(real, span):
+        def call(self, key, *args, **kw):
+            with lock:
+                now["calls"] += 1
+                now["bytes"] += span(*args)
+                seen.update({k: max(seen[k], now[k]) for k in seen})
+            try:
+                time.sleep(0.02)
+                return real(self, key, *args, **kw)
+            finally:
+                with lock:
+                    now["calls"] -= 1
+                    now["bytes"] -= span(*args)
+        return call
+
+    monkeypatch.setattr(Location, "read_range",
+                        held(Location.read_range, lambda start, end: end - start))
+    monkeypatch.setattr(Location, "read_ranges",
+                        held(Location.read_ranges, lambda starts, ends: ends[-1] - starts[0]))
+    return seen
+
+
+def test_a_window_s_chunks_are_fetched_concurrently_in_bounded_runs(tmp_path, monkeypatch):
+    """``chunks`` has several reads in flight at once, at most ``FETCH_THREADS``, and they
+    span at most ``FETCH_THREADS × MERGE_MAX`` bytes together (no chunk is larger)."""
+    import geotessera.store.pointread as pr
+
+    arr = _array(tmp_path, False, "none")  # 2,048-byte chunks
+    monkeypatch.setattr(pr, "MERGE_MAX", 5000)  # two chunks a run
+    monkeypatch.setattr(pr, "FETCH_THREADS", 3)
+    reader = PointReader.open(Location.parse(tmp_path), "e")
+    reader.load_indexes(np.array([0, 127]), np.array([0, 95]))  # the shard indexes: kept
+    seen = _in_flight(monkeypatch)
+    out = np.full((8, 8, 6, 16, 16), 99, np.int8)
+    reader.chunks(range(8), range(6), out)
+    np.testing.assert_array_equal(out, _tiled(arr[:], 16))
+    assert 2 <= seen["calls"] <= 3
+    assert seen["bytes"] <= 3 * 5000
+
+
 def _counting(monkeypatch) -> list[tuple[str, int]]:
     """(key, ranges) of every ``Location.read_ranges`` call from now on."""
     calls = []
@@ -229,12 +291,13 @@ def _rewrite_index(shard, change) -> None:
     shard.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("path", ["points", "window"])
 @pytest.mark.parametrize("damage,message", [
     ("garbage", r"c/0/0/0: inner chunk at byte \d+ does not decode"),
     ("past the end", r"c/0/0/0: inner chunk at byte \d+: the index says \d+ bytes, the "
                      r"object has \d+ there"),
 ])
-def test_a_damaged_chunk_is_an_error_naming_the_shard(tmp_path, damage, message):
+def test_a_damaged_chunk_is_an_error_naming_the_shard(tmp_path, damage, message, path):
     _array(tmp_path, False)
     shard = tmp_path / "e/c/0/0/0"
     offsets = {}
@@ -250,6 +313,10 @@ def test_a_damaged_chunk_is_an_error_naming_the_shard(tmp_path, damage, message)
         data = bytearray(shard.read_bytes())
         data[offsets["at"]:offsets["at"] + 16] = b"\xff" * 16
         shard.write_bytes(bytes(data))
+    reader = PointReader.open(Location.parse(tmp_path), "e")
     with pytest.raises(StoreError, match=message):
-        rows, cols = np.indices((64, 32)).reshape(2, -1)  # every pixel of the shard
-        PointReader.open(Location.parse(tmp_path), "e").vectors(rows, cols)
+        if path == "points":
+            rows, cols = np.indices((64, 32)).reshape(2, -1)  # every pixel of the shard
+            reader.vectors(rows, cols)
+        else:  # the shard's chunks and the next shard's
+            reader.chunks(range(4), range(4), np.empty((8, 4, 4, 16, 16), np.int8))

@@ -4,29 +4,14 @@ with no object read twice; a warm pass that makes no request; missing chunks ask
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from geotessera import read
 
-from s3 import bucket, s3_server  # noqa: F401  (fixtures)
-
-
-@pytest.fixture
-def remote(built, s3_server, bucket) -> str:  # noqa: F811
-    """``built`` (the local stores) uploaded to a fresh bucket: ``s3://bucket/stores``."""
-    client = s3_server.client()
-    for dirpath, _, files in os.walk(built):  # symlinks to versions are local-only
-        for name in files:
-            path = Path(dirpath) / name
-            if not path.is_symlink():
-                client.upload_file(str(path), bucket, f"stores/{path.relative_to(built)}")
-    s3_server.requests.clear()
-    return f"s3://{bucket}/stores"
+from s3 import bucket, remote, s3_server  # noqa: F401  (fixtures)
 
 
 def _points(n: int, seed: int) -> np.ndarray:

@@ -21,10 +21,12 @@ again, and a reader's memory stays bounded. The unsharded ``scales`` array is re
 way (``ScalesReader``): one object per chunk, decoded once.
 
 Windows (``PointReader.chunks``, for ``read_region``) are decoded inner chunk by inner chunk
-into a caller's buffer, a shard's nearby chunks fetched by one range read: zarr's own slice
-read of the same windows cost 3.1–3.9 CPU-s against 0.9–1.1 here (two 10 m windows of 1.6 and
-1.3 M pixels, 2,058 stored chunks; interleaved), most of it its asynchronous pipeline and
-copies.
+into a caller's buffer, fetched as a batch of points is: the shards' indexes at once, then
+runs of a shard's nearby chunks (``runs``: one request each on an object store), the same
+``_read`` of a shard's chunks, ``FETCH_THREADS`` runs at a time, decoded in those threads.
+zarr's own slice read of the same windows cost 3.1–3.9 CPU-s against 0.9–1.1 here (one run
+after another; two 10 m windows of 1.6 and 1.3 M pixels, 2,058 stored chunks; interleaved),
+most of it its asynchronous pipeline and copies.
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ from geotessera.store.shardio import (
 )
 
 
-#: ``PointReader.chunks`` reads a shard's needed inner chunks as ranges merged across gaps of
-#: up to ``MERGE_GAP`` bytes into reads of at most ``MERGE_MAX`` bytes (unless one chunk is
-#: larger): one local range read costs about 0.44 ms through obstore (measured: 2,058 reads
-#: of 10 m chunks took 0.91 s), an S3 request more than a MiB's transfer; the cap bounds the
-#: bytes held at once.
+#: ``PointReader.chunks`` fetches a shard's needed chunks in runs of chunks at most
+#: ``MERGE_GAP`` bytes apart spanning at most ``MERGE_MAX`` bytes (unless one chunk is larger),
+#: ``FETCH_THREADS`` runs at once: on an object store each run is one request (one costs more
+#: than a MiB's transfer), on disk one open and a read per chunk; the cap bounds the compressed
+#: bytes held at once (32 MiB).
 MERGE_GAP, MERGE_MAX = 2**20, 2**22
 #: Point reads merge a shard's chunk ranges at most this many bytes apart into one request
 #: (object stores only; a local file reads each range alone): ~5 compressed 10 m chunks.
@@ -111,6 +113,20 @@ def rounds(items: list[T], size: int) -> Iterator[list[T]]:
     size = max(1, size)
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def runs(stored: list[tuple[int, int, Any]], gap: int,
+         most: int) -> list[list[tuple[int, int, Any]]]:
+    """``stored`` ((offset, length, key), by offset) in consecutive runs: a chunk joins the
+    run before it when at most ``gap`` bytes after its end and the run then spans at most
+    ``most`` bytes (from its first chunk's start to its last one's end)."""
+    out: list[list[tuple[int, int, Any]]] = []
+    for s in stored:
+        if out and s[0] - sum(out[-1][-1][:2]) <= gap and sum(s[:2]) - out[-1][0][0] <= most:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
 
 
 def cached_or_fetched(lru: LRUBytes, keys: list[K], fetch: Callable[[list[K]], dict]) -> dict:
@@ -211,13 +227,16 @@ class PointReader:
                       keys: list[tuple[int, int]]) -> dict:
         """{key: decoded chunk or None} for chunks of one shard (``index`` None: not stored)."""
         missing, stored = self._locate(index, keys)
-        out: dict = dict.fromkeys(missing)
-        key = self._key(shard)
+        return dict.fromkeys(missing) | dict(self._read(self._key(shard), stored, POINT_GAP))
+
+    def _read(self, key: str, stored: list[tuple[int, int, Any]],
+              gap: int) -> Iterator[tuple[Any, np.ndarray]]:
+        """(key, decoded chunk) of each stored chunk (offset, length, key) of shard ``key``,
+        fetched by one ``read_ranges`` (ranges at most ``gap`` apart one request)."""
         raws = self.store.read_ranges(key, [s[0] for s in stored],
-                                      [s[0] + s[1] for s in stored], coalesce=POINT_GAP)
+                                      [s[0] + s[1] for s in stored], coalesce=gap)
         for (offset, length, k), raw in zip(stored, raws, strict=True):
-            out[k] = self._decode(key, offset, length, raw)
-        return out
+            yield k, self._decode(key, offset, length, raw)
 
     def _locate(self, index: np.ndarray | None, keys: list[tuple[int, int]]):
         """(keys of chunks not stored, [(offset, length, key)] of the others by offset) of
@@ -249,36 +268,32 @@ class PointReader:
         """Decode the inner chunks ``crows`` × ``ccols`` (chunk rows and columns) into
         ``out[:, i, j]``, a writable (band, len(crows), len(ccols), c, c) int8 view; zeros
         (the fill value) where a chunk is not stored. Each is read and decoded once, not
-        cached (a window is read once)."""
+        cached (a window is read once): the shards' indexes at once, then the stored chunks
+        in ``runs`` (``MERGE_GAP``, ``MERGE_MAX``), ``FETCH_THREADS`` at a time, each by one
+        ``read_ranges`` (one request on an object store) and decoded in its thread; at most
+        ``FETCH_THREADS × MERGE_MAX`` compressed bytes are fetched and not yet decoded."""
         nr, nc = self.layout.grid[1:]
-        for sr in range(crows[0] // nr, crows[-1] // nr + 1):
-            for sc in range(ccols[0] // nc, ccols[-1] // nc + 1):
-                here = [(r, q) for r in crows if r // nr == sr for q in ccols if q // nc == sc]
-                self._shard_chunks((sr, sc), here, (crows[0], ccols[0]), out)
+        by_shard: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for r in crows:
+            for q in ccols:
+                by_shard.setdefault((r // nr, q // nc), []).append((r, q))
+        indexes = cached_or_fetched(self._index, list(by_shard), self._fetch_indexes)
+        r0, c0 = crows[0], ccols[0]
+        todo = []
+        for shard, keys in by_shard.items():
+            missing, stored = self._locate(indexes[shard], keys)
+            for r, q in missing:
+                out[:, r - r0, q - c0] = 0
+            todo += [(self._key(shard), run) for run in runs(stored, MERGE_GAP, MERGE_MAX)]
 
-    def _shard_chunks(self, shard: tuple[int, int], chunks: list[tuple[int, int]],
-                      first: tuple[int, int], out: np.ndarray) -> None:
-        missing, stored = self._locate(self._shard_index(shard), chunks)
-        for r, q in missing:
-            out[:, r - first[0], q - first[1]] = 0
-        key = self._key(shard)
-        while stored:  # one range read per run of nearby chunks
-            n = 1
-            while (n < len(stored) and stored[n][0] - sum(stored[n - 1][:2]) <= MERGE_GAP
-                   and sum(stored[n][:2]) - stored[0][0] <= MERGE_MAX):
-                n += 1
-            run, stored = stored[:n], stored[n:]
-            start = run[0][0]
-            raw = self.store.read_range(key, start, run[-1][0] + run[-1][1])
-            for offset, length, (r, q) in run:
-                piece = raw[offset - start:offset - start + length]
-                out[:, r - first[0], q - first[1]] = self._decode(key, offset, length, piece)
+        def decode(run: tuple[str, list]) -> None:
+            for (r, q), chunk in self._read(*run, MERGE_GAP):
+                out[:, r - r0, q - c0] = chunk
+
+        fetch_all(decode, todo)
 
     def _key(self, shard: tuple[int, int]) -> str:
         return f"{self.path}/{self.layout.key((0, *shard))}"
-
-    def _shard_index(self, shard: tuple[int, int]) -> np.ndarray | None:
-        return cached_or_fetched(self._index, [shard], self._fetch_indexes)[shard]
 
 
 class ScalesReader:
