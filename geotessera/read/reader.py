@@ -22,7 +22,15 @@ from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance
 from geotessera.read.sources import stores_of
 from geotessera.store.location import Location
 from geotessera.store.versions import published
-from geotessera.store.meta import StoreMeta, node_documents, open_checked, read_meta
+from geotessera.store.meta import (
+    FINEST_ARRAYS,
+    Opened,
+    StoreMeta,
+    check_nodes,
+    node_documents,
+    open_checked,
+    read_meta,
+)
 from geotessera.store.pointread import PointReader, ScalesReader, read_window
 from geotessera.types import Level
 
@@ -32,6 +40,13 @@ class ZoneStore:
     """An opened zone store: its parsed metadata (``meta``: zone, year, EPSG, levels,
     passes), the zarr root group and its ``Location``; arrays and point readers are opened
     on first use and kept. Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
+
+    Guarantee: no value is decoded with a node document that was not checked equal to its
+    consolidated entry. The root and ``L0``'s ``embeddings`` and ``scales`` are checked on
+    opening; any other array on first use (``arrays``, ``array``); ``check_all`` checks every
+    node. A damaged or disagreeing document is a StoreError naming the store and the file.
+    ``meta`` comes from the root document and the consolidated metadata; read arrays
+    through ``arrays`` and ``array``, not ``root``, so they are checked.
 
     Examples
     --------
@@ -43,36 +58,62 @@ class ZoneStore:
     meta: StoreMeta
     root: Any  # the zarr root group, opened by geotessera.store
     location: Location
-    #: path → node document, from the consolidated metadata checked when it was opened
+    #: path → node document, from the consolidated metadata (each checked before use)
     docs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: paths of the nodes whose own zarr.json was found equal to ``docs``
+    checked: set[str] = field(default_factory=set, compare=False, repr=False)
     _readers: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def open(cls, href: str | os.PathLike[str] | Location, allow_incomplete: bool = False,
-             opened: tuple[Any, dict[str, Any]] | None = None) -> ZoneStore:
+             opened: Opened | None = None) -> ZoneStore:
         """Open a store by path, URL or ``Location`` (a store home opens the version its
-        pointer names); StoreError if it is not a zone store or its build is not complete
-        (unless ``allow_incomplete``), StoreNotFoundError if nothing is there. ``opened``
-        is ``meta.open_checked`` of the published store ``href`` when already made."""
+        pointer names); StoreError if it is not a zone store, its build is not complete
+        (unless ``allow_incomplete``) or a document checked is damaged or disagrees,
+        StoreNotFoundError if nothing is there. ``opened`` is ``meta.open_checked`` of the
+        published store ``href`` when already made."""
         if opened is None:
             loc = published(Location.parse(href))
-            root, doc = open_checked(loc)
+            opened = open_checked(loc, FINEST_ARRAYS)
         else:
-            loc, (root, doc) = Location.parse(href), opened
-        meta = read_meta(root, str(loc))
+            loc = Location.parse(href)
+        meta = read_meta(opened.group, str(loc))
         if not (allow_incomplete or meta.passes.get("build")):
             raise StoreError(loc, "build not complete (geotessera:build_complete is not "
                                    "true); pass allow_incomplete=True to read it anyway")
-        return cls(meta, root, loc, node_documents(doc))
+        return cls(meta, opened.group, loc, node_documents(opened.doc), set(opened.checked))
+
+    def check(self, *paths: str) -> None:
+        """Check the documents of the nodes ``paths`` against the consolidated metadata, each
+        once, those not yet checked read at once; StoreError naming the file for one that
+        is damaged, missing or disagrees. Nothing to check without consolidated metadata
+        (zarr and the point readers then read each node's own document)."""
+        if todo := [p for p in paths if p in self.docs and p not in self.checked]:
+            check_nodes(self.location, self.docs, todo)
+            self.checked.update(todo)
+
+    def check_all(self) -> None:
+        """``check`` every node of the consolidated metadata (what ``meta.open_root`` does)."""
+        self.check(*self.docs)
 
     def arrays(self, level: Level) -> tuple[Any, Any]:
-        """(embeddings, scales) zarr arrays of a level, opened once (opening one through zarr
-        costs milliseconds, more than a warm point look-up)."""
+        """(embeddings, scales) zarr arrays of a level, checked and opened once (opening one
+        through zarr costs milliseconds, more than a warm point look-up)."""
         key = ("arrays", level.path)
         if key not in self._readers:
-            self._readers[key] = (self.root[f"{level.path}/embeddings"],
-                                  self.root[f"{level.path}/scales"])
+            emb, sc = f"{level.path}/embeddings", f"{level.path}/scales"
+            self.check(emb, sc)
+            self._readers[key] = (self.root[emb], self.root[sc])
         return self._readers[key]
+
+    def array(self, level: Level, name: str) -> Any:
+        """The zarr array ``name`` of a level (``rgba``, …), checked and opened once;
+        KeyError when the level has none."""
+        path = f"{level.path}/{name}"
+        if ("array", path) not in self._readers:
+            self.check(path)
+            self._readers[("array", path)] = self.root[path]
+        return self._readers[("array", path)]
 
     def fractional(self, level: Level, lon: np.ndarray, lat: np.ndarray):
         """(row, col) of lon/lat in ``level``'s pixels, fractional (pixel centres at .5)."""
@@ -123,6 +164,7 @@ class ZoneStore:
         layout is ours, zarr's coordinate selection otherwise."""
         key = f"{level.path}/scales"
         if key not in self._readers:
+            self.check(key)
             self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
         if (reader := self._readers[key]) is not None:
             return reader.values(r, c)
@@ -155,6 +197,7 @@ class ZoneStore:
         per store), or None when the layout is not one it reads."""
         if level.path not in self._readers:
             path = f"{level.path}/embeddings"
+            self.check(path)
             self._readers[level.path] = PointReader.open(self.location, path,
                                                          self.docs.get(path))
         return self._readers[level.path]
