@@ -34,7 +34,7 @@ def test_every_node_or_only_those_named_are_checked(store):
     _garble(store / "L0/x/zarr.json")
     named = meta.open_checked(store, meta.FINEST_ARRAYS)
     assert named.checked == set(meta.FINEST_ARRAYS)
-    assert named.group["L0/embeddings"].shape == every.group["L0/embeddings"].shape
+    assert named.group()["L0/embeddings"].shape == every.group()["L0/embeddings"].shape
     with pytest.raises(StoreError, match="L0/x/zarr.json: damaged metadata"):
         meta.open_checked(store)
 
@@ -68,3 +68,23 @@ def test_a_consolidated_path_leaving_the_store_is_refused_not_read(store):
         meta.open_root(store)
     with pytest.raises(StoreError, match="not a plain relative name"):
         meta.check_nodes(Location.parse(store), meta.node_documents(root), ["../outside"])
+
+
+@pytest.mark.parametrize("name", ["utm30_2024.zarr", "utm31_2024.zarr", "utm31_2025.zarr"])
+def test_meta_from_the_documents_equals_meta_from_zarr(built, name):
+    """``meta_of`` reads no zarr group: it must parse what ``read_meta`` does from it."""
+    opened = meta.open_checked(built / name, meta.FINEST_ARRAYS)
+    got = meta.meta_of(opened, name)
+    assert got == meta.read_meta(opened.group(), name)
+    assert [v.name for v in got.variables] == ["embeddings", "scales"]
+    assert got.consolidated and got.levels[0].path == "L0"
+
+
+def test_meta_without_consolidated_metadata_comes_from_zarr(store):
+    root = json.loads((store / "zarr.json").read_text())
+    del root["consolidated_metadata"]
+    (store / "zarr.json").write_text(json.dumps(root))
+    opened = meta.open_checked(store, meta.FINEST_ARRAYS)
+    assert opened.checked == set()  # nothing to compare: zarr reads each node's own file
+    got = meta.meta_of(opened, NAME)
+    assert not got.consolidated and [v.name for v in got.variables] == ["embeddings", "scales"]

@@ -24,12 +24,14 @@ from geotessera.store.location import Location
 from geotessera.store.versions import published
 from geotessera.store.meta import (
     FINEST_ARRAYS,
+    ROOT_DOC,
     Opened,
     StoreMeta,
     check_nodes,
+    decoding,
+    meta_of,
     node_documents,
     open_checked,
-    read_meta,
 )
 from geotessera.store.pointread import PointReader, ScalesReader, read_window
 from geotessera.types import Level
@@ -38,15 +40,14 @@ from geotessera.types import Level
 @dataclass(frozen=True, slots=True)
 class ZoneStore:
     """An opened zone store: its parsed metadata (``meta``: zone, year, EPSG, levels,
-    passes), the zarr root group and its ``Location``; arrays and point readers are opened
-    on first use and kept. Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
+    passes, from the root document and its consolidated metadata) and its ``Location``;
+    zarr's root group (``root``), arrays and point readers are opened on first use and kept.
+    Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
 
     Guarantee: no value is decoded with a node document that was not checked equal to its
     consolidated entry. The root and ``L0``'s ``embeddings`` and ``scales`` are checked on
     opening; any other array on first use (``arrays``, ``array``); ``check_all`` checks every
     node. A damaged or disagreeing document is a StoreError naming the store and the file.
-    ``meta`` comes from the root document and the consolidated metadata; read arrays
-    through ``arrays`` and ``array``, not ``root``, so they are checked.
 
     Examples
     --------
@@ -56,8 +57,9 @@ class ZoneStore:
     """
 
     meta: StoreMeta
-    root: Any  # the zarr root group, opened by geotessera.store
     location: Location
+    #: what ``meta.open_checked`` read (``root`` is opened from it)
+    opened: Opened | None = field(default=None, compare=False, repr=False)
     #: path → node document, from the consolidated metadata (each checked before use)
     docs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: paths of the nodes whose own zarr.json was found equal to ``docs``
@@ -77,11 +79,23 @@ class ZoneStore:
             opened = open_checked(loc, FINEST_ARRAYS)
         else:
             loc = Location.parse(href)
-        meta = read_meta(opened.group, str(loc))
+        meta = meta_of(opened, str(loc))
         if not (allow_incomplete or meta.passes.get("build")):
             raise StoreError(loc, "build not complete (geotessera:build_complete is not "
                                    "true); pass allow_incomplete=True to read it anyway")
-        return cls(meta, opened.group, loc, node_documents(opened.doc), set(opened.checked))
+        return cls(meta, loc, opened, node_documents(opened.doc), set(opened.checked))
+
+    @property
+    def root(self) -> Any:
+        """zarr's root group, read-only, opened on first use from the root document already
+        read (parsing the consolidated metadata costs milliseconds: a point read whose
+        layout the direct readers read never opens it). Read arrays through ``arrays`` and
+        ``array``, which check their documents first."""
+        if "root" not in self._readers:
+            if self.opened is None:
+                raise StoreError(self.location, "no root group: not opened by ZoneStore.open")
+            self._readers["root"] = self.opened.group()
+        return self._readers["root"]
 
     def check(self, *paths: str) -> None:
         """Check the documents of the nodes ``paths`` against the consolidated metadata, each
@@ -123,32 +137,32 @@ class ZoneStore:
     def sample(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """(n, bands) float32 at the finest level; NaN outside the grid or without data."""
         level = self.meta.levels[0]
-        emb_arr, sc_arr = self.arrays(level)
+        reader = self._point_reader(level)
         fr, fc = self.fractional(level, lon, lat)
-        out = np.full((len(lon), emb_arr.shape[0]), np.nan, np.float32)
+        bands = reader.bands if reader is not None else self.arrays(level)[0].shape[0]
+        out = np.full((len(lon), bands), np.nan, np.float32)
         inside = _inside(fr, fc, level.shape)
         if not inside.any():
             return out
         r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
-        reader = self._point_reader(level)
         with ThreadPoolExecutor(1) as pool:  # remote shard indexes not kept: read meanwhile
             early = (pool.submit(reader.load_indexes, r, c) if reader is not None
                      and not self.location.is_local and reader.lacks_indexes(r, c) else None)
-            sc = self._scales_at(level, sc_arr, r, c, lon[inside], lat[inside])
+            sc = self._scales_at(level, r, c, lon[inside], lat[inside])
             if early is not None:
                 early.result()
         have = np.isfinite(sc)  # read embeddings only where there is data
         if have.any():
-            vectors = self._vectors(level, emb_arr, r[have], c[have])
+            vectors = self._vectors(level, r[have], c[have])
             out[np.flatnonzero(inside)[have]] = dequantise(vectors, sc[have][:, None])
         return out
 
-    def _scales_at(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray,
-                   lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    def _scales_at(self, level: Level, r: np.ndarray, c: np.ndarray, lon: np.ndarray,
+                   lat: np.ndarray) -> np.ndarray:
         """float32 scales at pixels (r, c) of locations (lon, lat); where a pixel is empty
         and the zone-edge crack rule applies, r and c are changed (in place) to the pixel
         the rule reads, and its scale is returned."""
-        sc = self._scales(level, sc_arr, r, c)
+        sc = self._scales(level, r, c)
         empty = np.flatnonzero(~np.isfinite(sc))
         if empty.size:
             r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[empty],
@@ -156,19 +170,20 @@ class ZoneStore:
             if crack.any():
                 i = empty[crack]
                 r[i], c[i] = r2[crack], c2[crack]
-                sc[i] = self._scales(level, sc_arr, r[i], c[i])
+                sc[i] = self._scales(level, r[i], c[i])
         return sc
 
-    def _scales(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def _scales(self, level: Level, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """float32 scales at pixels: whole chunks read once into a bounded cache where the
         layout is ours, zarr's coordinate selection otherwise."""
         key = f"{level.path}/scales"
         if key not in self._readers:
             self.check(key)
-            self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
+            with decoding(self.location, f"{key}/{ROOT_DOC}"):
+                self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
         if (reader := self._readers[key]) is not None:
             return reader.values(r, c)
-        return sc_arr.vindex[r, c]
+        return self.arrays(level)[1].vindex[r, c]
 
     def tile_edge(self, level: Level) -> int:
         """The tile edge ``tiles`` decodes fastest: the inner chunk's where the layout is ours."""
@@ -198,16 +213,17 @@ class ZoneStore:
         if level.path not in self._readers:
             path = f"{level.path}/embeddings"
             self.check(path)
-            self._readers[level.path] = PointReader.open(self.location, path,
-                                                         self.docs.get(path))
+            with decoding(self.location, f"{path}/{ROOT_DOC}"):
+                self._readers[level.path] = PointReader.open(self.location, path,
+                                                             self.docs.get(path))
         return self._readers[level.path]
 
-    def _vectors(self, level: Level, emb_arr: Any, r: np.ndarray,
-                 c: np.ndarray) -> np.ndarray:
+    def _vectors(self, level: Level, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """(n, bands) int8: the direct point reader where the layout is ours, zarr's
         coordinate selection otherwise."""
         if (reader := self._point_reader(level)) is not None:
             return reader.vectors(r, c)
+        emb_arr = self.arrays(level)[0]
         bands = np.arange(emb_arr.shape[0])
         return emb_arr.vindex[bands[:, None], r[None, :], c[None, :]].T
 

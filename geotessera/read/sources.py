@@ -17,7 +17,7 @@ from geotessera.errors import StoreError
 from geotessera.read.aliases import Source
 from geotessera.store.fanout import fan_out
 from geotessera.store.location import Location
-from geotessera.store.meta import FINEST_ARRAYS, Opened, open_checked, read_meta
+from geotessera.store.meta import FINEST_ARRAYS, Opened, meta_of, open_checked
 from geotessera.store.naming import find_stores, store_name
 from geotessera.store.versions import POINTER, VERSION_RE, StoreHome, home_version
 
@@ -147,7 +147,7 @@ def stores_of(source: Source, year: int) -> StoreSet:
     text = str(loc)
     if is_store:
         opened = open_checked(loc, FINEST_ARRAYS)
-        meta = read_meta(opened.group, text)
+        meta = meta_of(opened, text)
         if meta.year != year:
             raise StoreError(text, f"store holds year {meta.year}, not {year}")
         return StoreSet(text, year, {meta.zone: text}, opened={meta.zone: opened})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +71,28 @@ def open_root(href: Location | str | Path) -> zarr.Group:
     disagreeing ``zarr.json`` anywhere is a StoreError naming the store and the file, never
     hidden and never an internal error.
     """
-    return open_checked(href).group
+    return open_checked(href).group()
 
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A store opened by ``open_checked``: its root ``group``, the root document ``doc`` it
-    was opened from, and ``checked``, the node paths whose own ``zarr.json`` was read and
-    found equal to its consolidated entry."""
+    """A store checked by ``open_checked``: its ``location``, the root document ``doc`` and
+    the bytes ``raw`` it was read from, and ``checked``, the node paths whose own
+    ``zarr.json`` was read and found equal to its consolidated entry."""
 
-    group: zarr.Group
+    location: Location
+    raw: bytes
     doc: dict[str, Any]
     checked: frozenset[str]
+
+    def group(self) -> zarr.Group:
+        """zarr's root group, opened from ``raw`` (``KnownDocuments``: the root is not read
+        again; parsing its consolidated metadata costs milliseconds); StoreError naming the
+        root document when zarr refuses it."""
+        with decoding(self.location, ROOT_DOC):
+            store = KnownDocuments(self.location.zarr_store(read_only=True),
+                                   {ROOT_DOC: self.raw})
+            return zarr.open_group(store=store, mode="r", zarr_format=3)
 
 
 #: The finest level's data arrays (docs/format.md §1: level 0 is ``L0``, a value is
@@ -98,8 +108,8 @@ def open_checked(href: Location | str | Path, nodes: Sequence[str] | None = None
     formed. Then every node it lists (``nodes`` None), or each of ``nodes`` it lists, must
     have a ``zarr.json`` equal to its consolidated entry: else StoreError naming the store
     and the file. ``checked`` holds the paths so checked (none without consolidated
-    metadata, where zarr reads each node's own file). The group is opened from the bytes
-    already read (``KnownDocuments``): no document is read twice."""
+    metadata, where zarr reads each node's own file). No document is read twice: zarr's
+    group is opened from the bytes already read (``Opened.group``)."""
     loc = Location.parse(href)
     read: dict[str, Any] = {}
     if nodes is None:
@@ -110,10 +120,7 @@ def open_checked(href: Location | str | Path, nodes: Sequence[str] | None = None
     paths = sorted(entries) if nodes is None else [p for p in nodes if p in entries]
     if problems := _node_problems(loc, entries, paths, read):
         raise StoreError(*problems[0])
-    with decoding(loc, ROOT_DOC):
-        store = KnownDocuments(loc.zarr_store(read_only=True), {ROOT_DOC: raw})
-        return Opened(zarr.open_group(store=store, mode="r", zarr_format=3), root,
-                      frozenset(paths))
+    return Opened(loc, raw, root, frozenset(paths))
 
 
 def check_nodes(loc: Location, entries: dict[str, Any], paths: Sequence[str]) -> None:
@@ -311,25 +318,52 @@ def read_meta(root: zarr.Group, href: str) -> StoreMeta:
     """Parse a zone store's root attributes; StoreError if it is not one (attributes of the
     wrong type included: the message names the root document)."""
     with decoding(Location.parse(href), ROOT_DOC):
-        return _read_meta(root, href)
+        attrs = root.attrs.asdict()
+        levels = _levels(attrs, href)
+        arrays = ((name, a.metadata.dimension_names, a.shape, a.attrs.get("long_name", ""))
+                  for name, a in root[levels[0].path].arrays())
+        return _store_meta(href, attrs, levels, arrays,
+                           root.metadata.consolidated_metadata is not None)
 
 
-def _read_meta(root: zarr.Group, href: str) -> StoreMeta:
-    attrs = root.attrs.asdict()
+def meta_of(opened: Opened, href: str) -> StoreMeta:
+    """``read_meta`` of the opened store, from its root document and consolidated metadata
+    alone, without opening zarr's group (zarr's group when it has no consolidated
+    metadata); equal to ``read_meta(opened.group(), href)`` (tested)."""
+    if not (entries := node_documents(opened.doc)):
+        return read_meta(opened.group(), href)
+    with decoding(opened.location, ROOT_DOC):
+        attrs = opened.doc.get("attributes") or {}
+        levels = _levels(attrs, href)
+        if entries[finest := levels[0].path]["node_type"] != "group":
+            raise KeyError(finest)
+        arrays = ((k.split("/")[-1], e.get("dimension_names"), tuple(e["shape"]),
+                   (e.get("attributes") or {}).get("long_name", ""))
+                  for k, e in entries.items() if k.rsplit("/", 1)[0] == finest and "/" in k
+                  and e.get("node_type") == "array")
+        return _store_meta(href, attrs, levels, arrays, True)
+
+
+def _levels(attrs: dict[str, Any], href: str) -> tuple[Level, ...]:
     need = ("multiscales", "proj:code", "geotessera:zone", "geotessera:year")
     if missing := [k for k in need if k not in attrs]:
         raise StoreError(href, f"not a geotessera zone store (missing {', '.join(missing)})")
     crs = str(attrs["proj:code"])
-    levels = tuple(sorted(
+    return tuple(sorted(
         (Level(e["asset"], PixelGrid(crs, tuple(map(float, e["spatial:transform"][:6])),
                                      tuple(map(int, e["spatial:shape"]))))
          for e in attrs["multiscales"]["layout"]),
         key=lambda lv: lv.pixel_size))
-    finest = root[levels[0].path]
-    variables = tuple(
-        Variable(name, tuple(a.metadata.dimension_names or ()), a.shape,
-                 str(a.attrs.get("long_name", "")))
-        for name, a in sorted(finest.arrays(), key=lambda kv: kv[0]) if a.ndim >= 2)
+
+
+def _store_meta(href: str, attrs: dict[str, Any], levels: tuple[Level, ...],
+                arrays: Iterable[tuple[str, Any, tuple[int, ...], Any]],
+                consolidated: bool) -> StoreMeta:
+    """The StoreMeta of root attributes, levels and the finest level's arrays (name,
+    dimension names, shape, long name)."""
+    variables = tuple(Variable(name, tuple(dims or ()), tuple(shape), str(long_name))
+                      for name, dims, shape, long_name in sorted(arrays, key=lambda v: v[0])
+                      if len(shape) >= 2)
     geo = {k[len("geotessera:"):]: v for k, v in attrs.items() if k.startswith("geotessera:")}
     passes = {k[: -len("_complete")]: bool(v) for k, v in geo.items() if k.endswith("_complete")}
     keep = ("zone", "year", "tiles_written", "version")
@@ -337,7 +371,7 @@ def _read_meta(root: zarr.Group, href: str) -> StoreMeta:
         href=href, zone=int(geo["zone"]), year=int(geo["year"]),
         epsg=int(str(attrs["proj:code"]).split(":")[-1]),
         bands=int(attrs.get("geoemb:dimensions", 0)), levels=levels, variables=variables,
-        consolidated=root.metadata.consolidated_metadata is not None, passes=passes,
+        consolidated=consolidated, passes=passes,
         provenance={k: geo[k] for k in keep if k in geo}
         | {f"{k}_complete": v for k, v in sorted(passes.items())},
         build_time=geo.get("build_time"), tiles=tuple(geo.get("tiles", ())),
