@@ -141,6 +141,21 @@ def test_a_point_read_refuses_a_damaged_document_it_decodes_with(damaged_copy, d
     assert NAME in str(e.value) or "utm31_2024/v" in str(e.value)
 
 
+def test_a_document_agreeing_with_its_broken_entry_is_a_store_error(damaged_copy):
+    """``L0/scales`` with an unreadable fill value in its file and its consolidated entry
+    alike (they agree, so the check passes): the point read names the file, not an
+    internal error."""
+    store = damaged_copy / NAME
+    doc = json.loads((store / SCALES_DOC).read_text())
+    doc["fill_value"] = "not a number"
+    (store / SCALES_DOC).write_text(json.dumps(doc))
+    root = json.loads((store / "zarr.json").read_text())
+    root["consolidated_metadata"]["metadata"]["L0/scales"] = doc
+    (store / "zarr.json").write_text(json.dumps(root))
+    with pytest.raises(StoreError, match=f"{SCALES_DOC}: damaged metadata: ValueError"):
+        read.sample([POINT], 2024, damaged_copy)
+
+
 def test_a_coarser_level_is_checked_when_a_read_first_uses_it(built, damaged_copy):
     """``L1/embeddings`` disagrees: L0 points read; a region read at L1's pixel size is a
     StoreError naming the file, before anything is decoded with it."""
