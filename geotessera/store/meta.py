@@ -10,9 +10,9 @@ every node's, or those a caller names; ``check_nodes`` for more later).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
