@@ -3,6 +3,7 @@ from them, on one loopback S3 server (issue 12, target 3).
 
     python benchmarks/bench_remote_points.py [--tiles 16] [--cache DIR] [--points 1000]
                                              [--repeat 3] [--warm 20] [--no-whole]
+                                             [--cold-points N]
 
 In one run and one process: moto's S3 server on loopback (``_s3``: every request and the body
 bytes it sent counted; range GETs served from the range alone), the cached archive of
@@ -19,7 +20,9 @@ archive's local registry (untimed); the store's metadata is read from S3 in ever
 chunks; the tiles' headers and landmasks), best of ``--repeat`` interleaved runs; *warm* is a
 second pass over the same points with that reader. The 1-point *warm* figure is the median
 over ``--warm`` new land points, one at a time, with readers that have read the
-``--points`` points already. Every approach's values must equal the store's (dequantised
+``--points`` points already. ``--cold-points N`` also reads one land point with a fresh reader
+of each approach ``N`` times, interleaved, and reports the median and minimum (a best of 3 of a
+~50 ms read is noisy on a loaded machine). Every approach's values must equal the store's (dequantised
 int8 × scale, NaN without data) at every point, or the run fails. The server runs in this
 process and shares its GIL: each request costs moto's Python (4–8 ms here), a stand-in for
 S3's per-request latency, not a real network's bandwidth.
@@ -142,6 +145,20 @@ def warm_latency(moto, fns: dict, points: np.ndarray, want: np.ndarray) -> dict:
     return out
 
 
+def cold_points(moto, records, point: np.ndarray, want: np.ndarray, n: int) -> dict:
+    """Median and minimum wall, and requests, of ``n`` fresh readers of each approach reading
+    ``point``, the approaches interleaved."""
+    walls: dict[str, list[float]] = {}
+    requests = {}
+    for _ in range(n):
+        for name, make in factories(records).items():
+            fig, values = measured(moto, lambda pts, make=make: make().sample(pts), point)
+            same_or_fail(f"{name} (1 point, cold)", want, values, point)
+            walls.setdefault(name, []).append(fig["wall_s"])
+            requests[name] = fig["requests"]
+    return {name: (statistics.median(w), min(w), requests[name]) for name, w in walls.items()}
+
+
 def land_points(store: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points with data and their values, from the local copy of the store (untimed)."""
     pts = h.random_points(store, 20 * n, seed)
@@ -158,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="cold runs per approach (best)")
     ap.add_argument("--warm", type=int, default=20, help="new points for the 1-point warm")
     ap.add_argument("--no-whole", action="store_true", help="skip the whole-tiles baseline")
+    ap.add_argument("--cold-points", type=int, default=0,
+                    help="also: one cold point, this many fresh readers per approach (median)")
     args = ap.parse_args(argv)
     archive = h.cached_archive(args.cache, args.tiles, log=lambda m: print(m, file=sys.stderr))
     stores = h.built_stores(archive, args.cache)
@@ -174,10 +193,26 @@ def main(argv: list[str] | None = None) -> None:
             figs |= {(n, *k): v for k, v in part.items()}
         lat = warm_latency(moto, fns, land[1:], land_values[1:])
         figs |= {(1, *k): v for k, v in lat.items()}
+        cold = (cold_points(moto, records, land[:1], land_values[:1], args.cold_points)
+                if args.cold_points else {})
         rss = psutil.Process().memory_info().rss
     finally:
         moto.stop()
     report(args, up, figs, rss)
+    if cold:
+        report_cold(cold, args.cold_points)
+
+
+def report_cold(cold: dict, n: int) -> None:
+    store = cold["store"][0]
+    print(f"\none land point, cold, {n} fresh readers per approach, interleaved:")
+    print(h.table(["approach", "median ms", "min ms", "requests", "store/this median"],
+                  [[name, f"{med * 1e3:.1f}", f"{low * 1e3:.1f}", f"{req}",
+                    "" if name == "store" else f"{store / med:.2f}"]
+                   for name, (med, low, req) in cold.items()]))
+    best = min(med for name, (med, _, _) in cold.items() if name != "store")
+    print(f"  {h.verdict(store < best)}  one cold point: the store's median is under every tile "
+          f"approach's ({store * 1e3:.1f} ms against {best * 1e3:.1f} ms)")
 
 
 def report(args, up: dict, figs: dict, rss: int) -> None:

@@ -1,6 +1,8 @@
 """Damaged stores are exit 1 naming the store and the file from every command that reads
 stores, never exit 3 (issue 13, item 4); verify reports consolidated metadata that disagrees
-with the array documents, and checks every shard object's index (item 5)."""
+with the array documents, and checks every shard object's index (item 5). Point and region
+reads check the documents they decode with, on first use: damage in a node they do not read
+does not stop them, and is still reported by the commands that check every node."""
 
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from geotessera import read
 from geotessera.archive.demo import DemoSpec, write_demo_archive
 from geotessera.cli import cli
+from geotessera.errors import StoreError
+from geotessera.store import meta
 
 SPEC = DemoSpec(lon_min=0.0, lon_max=0.2, lat_min=0.0, lat_max=0.1, pixel_size=400.0,
                 bands=4, years=(2024,))
@@ -21,6 +26,9 @@ BUILD = ["--bands", "4", "-j", "1", "--shard-px", "32", "--chunk-px", "16",
          "--scales-chunk-px", "32"]
 NAME = "utm31_2024.zarr"
 EMB_DOC = "L0/embeddings/zarr.json"
+SCALES_DOC = "L0/scales/zarr.json"
+X_DOC = "L0/x/zarr.json"  # a coordinate array: no point or region read decodes with it
+POINT = (0.05, 0.05)  # a land point of the store
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +62,7 @@ DAMAGES = {  # name: (file below the store, damage, text the error line must hol
     "emb-garbage": (EMB_DOC, _garbage, f"{NAME}/{EMB_DOC}"),
     "emb-cut": (EMB_DOC, _cut, f"{NAME}/{EMB_DOC}"),
     "emb-disagrees": (EMB_DOC, _disagree, f"{NAME}/{EMB_DOC}"),
+    "scales-disagrees": (SCALES_DOC, _disagree, f"{NAME}/{SCALES_DOC}"),
 }
 COMMANDS = {
     "info": "info {store}",
@@ -99,6 +108,81 @@ def test_verify_reports_disagreeing_consolidated_metadata_as_a_problem(built, da
     problems = json.loads(res.stdout)["problems"]
     assert any(EMB_DOC in p and "disagrees with the consolidated metadata" in p
                for p in problems), problems
+
+
+@pytest.mark.parametrize("hurt", [_garbage, _disagree])
+def test_a_point_read_is_not_stopped_by_a_node_it_does_not_decode_with(built, damaged_copy,
+                                                                        tmp_path, hurt):
+    """``L0/x`` damaged: ``sample`` reads the root and L0's embeddings and scales documents
+    only, so it answers, with the undamaged store's values; every command that checks every
+    node (info, verify) and a full open still name the file."""
+    hurt(damaged_copy / NAME / X_DOC)
+    want = read.sample([POINT], 2024, built["out"])
+    assert np.isfinite(want).all()
+    np.testing.assert_array_equal(read.sample([POINT], 2024, damaged_copy), want)
+    zs = read.ZoneStore.open(damaged_copy / NAME)
+    assert "L0/x" not in zs.checked and {"L0/embeddings", "L0/scales"} <= zs.checked
+    for check in (zs.check_all, lambda: meta.open_root(damaged_copy / NAME),
+                  lambda: read.open_store(damaged_copy / NAME)):
+        with pytest.raises(StoreError, match=X_DOC):
+            check()
+    for line in (f"info {damaged_copy / NAME}",
+                 f"verify {damaged_copy / NAME} --base-dir {built['base']} -j 1"):
+        res = CliRunner().invoke(cli, line.split())
+        assert res.exit_code == 1 and X_DOC in res.stderr, (line, res.stderr)
+
+
+@pytest.mark.parametrize("doc", [EMB_DOC, SCALES_DOC])
+@pytest.mark.parametrize("hurt", [_garbage, _cut, _disagree])
+def test_a_point_read_refuses_a_damaged_document_it_decodes_with(damaged_copy, doc, hurt):
+    hurt(damaged_copy / NAME / doc)
+    with pytest.raises(StoreError, match=doc) as e:
+        read.sample([POINT], 2024, damaged_copy)
+    assert NAME in str(e.value) or "utm31_2024/v" in str(e.value)
+
+
+def test_a_document_agreeing_with_its_broken_entry_is_a_store_error(damaged_copy):
+    """``L0/scales`` with an unreadable fill value in its file and its consolidated entry
+    alike (they agree, so the check passes): the point read names the file, not an
+    internal error."""
+    store = damaged_copy / NAME
+    doc = json.loads((store / SCALES_DOC).read_text())
+    doc["fill_value"] = "not a number"
+    (store / SCALES_DOC).write_text(json.dumps(doc))
+    root = json.loads((store / "zarr.json").read_text())
+    root["consolidated_metadata"]["metadata"]["L0/scales"] = doc
+    (store / "zarr.json").write_text(json.dumps(root))
+    with pytest.raises(StoreError, match=f"{SCALES_DOC}: damaged metadata: ValueError"):
+        read.sample([POINT], 2024, damaged_copy)
+
+
+def test_a_coarser_level_is_checked_when_a_read_first_uses_it(built, damaged_copy):
+    """``L1/embeddings`` disagrees: L0 points read; a region read at L1's pixel size is a
+    StoreError naming the file, before anything is decoded with it."""
+    _disagree(damaged_copy / NAME / "L1/embeddings/zarr.json")
+    zs = read.ZoneStore.open(damaged_copy / NAME)
+    assert [lv.path for lv in zs.meta.levels][:2] == ["L0", "L1"]
+    l1 = zs.meta.levels[1]
+    bbox, res = (0.02, 0.01, 0.18, 0.09), l1.pixel_size
+    np.testing.assert_array_equal(read.sample([POINT], 2024, damaged_copy),
+                                  read.sample([POINT], 2024, built["out"]))
+    assert read.read_region(bbox, 2024, built["out"], resolution=res).attrs[
+        "geotessera:levels"] == {"utm31": "L1"}
+    with pytest.raises(StoreError, match="L1/embeddings/zarr.json"):
+        read.read_region(bbox, 2024, damaged_copy, resolution=res)
+    with pytest.raises(StoreError, match="L1/embeddings/zarr.json"):
+        zs.arrays(l1)
+
+
+def test_the_preview_array_is_checked_before_it_is_read(built, damaged_copy):
+    """``L0/rgba`` (the viewer's and the map's colours) disagrees: ``ZoneStore.array``
+    refuses it naming the file; undamaged, it is zarr's array."""
+    _disagree(damaged_copy / NAME / "L0/rgba/zarr.json")
+    level = read.ZoneStore.open(built["out"] / NAME).meta.levels[0]
+    good = read.ZoneStore.open(built["out"] / NAME).array(level, "rgba")
+    assert good.shape[0] == 4 and good[:].any()
+    with pytest.raises(StoreError, match="L0/rgba/zarr.json"):
+        read.ZoneStore.open(damaged_copy / NAME).array(level, "rgba")
 
 
 def _shard_objects(store: Path) -> list[Path]:

@@ -138,7 +138,7 @@ def test_zone_store_tiles_by_zarr_equal_the_direct_reader(tmp_path):
     from geotessera.types import Level, PixelGrid
 
     arr = _array(tmp_path, False)
-    zs = ZoneStore(meta=None, root=None, location=Location.parse(tmp_path))
+    zs = ZoneStore(meta=None, location=Location.parse(tmp_path))
     level = Level("e", PixelGrid("EPSG:32631", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), (128, 96)))
     zs._readers[("arrays", "e")] = (arr, None)  # what arrays() would open from the root
     zs._readers["e"] = None  # as for a layout PointReader does not read: zarr's path

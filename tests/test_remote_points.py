@@ -65,3 +65,20 @@ def test_a_shard_s_chunks_are_fetched_together(remote, s3_server):  # noqa: F811
     assert len(set(seen)) == 1 and len(seen) < 1 + 9, seen  # index + merged ranges
     emb = zs.arrays(level)[0]
     np.testing.assert_array_equal(vectors.T.reshape(-1, 48, 48), emb[:, :48, :48])
+
+
+def test_a_cold_point_reads_only_the_documents_it_decodes_with(built, remote,
+                                                              s3_server):  # noqa: F811
+    """A fresh reader, one land point: of the store's node documents only the root and L0's
+    embeddings and scales are read (the other nodes' are not checked: nothing is decoded
+    with them), each once; values as the local store's."""
+    pts = _points(400, 3)
+    local = read.Reader(built, 2024).sample(pts)
+    pts = pts[(pts[:, 0] > 0.05) & np.isfinite(local[:, 0])][:1]  # zone 31, off its edge
+    s3_server.requests.clear()
+    got = read.Reader(remote, 2024).sample(pts)
+    docs = [p.split(".zarr/", 1)[1] for m, p, _ in s3_server.requests.seen
+            if m == "GET" and p.endswith("zarr.json")]
+    assert sorted(docs) == ["L0/embeddings/zarr.json", "L0/scales/zarr.json", "zarr.json"]
+    np.testing.assert_array_equal(got, read.Reader(built, 2024).sample(pts))
+    assert np.isfinite(got).all()

@@ -132,7 +132,7 @@ def _open_previewed(href: str) -> tuple[ZoneStore, dict[str, Any]]:
 
 def _rgba(zs: ZoneStore, level: Level) -> Any:
     try:
-        return zs.root[f"{level.path}/{RGBA}"]
+        return zs.array(level, RGBA)
     except KeyError as e:
         raise StoreError(f"{zs.location}/{level.path}", "no rgba preview array; run "
                                                        "`geotessera-registry rgb`") from e

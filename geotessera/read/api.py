@@ -170,6 +170,7 @@ def open_store(path_or_url: str | os.PathLike[str], level: int = 0, *,
     """
     xa = _need_xarray()
     zs = ZoneStore.open(path_or_url, allow_incomplete)
+    zs.check_all()  # a dataset for any use: every node checked, as meta.open_root does
     if not 0 <= level < len(zs.meta.levels):
         raise ValueError(f"{path_or_url}: level {level} not in 0..{len(zs.meta.levels) - 1}")
     lv = zs.meta.levels[level]

@@ -22,7 +22,17 @@ from geotessera.read.seams import NEIGHBOUR_REACH_M, crack_pixels, edge_distance
 from geotessera.read.sources import stores_of
 from geotessera.store.location import Location
 from geotessera.store.versions import published
-from geotessera.store.meta import StoreMeta, node_documents, open_checked, read_meta
+from geotessera.store.meta import (
+    FINEST_ARRAYS,
+    ROOT_DOC,
+    Opened,
+    StoreMeta,
+    check_nodes,
+    decoding,
+    meta_of,
+    node_documents,
+    open_checked,
+)
 from geotessera.store.pointread import PointReader, ScalesReader, read_window
 from geotessera.types import Level
 
@@ -30,8 +40,14 @@ from geotessera.types import Level
 @dataclass(frozen=True, slots=True)
 class ZoneStore:
     """An opened zone store: its parsed metadata (``meta``: zone, year, EPSG, levels,
-    passes), the zarr root group and its ``Location``; arrays and point readers are opened
-    on first use and kept. Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
+    passes, from the root document and its consolidated metadata) and its ``Location``;
+    zarr's root group (``root``), arrays and point readers are opened on first use and kept.
+    Make one with ``ZoneStore.open``; ``Reader.zone`` returns them.
+
+    Guarantee: no value is decoded with a node document that was not checked equal to its
+    consolidated entry. The root and ``L0``'s ``embeddings`` and ``scales`` are checked on
+    opening; any other array on first use (``arrays``, ``array``); ``check_all`` checks every
+    node. A damaged or disagreeing document is a StoreError naming the store and the file.
 
     Examples
     --------
@@ -41,38 +57,77 @@ class ZoneStore:
     """
 
     meta: StoreMeta
-    root: Any  # the zarr root group, opened by geotessera.store
     location: Location
-    #: path → node document, from the consolidated metadata checked when it was opened
+    #: what ``meta.open_checked`` read (``root`` is opened from it)
+    opened: Opened | None = field(default=None, compare=False, repr=False)
+    #: path → node document, from the consolidated metadata (each checked before use)
     docs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: paths of the nodes whose own zarr.json was found equal to ``docs``
+    checked: set[str] = field(default_factory=set, compare=False, repr=False)
     _readers: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def open(cls, href: str | os.PathLike[str] | Location, allow_incomplete: bool = False,
-             opened: tuple[Any, dict[str, Any]] | None = None) -> ZoneStore:
+             opened: Opened | None = None) -> ZoneStore:
         """Open a store by path, URL or ``Location`` (a store home opens the version its
-        pointer names); StoreError if it is not a zone store or its build is not complete
-        (unless ``allow_incomplete``), StoreNotFoundError if nothing is there. ``opened``
-        is ``meta.open_checked`` of the published store ``href`` when already made."""
+        pointer names); StoreError if it is not a zone store, its build is not complete
+        (unless ``allow_incomplete``) or a document checked is damaged or disagrees,
+        StoreNotFoundError if nothing is there. ``opened`` is ``meta.open_checked`` of the
+        published store ``href`` when already made."""
         if opened is None:
             loc = published(Location.parse(href))
-            root, doc = open_checked(loc)
+            opened = open_checked(loc, FINEST_ARRAYS)
         else:
-            loc, (root, doc) = Location.parse(href), opened
-        meta = read_meta(root, str(loc))
+            loc = Location.parse(href)
+        meta = meta_of(opened, str(loc))
         if not (allow_incomplete or meta.passes.get("build")):
             raise StoreError(loc, "build not complete (geotessera:build_complete is not "
                                    "true); pass allow_incomplete=True to read it anyway")
-        return cls(meta, root, loc, node_documents(doc))
+        return cls(meta, loc, opened, node_documents(opened.doc), set(opened.checked))
+
+    @property
+    def root(self) -> Any:
+        """zarr's root group, read-only, opened on first use from the root document already
+        read (parsing the consolidated metadata costs milliseconds: a point read whose
+        layout the direct readers read never opens it). Read arrays through ``arrays`` and
+        ``array``, which check their documents first."""
+        if "root" not in self._readers:
+            if self.opened is None:
+                raise StoreError(self.location, "no root group: not opened by ZoneStore.open")
+            self._readers["root"] = self.opened.group()
+        return self._readers["root"]
+
+    def check(self, *paths: str) -> None:
+        """Check the documents of the nodes ``paths`` against the consolidated metadata, each
+        once, those not yet checked read at once; StoreError naming the file for one that
+        is damaged, missing or disagrees. Nothing to check without consolidated metadata
+        (zarr and the point readers then read each node's own document)."""
+        if todo := [p for p in paths if p in self.docs and p not in self.checked]:
+            check_nodes(self.location, self.docs, todo)
+            self.checked.update(todo)
+
+    def check_all(self) -> None:
+        """``check`` every node of the consolidated metadata (what ``meta.open_root`` does)."""
+        self.check(*self.docs)
 
     def arrays(self, level: Level) -> tuple[Any, Any]:
-        """(embeddings, scales) zarr arrays of a level, opened once (opening one through zarr
-        costs milliseconds, more than a warm point look-up)."""
+        """(embeddings, scales) zarr arrays of a level, checked and opened once (opening one
+        through zarr costs milliseconds, more than a warm point look-up)."""
         key = ("arrays", level.path)
         if key not in self._readers:
-            self._readers[key] = (self.root[f"{level.path}/embeddings"],
-                                  self.root[f"{level.path}/scales"])
+            emb, sc = f"{level.path}/embeddings", f"{level.path}/scales"
+            self.check(emb, sc)
+            self._readers[key] = (self.root[emb], self.root[sc])
         return self._readers[key]
+
+    def array(self, level: Level, name: str) -> Any:
+        """The zarr array ``name`` of a level (``rgba``, …), checked and opened once;
+        KeyError when the level has none."""
+        path = f"{level.path}/{name}"
+        if ("array", path) not in self._readers:
+            self.check(path)
+            self._readers[("array", path)] = self.root[path]
+        return self._readers[("array", path)]
 
     def fractional(self, level: Level, lon: np.ndarray, lat: np.ndarray):
         """(row, col) of lon/lat in ``level``'s pixels, fractional (pixel centres at .5)."""
@@ -82,32 +137,32 @@ class ZoneStore:
     def sample(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """(n, bands) float32 at the finest level; NaN outside the grid or without data."""
         level = self.meta.levels[0]
-        emb_arr, sc_arr = self.arrays(level)
+        reader = self._point_reader(level)
         fr, fc = self.fractional(level, lon, lat)
-        out = np.full((len(lon), emb_arr.shape[0]), np.nan, np.float32)
+        bands = reader.bands if reader is not None else self.arrays(level)[0].shape[0]
+        out = np.full((len(lon), bands), np.nan, np.float32)
         inside = _inside(fr, fc, level.shape)
         if not inside.any():
             return out
         r, c = np.floor(fr[inside]).astype(np.int64), np.floor(fc[inside]).astype(np.int64)
-        reader = self._point_reader(level)
         with ThreadPoolExecutor(1) as pool:  # remote shard indexes not kept: read meanwhile
             early = (pool.submit(reader.load_indexes, r, c) if reader is not None
                      and not self.location.is_local and reader.lacks_indexes(r, c) else None)
-            sc = self._scales_at(level, sc_arr, r, c, lon[inside], lat[inside])
+            sc = self._scales_at(level, r, c, lon[inside], lat[inside])
             if early is not None:
                 early.result()
         have = np.isfinite(sc)  # read embeddings only where there is data
         if have.any():
-            vectors = self._vectors(level, emb_arr, r[have], c[have])
+            vectors = self._vectors(level, r[have], c[have])
             out[np.flatnonzero(inside)[have]] = dequantise(vectors, sc[have][:, None])
         return out
 
-    def _scales_at(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray,
-                   lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    def _scales_at(self, level: Level, r: np.ndarray, c: np.ndarray, lon: np.ndarray,
+                   lat: np.ndarray) -> np.ndarray:
         """float32 scales at pixels (r, c) of locations (lon, lat); where a pixel is empty
         and the zone-edge crack rule applies, r and c are changed (in place) to the pixel
         the rule reads, and its scale is returned."""
-        sc = self._scales(level, sc_arr, r, c)
+        sc = self._scales(level, r, c)
         empty = np.flatnonzero(~np.isfinite(sc))
         if empty.size:
             r2, c2, crack = crack_pixels(self, level, r[empty], c[empty], lon[empty],
@@ -115,18 +170,20 @@ class ZoneStore:
             if crack.any():
                 i = empty[crack]
                 r[i], c[i] = r2[crack], c2[crack]
-                sc[i] = self._scales(level, sc_arr, r[i], c[i])
+                sc[i] = self._scales(level, r[i], c[i])
         return sc
 
-    def _scales(self, level: Level, sc_arr: Any, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def _scales(self, level: Level, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """float32 scales at pixels: whole chunks read once into a bounded cache where the
         layout is ours, zarr's coordinate selection otherwise."""
         key = f"{level.path}/scales"
         if key not in self._readers:
-            self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
+            self.check(key)
+            with decoding(self.location, f"{key}/{ROOT_DOC}"):
+                self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
         if (reader := self._readers[key]) is not None:
             return reader.values(r, c)
-        return sc_arr.vindex[r, c]
+        return self.arrays(level)[1].vindex[r, c]
 
     def tile_edge(self, level: Level) -> int:
         """The tile edge ``tiles`` decodes fastest: the inner chunk's where the layout is ours."""
@@ -155,16 +212,18 @@ class ZoneStore:
         per store), or None when the layout is not one it reads."""
         if level.path not in self._readers:
             path = f"{level.path}/embeddings"
-            self._readers[level.path] = PointReader.open(self.location, path,
-                                                         self.docs.get(path))
+            self.check(path)
+            with decoding(self.location, f"{path}/{ROOT_DOC}"):
+                self._readers[level.path] = PointReader.open(self.location, path,
+                                                             self.docs.get(path))
         return self._readers[level.path]
 
-    def _vectors(self, level: Level, emb_arr: Any, r: np.ndarray,
-                 c: np.ndarray) -> np.ndarray:
+    def _vectors(self, level: Level, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """(n, bands) int8: the direct point reader where the layout is ours, zarr's
         coordinate selection otherwise."""
         if (reader := self._point_reader(level)) is not None:
             return reader.vectors(r, c)
+        emb_arr = self.arrays(level)[0]
         bands = np.arange(emb_arr.shape[0])
         return emb_arr.vindex[bands[:, None], r[None, :], c[None, :]].T
 

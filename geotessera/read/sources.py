@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from geotessera.errors import StoreError
 from geotessera.read.aliases import Source
 from geotessera.store.fanout import fan_out
 from geotessera.store.location import Location
-from geotessera.store.meta import open_checked, read_meta
+from geotessera.store.meta import FINEST_ARRAYS, Opened, meta_of, open_checked
 from geotessera.store.naming import find_stores, store_name
 from geotessera.store.versions import POINTER, VERSION_RE, StoreHome, home_version
 
@@ -55,9 +55,8 @@ class StoreSet:
     year: int
     hrefs: dict[int, str]
     listed: bool = True
-    #: zone → (root group, root document) of a store opened while finding it
-    opened: dict[int, tuple[Any, dict[str, Any]]] = field(default_factory=dict, compare=False,
-                                                         repr=False)
+    #: zone → the store opened while finding it (as ``ZoneStore.open`` opens one)
+    opened: dict[int, Opened] = field(default_factory=dict, compare=False, repr=False)
 
     def href(self, zone: int) -> str | None:
         """The store of ``zone``: the listed href (None when there is none), or for an
@@ -147,11 +146,11 @@ def stores_of(source: Source, year: int) -> StoreSet:
     is_store, loc, dirs = _one_store(loc)
     text = str(loc)
     if is_store:
-        root, doc = open_checked(loc)
-        meta = read_meta(root, text)
+        opened = open_checked(loc, FINEST_ARRAYS)
+        meta = meta_of(opened, text)
         if meta.year != year:
             raise StoreError(text, f"store holds year {meta.year}, not {year}")
-        return StoreSet(text, year, {meta.zone: text}, opened={meta.zone: (root, doc)})
+        return StoreSet(text, year, {meta.zone: text}, opened={meta.zone: opened})
     if loc.read_only:  # an http(s) stores URL cannot be listed
         return StoreSet(text, year, {}, listed=False)
     if loc.is_local and not loc.path.is_dir():

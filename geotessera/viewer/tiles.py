@@ -178,7 +178,7 @@ class TileRenderer:
         part = _Part(zs.meta.zone, level, rows, cols, inside)
         idx = np.flatnonzero(inside)
         if bands is None:
-            rgba = PixelReader(zs.root[f"{level.path}/rgba"], slice(None), rows[idx], cols[idx])
+            rgba = PixelReader(zs.array(level, "rgba"), slice(None), rows[idx], cols[idx])
             valid_of = lambda r, q: rgba.at(r, q)[3] > 0  # noqa: E731
         else:
             sc = PixelReader(zs.arrays(level)[1], None, rows[idx], cols[idx])
