@@ -177,11 +177,7 @@ class ZoneStore:
         """float32 scales at pixels: whole chunks read once into a bounded cache where the
         layout is ours, zarr's coordinate selection otherwise."""
         key = f"{level.path}/scales"
-        if key not in self._readers:
-            self.check(key)
-            with decoding(self.location, f"{key}/{ROOT_DOC}"):
-                self._readers[key] = ScalesReader.open(self.location, key, self.docs.get(key))
-        if (reader := self._readers[key]) is not None:
+        if (reader := self._direct(key, key, ScalesReader)) is not None:
             return reader.values(r, c)
         return self.arrays(level)[1].vindex[r, c]
 
@@ -210,13 +206,17 @@ class ZoneStore:
     def _point_reader(self, level: Level) -> PointReader | None:
         """The direct reader of a level's embeddings (kept, so shard indexes are read once
         per store), or None when the layout is not one it reads."""
-        if level.path not in self._readers:
-            path = f"{level.path}/embeddings"
+        return self._direct(level.path, f"{level.path}/embeddings", PointReader)
+
+    def _direct(self, key: Any, path: str, reader: Any) -> Any:
+        """``reader.open`` of array ``path`` (a direct reader class), kept under ``key``: the
+        array's document checked first and the reader opened inside ``decoding``, so a
+        damaged document is a StoreError naming it; None when the layout is not its own."""
+        if key not in self._readers:
             self.check(path)
             with decoding(self.location, f"{path}/{ROOT_DOC}"):
-                self._readers[level.path] = PointReader.open(self.location, path,
-                                                             self.docs.get(path))
-        return self._readers[level.path]
+                self._readers[key] = reader.open(self.location, path, self.docs.get(path))
+        return self._readers[key]
 
     def _vectors(self, level: Level, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """(n, bands) int8: the direct point reader where the layout is ours, zarr's
