@@ -41,8 +41,12 @@ web-deps: web/node_modules/.package-lock.json
 web: web-deps
 	cd web && node build.mjs
 
+# Two test processes, one per core of this machine kind: the suite is one core's work for
+# 20 minutes serially and 13.5 in two (loadfile keeps each module's fixtures in one process).
+TEST_WORKERS ?= 2
+
 test: install deps-browser web-deps
-	$(BIN)/pytest -q; \
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 demo: install
