@@ -43,7 +43,7 @@ import _harness as h  # noqa: E402  (also makes this checkout importable)
 MIB = 2**20
 PHASES = {  # name in build.tasks → label (reduce_window is split by the input's size)
     "assemble": "assemble", "_colour": "colour", "reduce_window": "reduce",
-    "encode_embeddings_part": "encode L1 quarter", "encode_part": "encode part",
+    "encode_embeddings_part": "encode L1 quarter", "pack_part": "pack part",
 }
 
 

@@ -56,17 +56,25 @@ def encode_part(store: Location, quarter: Reduced, row0: int, col0: int, *,
     in that shard."""
     layout = embeddings_layout(store, level)
     chunks = encode_embeddings_part(quarter.embeddings, layout, row0, col0)
+    return pack_part(chunks, quarter.scales, quarter.rgba, row0, col0,
+                     int(quarter.embeddings.shape[0]))
+
+
+def pack_part(chunks: dict[tuple[int, ...], bytes], scales: np.ndarray, rgba: np.ndarray,
+              row0: int, col0: int, bands: int) -> bytes:
+    """The part object of a quarter whose inner chunks are already ``chunks`` (keys
+    (0, cy, cx) in the shard, as ``encode_embeddings_part`` gives them)."""
     body, index = bytearray(), []
     for (_, cy, cx), data in sorted(chunks.items()):
         index.append([cy, cx, len(body), len(data)])
         body += data
     blobs = {}
-    for name, arr in (("scales", quarter.scales), ("rgba", quarter.rgba)):
+    for name, arr in (("scales", scales), ("rgba", rgba)):
         data = _ZSTD.encode(np.ascontiguousarray(arr))
         blobs[name] = [len(body), len(data)]
         body += data
-    head = json.dumps({"row0": row0, "col0": col0, "shape": list(quarter.scales.shape),
-                       "bands": int(quarter.embeddings.shape[0]), "chunks": index,
+    head = json.dumps({"row0": row0, "col0": col0, "shape": list(scales.shape),
+                       "bands": bands, "chunks": index,
                        **blobs}).encode()
     return len(head).to_bytes(8, "little") + head + bytes(body)
 

@@ -5,7 +5,8 @@ build makes no preview or the store has no overview level. With a preview, the t
 colours each L0 shard with the year's stretch while it is in memory and reduces it into its
 quarter of the L1 shard (``preview.overviews.reduce_window``, the same arithmetic as the
 separate pass), so the preview never reads L0 back. The L1 quarters are kept as encoded
-inner chunks (about half a raw quarter each) until the L1 shard is written whole.
+inner chunks (about half a raw quarter each) until the L1 shard is written whole, and the
+block's L2 quarter as the L2 shard's encoded chunks, each encoded once it is filled.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 
 import google_crc32c
 import numpy as np
-from numcodecs import Zstd
 
 from geotessera.build.assemble import PieceStat, ShardData, ShardSpec, assemble
-from geotessera.build.parts import encode_part
+from geotessera.build.chunkfill import ChunkFiller
+from geotessera.build.parts import pack_part
 from geotessera.store.publish import part_key
 from geotessera.preview.overviews import (
     Reduced,
@@ -32,10 +33,6 @@ from geotessera.store.zone import (
     encode_embeddings_part,
     write_shard_arrays,
 )
-
-
-#: Packs the L2 quarter's rows while the block's larger arrays are held (never stored).
-_PACK = Zstd(level=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +91,11 @@ class BlockResult:
 
 class _Level1:
     """The L1 shard of a block, filled quarter by quarter: embeddings as encoded chunks when
-    a quarter is whole inner chunks, else as one raw block. The block's L2 quarter keeps its
-    embeddings zstd-packed by rows (a third of the raw 32 MiB) until its part is made."""
+    a quarter is whole inner chunks, else as one raw block. The block (row, col) is quarter
+    (row % 2, col % 2) of an L2 shard; with ``parts`` its embeddings are encoded into that
+    shard's chunks as the rows come (``ChunkFiller``), never held whole."""
 
-    def __init__(self, store: Location, bands: int, parts: bool) -> None:
+    def __init__(self, store: Location, bands: int, parts: bool, row: int, col: int) -> None:
         self.layout = embeddings_layout(store, "L1")
         s = self.layout.shard[1]
         self.half = s // 2
@@ -106,10 +104,10 @@ class _Level1:
         #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
         self.level = Reduced.filled(None if self.encoded is not None else bands, s, s,
                                     pixel_major=True)
-        self.bands, h = bands, self.half  # the block's quarter of an L2 shard, by rows
+        self.bands, h = bands, self.half  # the block's quarter of an L2 shard: (row0, col0)
         self.l2 = Reduced.filled(None, h, h) if parts else None
-        #: The L2 quarter's embeddings: (row0, col0, shape, packed bytes) per block of rows.
-        self.l2_rows: list[tuple[int, int, tuple[int, ...], bytes]] = []
+        self.l2_at = ((row % 2) * h, (col % 2) * h)
+        self.l2_chunks = ChunkFiller(embeddings_layout(store, "L2"), bands) if parts else None
 
     def add(self, qy: int, qx: int, data: ShardData, rgba: np.ndarray) -> None:
         """Reduce an L0 shard into quarter (qy, qx), one row of L1 inner chunks at a time
@@ -140,7 +138,7 @@ class _Level1:
                               max(1, hh // 2), pixel_major=True)
             self.l2.paste(q, r0 // 2, c0 // 2, embeddings=False)
             pm = q.embeddings.transpose(1, 2, 0)  # (h, w, bands): its memory, no copy
-            self.l2_rows.append((r0 // 2, c0 // 2, pm.shape, _PACK.encode(pm)))
+            self.l2_chunks.paste(pm, self.l2_at[0] + r0 // 2, self.l2_at[1] + c0 // 2)
         if self.encoded is not None:
             # on this thread: chunks kept across the block, allocated by an encoder thread,
             # stayed resident in that thread's malloc arena after the block (glibc does not
@@ -148,25 +146,15 @@ class _Level1:
             self.encoded.update(encode_embeddings_part(out.embeddings, self.layout, r0, c0,
                                                        threads=1))
 
-    def write_part(self, store: Location, parts: Location, row: int, col: int):
+    def write_part(self, parts: Location, row: int, col: int):
         """Leave the block's L2 quarter beside the journal; () when it holds no data."""
         if self.l2 is None or not np.isfinite(self.l2.scales).any():
             return ()
-        data = encode_part(store, self._l2_quarter(), (row % 2) * self.half,
-                           (col % 2) * self.half)
+        data = pack_part(self.l2_chunks.finish(), self.l2.scales, self.l2.rgba, *self.l2_at,
+                         self.bands)
         key = part_key(row, col)
         parts.write(key, data)
         return ((key, len(data), google_crc32c.value(data)),)
-
-    def _l2_quarter(self) -> Reduced:
-        """The L2 quarter with its embeddings unpacked (pixel-major, as they were packed),
-        as ``encode_part`` takes it."""
-        emb = np.zeros((self.half, self.half, self.bands), np.int8)
-        while self.l2_rows:
-            r0, c0, shape, packed = self.l2_rows.pop()
-            emb[r0:r0 + shape[0], c0:c0 + shape[1]] = np.frombuffer(
-                _PACK.decode(packed), np.int8).reshape(shape)
-        return Reduced(emb.transpose(2, 0, 1), self.l2.scales, self.l2.rgba)
 
     def write(self, store: Location, row: int, col: int, shape: tuple[int, int]):
         rows, cols = shard_windows(shape, self.layout.shard[1], row, col)
@@ -197,7 +185,8 @@ def write_shard(task: ShardTask) -> BlockResult:
         written = write_shard_arrays(task.store, spec.row, spec.col, embeddings=emb,
                                      scales=scales, rgba=rgba)
         if pv is not None and pv.l1_shape is not None:
-            level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None)
+            level1 = level1 or _Level1(task.store, emb.shape[0], pv.parts is not None,
+                                       task.row, task.col)
             level1.add(spec.row % 2, spec.col % 2, data, rgba)
         results.append(_result(spec, data, written))
         objects += written
@@ -207,7 +196,7 @@ def write_shard(task: ShardTask) -> BlockResult:
         written, l1_valid = level1.write(task.store, task.row, task.col, pv.l1_shape)
         objects += written
         if pv.parts is not None:
-            parts = level1.write_part(task.store, pv.parts, task.row, task.col)
+            parts = level1.write_part(pv.parts, task.row, task.col)
     return BlockResult(task.row, task.col, tuple(results), tuple(sorted(objects)), l1_valid,
                        parts)
 
