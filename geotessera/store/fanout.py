@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 def fan_out(fn: Callable[[Any], T], items: Sequence[Any], threads: int) -> list[T]:
     """``[fn(item) for item in items]``, on up to ``threads`` threads when there are several
-    items (none started otherwise); the first error is raised."""
+    items (none started otherwise). The first error in item order is raised; calls not yet
+    started then are not made (``Executor.map`` cancels them)."""
     if len(items) <= 1 or threads <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(min(threads, len(items))) as pool:
