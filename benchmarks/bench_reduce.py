@@ -10,6 +10,8 @@ per shard of ``mean2x2.reference`` (the numpy formulation the build used before)
 the compiled ``mean2x2``, their ratio, the first call's compile (or cache load) time, and
 whether the two results are the same bytes (compared after the clock stops: a pixel-major
 result, as the compiled loop gives of pixel-major children, is copied by its consumer).
+Then the colour of the same pixel-major shard (a three-band ``bands`` stretch): numpy's
+``colour_window`` in the build's strips against the compiled ``colourloop``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402  (also makes this checkout importable)
 
 from geotessera.preview.mean2x2 import mean2x2, reference  # noqa: E402
-from geotessera.preview.overviews import memory_strip  # noqa: E402
+from geotessera.preview.colourloop import colour_pixel_major  # noqa: E402
+from geotessera.preview.overviews import memory_strip, strip_rows  # noqa: E402
+from geotessera.preview.stretch import Stretch, colour_window  # noqa: E402
 
 BANDS, SIDE = 128, 1024
 
@@ -72,6 +76,28 @@ def main(argv: list[str] | None = None) -> None:
                      str(out["numpy"] == out["compiled"])])
     print(f"one {SIDE}² × {BANDS} shard to its parent window, best CPU s of {args.repeat}")
     print(h.table(["children", "numpy s", "compiled s", "speed-up", "same bytes"], rows))
+    colour(args.repeat)
+
+
+def colour(repeat: int) -> None:
+    """The colour of one pixel-major shard: numpy (as the build's strips) and compiled."""
+    emb, scales = shard(True)
+    stretch = Stretch("bands", (0, 1, 2), (-40.0,) * 3, (40.0,) * 3, 1, 1, 0)
+    strip = strip_rows(32, BANDS * SIDE)
+    fns = {"numpy": lambda: colour_window(stretch, lambda a, b: emb[[0, 1, 2], a:b], scales,
+                                          strip),
+           "compiled": lambda: colour_pixel_major(stretch, emb, scales)}
+    best, out = {}, {}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            out[name] = fn()
+            best[name] = min(best.get(name, 9e9), time.process_time() - t0)
+    print(f"colour of one pixel-major {SIDE}² × {BANDS} shard, best CPU s of {repeat}")
+    print(h.table(["numpy s", "compiled s", "speed-up", "same bytes"],
+                  [[f"{best['numpy']:.3f}", f"{best['compiled']:.3f}",
+                    f"{best['numpy'] / best['compiled']:.1f}",
+                    str(np.array_equal(out["numpy"], out["compiled"]))]]))
 
 
 if __name__ == "__main__":

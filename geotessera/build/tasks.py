@@ -217,7 +217,12 @@ def quarters_encodable(shard_px: int, chunk_px: int) -> bool:
 
 def _colour(stretch: Stretch, emb: np.ndarray, scales: np.ndarray, chunk_px: int
             ) -> np.ndarray:
-    """The shard's rgba, strip by strip as ``preview.run.colour_shard`` does it."""
+    """The shard's rgba: the bytes ``preview.run.colour_shard`` makes, strip by strip (one
+    compiled loop over the pixel-major shard for a ``bands`` stretch)."""
+    if stretch.mode == "bands" and emb.strides[0] == 1:
+        from geotessera.preview.colourloop import colour_pixel_major  # numba, as the 2×2 mean
+
+        return colour_pixel_major(stretch, emb, scales)
     bands = stretch.bands
     every = bands == tuple(range(emb.shape[0]))
     strip = strip_rows(chunk_px, emb.shape[0] * scales.shape[1])
