@@ -104,9 +104,9 @@ class _Level1:
         #: The L1 shard's scales and rgba, and its embeddings when kept raw (else None).
         self.level = Reduced.filled(None if self.encoded is not None else bands, s, s,
                                     pixel_major=True)
-        self.bands, h = bands, self.half  # the block's quarter of an L2 shard: (row0, col0)
+        self.bands, h = bands, self.half
         self.l2 = Reduced.filled(None, h, h) if parts else None
-        self.l2_at = ((row % 2) * h, (col % 2) * h)
+        self.l2_at = ((row % 2) * h, (col % 2) * h)  # the quarter's first pixel in L2's shard
         self.l2_chunks = ChunkFiller(embeddings_layout(store, "L2"), bands) if parts else None
 
     def add(self, qy: int, qx: int, data: ShardData, rgba: np.ndarray) -> None:
